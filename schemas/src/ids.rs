@@ -1,0 +1,132 @@
+//! Trace and span identifiers: 16 and 8 bytes, held as `u128` and `u64`.
+//!
+//! All-zero or empty means absent, so `0` is the absent value of both.
+
+/// Why an identifier could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdError {
+    /// The byte or hex length is not the one the id needs.
+    Length(usize),
+    /// A hex string holds a character outside `[0-9a-fA-F]`.
+    Hex,
+}
+
+impl std::fmt::Display for IdError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            IdError::Length(n) => write!(f, "wrong length {n}"),
+            IdError::Hex => write!(f, "not hexadecimal"),
+        }
+    }
+}
+
+/// Reads a trace id from its 16 raw bytes; empty gives `0` (absent).
+pub fn trace_id_from_bytes(b: &[u8]) -> Result<u128, IdError> {
+    match b.len() {
+        0 => Ok(0),
+        16 => Ok(u128::from_be_bytes(b.try_into().expect("length checked"))),
+        n => Err(IdError::Length(n)),
+    }
+}
+
+/// Reads a span id from its 8 raw bytes; empty gives `0` (absent).
+pub fn span_id_from_bytes(b: &[u8]) -> Result<u64, IdError> {
+    match b.len() {
+        0 => Ok(0),
+        8 => Ok(u64::from_be_bytes(b.try_into().expect("length checked"))),
+        n => Err(IdError::Length(n)),
+    }
+}
+
+fn hex_value(s: &str, len: usize) -> Result<u128, IdError> {
+    if s.len() != len {
+        return Err(IdError::Length(s.len()));
+    }
+    let mut v: u128 = 0;
+    for c in s.bytes() {
+        let d = match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            b'A'..=b'F' => c - b'A' + 10,
+            _ => return Err(IdError::Hex),
+        };
+        v = (v << 4) | u128::from(d);
+    }
+    Ok(v)
+}
+
+/// Reads a trace id from 32 hex digits (either case); empty gives `0` (absent).
+pub fn trace_id_from_hex(s: &str) -> Result<u128, IdError> {
+    if s.is_empty() {
+        return Ok(0);
+    }
+    hex_value(s, 32)
+}
+
+/// Reads a span id from 16 hex digits (either case); empty gives `0` (absent).
+pub fn span_id_from_hex(s: &str) -> Result<u64, IdError> {
+    if s.is_empty() {
+        return Ok(0);
+    }
+    hex_value(s, 16).map(|v| v as u64)
+}
+
+/// Lowercase hex of a trace id, 32 digits.
+pub fn trace_hex(t: u128) -> String {
+    format!("{t:032x}")
+}
+
+/// Lowercase hex of a span id, 16 digits.
+pub fn span_hex(s: u64) -> String {
+    format!("{s:016x}")
+}
+
+/// Parses a W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`) into (trace id, span id).
+/// Returns `None` when the header is malformed or carries an all-zero id.
+pub fn parse_traceparent(s: &str) -> Option<(u128, u64)> {
+    let mut parts = s.trim().split('-');
+    let version = parts.next()?;
+    let trace = parts.next()?;
+    let span = parts.next()?;
+    let flags = parts.next()?;
+    if version.len() != 2 || flags.len() != 2 || version.eq_ignore_ascii_case("ff") {
+        return None;
+    }
+    let t = trace_id_from_hex(trace).ok()?;
+    let p = span_id_from_hex(span).ok()?;
+    (t != 0 && p != 0).then_some((t, p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_ids_accept_either_case() {
+        let lower = trace_id_from_hex("5b8efff798038103d269b633813fc60c").unwrap();
+        let upper = trace_id_from_hex("5B8EFFF798038103D269B633813FC60C").unwrap();
+        assert_eq!(lower, upper);
+        assert_eq!(trace_hex(lower), "5b8efff798038103d269b633813fc60c");
+        assert_eq!(span_id_from_hex("EEE19B7EC3C1B174").unwrap(), 0xeee19b7ec3c1b174);
+    }
+
+    #[test]
+    fn bad_ids_are_errors() {
+        assert_eq!(trace_id_from_hex(&"a".repeat(48)), Err(IdError::Length(48)));
+        assert_eq!(trace_id_from_hex(&"g".repeat(32)), Err(IdError::Hex));
+        assert_eq!(span_id_from_bytes(&[1, 2, 3]), Err(IdError::Length(3)));
+        assert_eq!(trace_id_from_bytes(&[]), Ok(0));
+        assert_eq!(trace_id_from_bytes(&[0; 16]), Ok(0));
+    }
+
+    #[test]
+    fn traceparent() {
+        let tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+        assert_eq!(
+            parse_traceparent(tp),
+            Some((0x0af7651916cd43dd8448eb211c80319c, 0xb7ad6b7169203331))
+        );
+        assert_eq!(parse_traceparent("00-00000000000000000000000000000000-b7ad6b7169203331-01"), None);
+        assert_eq!(parse_traceparent("garbage"), None);
+    }
+}

@@ -1,0 +1,214 @@
+//! The decoded event model every job consumes.
+//!
+//! Times are Unix nanoseconds. Ids are `u128` (trace) and `u64` (span), `0` meaning
+//! absent. Resources are shared (`Arc`) by every record of one OTLP resource, so a
+//! record is cheap to clone inside the dataflow.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+/// The (service, environment, version) a record belongs to (SPEC §1 mapping).
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Resource {
+    /// `service.name`.
+    pub service: String,
+    /// `deployment.environment.name`, falling back to `deployment.environment`; empty if neither.
+    pub environment: String,
+    /// `service.version`; empty if absent.
+    pub version: String,
+}
+
+/// Where a record came from: partition, offset of its message, ordinal inside the
+/// message. Unique per record, so records without identity (logs, audit) stay
+/// distinct inside the dataflow, and stable across runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Origin {
+    /// Source partition (in `replay`, the ordinal of the input file).
+    pub partition: u32,
+    /// Offset of the message in its partition (in `replay`, line or message number).
+    pub offset: u64,
+    /// Ordinal of the record inside its message.
+    pub index: u32,
+}
+
+/// OTLP span kind.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[repr(u8)]
+pub enum SpanKind {
+    /// `SPAN_KIND_UNSPECIFIED`.
+    #[default]
+    Unspecified = 0,
+    /// `SPAN_KIND_INTERNAL`.
+    Internal = 1,
+    /// `SPAN_KIND_SERVER`.
+    Server = 2,
+    /// `SPAN_KIND_CLIENT`.
+    Client = 3,
+    /// `SPAN_KIND_PRODUCER`.
+    Producer = 4,
+    /// `SPAN_KIND_CONSUMER`.
+    Consumer = 5,
+}
+
+impl SpanKind {
+    /// From the OTLP enum number; unknown numbers are `Unspecified`.
+    pub fn from_i32(v: i32) -> Self {
+        match v {
+            1 => SpanKind::Internal,
+            2 => SpanKind::Server,
+            3 => SpanKind::Client,
+            4 => SpanKind::Producer,
+            5 => SpanKind::Consumer,
+            _ => SpanKind::Unspecified,
+        }
+    }
+}
+
+/// OTLP span status code.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[repr(u8)]
+pub enum SpanStatus {
+    /// `STATUS_CODE_UNSET`.
+    #[default]
+    Unset = 0,
+    /// `STATUS_CODE_OK`.
+    Ok = 1,
+    /// `STATUS_CODE_ERROR`.
+    Error = 2,
+}
+
+impl SpanStatus {
+    /// From the OTLP enum number; unknown numbers are `Unset`.
+    pub fn from_i32(v: i32) -> Self {
+        match v {
+            1 => SpanStatus::Ok,
+            2 => SpanStatus::Error,
+            _ => SpanStatus::Unset,
+        }
+    }
+}
+
+/// One decoded span. Identity is (`trace`, `span`).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Span {
+    /// Trace id, never 0.
+    pub trace: u128,
+    /// Span id, never 0.
+    pub span: u64,
+    /// Parent span id; 0 for a root.
+    pub parent: u64,
+    /// `start_time_unix_nano`.
+    pub start: u64,
+    /// `end_time_unix_nano`.
+    pub end: u64,
+    /// Span kind.
+    pub kind: SpanKind,
+    /// Status code.
+    pub status: SpanStatus,
+    /// Whether an attribute value matched a PII detector (the value itself is dropped).
+    pub pii: bool,
+    /// Owning resource.
+    pub resource: Arc<Resource>,
+}
+
+impl Span {
+    /// The span's event time: its start, or its end when the start is 0 (such a
+    /// span has invalid timing for M3 but is still counted in the window of its end).
+    pub fn event_time(&self) -> u64 {
+        if self.start > 0 {
+            self.start
+        } else {
+            self.end
+        }
+    }
+
+    /// Whether the span is an entry span (SPEC R1): `SERVER`, `CONSUMER`, or a root.
+    pub fn is_entry(&self) -> bool {
+        matches!(self.kind, SpanKind::Server | SpanKind::Consumer) || self.parent == 0
+    }
+}
+
+/// One decoded OTLP log record, reduced to what the SLIs read.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct LogRecord {
+    /// Trace id; 0 when the record carries none.
+    pub trace: u128,
+    /// Event time: `time_unix_nano`, or `observed_time_unix_nano` when that is 0.
+    pub time: u64,
+    /// Unique position, so equal records are still counted separately.
+    pub origin: Origin,
+    /// `severity_number` (0 when unset).
+    pub severity: i32,
+    /// A request record (M1): has `http.request.method`, `http.method`, `rpc.method`
+    /// or a configured request attribute.
+    pub request: bool,
+    /// An error request (M10): a request record with severity >= 17 or an HTTP
+    /// response status >= 500.
+    pub error_request: bool,
+    /// Whether an attribute value or the body matched a PII detector.
+    pub pii: bool,
+    /// Owning resource.
+    pub resource: Arc<Resource>,
+}
+
+impl LogRecord {
+    /// ERROR or FATAL (`severity_number >= 17`), the population of M2.
+    pub fn is_error(&self) -> bool {
+        self.severity >= 17
+    }
+}
+
+/// An audit record: a Kubernetes `audit.k8s.io/v1` Event or Causeway's own record.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct AuditRecord {
+    /// Trace id from the record or a `traceparent`; 0 when none.
+    pub trace: u128,
+    /// Event time (`stageTimestamp` or `ts`).
+    pub time: u64,
+    /// Unique position.
+    pub origin: Origin,
+    /// The service the action was on.
+    pub resource: Arc<Resource>,
+    /// Who acted (user name).
+    pub actor: String,
+    /// What was done (`deploy`, `rollback`, a Kubernetes verb, ...).
+    pub action: String,
+}
+
+/// What a deploy event did (the CDEvents `service.*` subject predicates).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeployAction {
+    /// `dev.cdevents.service.deployed`.
+    Deployed,
+    /// `dev.cdevents.service.upgraded`.
+    Upgraded,
+    /// `dev.cdevents.service.rolledback`.
+    Rolledback,
+    /// `dev.cdevents.service.removed`.
+    Removed,
+}
+
+/// A deploy event from CDEvents.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct DeployEvent {
+    /// `context.timestamp`.
+    pub time: u64,
+    /// Unique position.
+    pub origin: Origin,
+    /// What happened.
+    pub action: DeployAction,
+    /// `context.id`.
+    pub id: String,
+    /// Service name: `subject.id`, with a leading `service/` removed.
+    pub service: String,
+    /// `subject.content.environment.id`; empty if absent.
+    pub environment: String,
+    /// The version from the artifact purl (`...@<version>`), or empty.
+    pub version: String,
+    /// `subject.content.artifactId`; empty if absent.
+    pub artifact: String,
+    /// Trace id from a `traceparent` (record header or CloudEvents extension); 0 if none.
+    pub trace: u128,
+}

@@ -1,0 +1,260 @@
+//! OTLP JSON (the OTLP/JSON mapping of the protobuf schema).
+//!
+//! Keys are lowerCamelCase (snake_case is accepted too, as protobuf JSON parsers
+//! must); trace and span ids are hex strings of either case; 64-bit integers may be
+//! strings or numbers; enums may be numbers or their names. Each span and log
+//! record is parsed on its own, so one malformed record rejects only itself.
+
+use serde::de::{self, Deserializer};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::proto::{self, any_value::Value};
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct TracesData {
+    #[serde(default, alias = "resource_spans")]
+    pub resource_spans: Vec<ResourceSpans>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ResourceSpans {
+    #[serde(default)]
+    pub resource: Option<Resource>,
+    #[serde(default, alias = "scope_spans")]
+    pub scope_spans: Vec<ScopeSpans>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct Resource {
+    #[serde(default)]
+    pub attributes: Vec<KeyValue>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ScopeSpans {
+    #[serde(default)]
+    pub spans: Vec<Box<RawValue>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Span {
+    #[serde(default, alias = "trace_id")]
+    pub trace_id: String,
+    #[serde(default, alias = "span_id")]
+    pub span_id: String,
+    #[serde(default, alias = "parent_span_id")]
+    pub parent_span_id: String,
+    #[serde(default, alias = "start_time_unix_nano", deserialize_with = "de_u64")]
+    pub start_time_unix_nano: u64,
+    #[serde(default, alias = "end_time_unix_nano", deserialize_with = "de_u64")]
+    pub end_time_unix_nano: u64,
+    #[serde(default, deserialize_with = "de_span_kind")]
+    pub kind: i32,
+    #[serde(default)]
+    pub attributes: Vec<KeyValue>,
+    #[serde(default)]
+    pub status: Option<Status>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct Status {
+    #[serde(default, deserialize_with = "de_status_code")]
+    pub code: i32,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct LogsData {
+    #[serde(default, alias = "resource_logs")]
+    pub resource_logs: Vec<ResourceLogs>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ResourceLogs {
+    #[serde(default)]
+    pub resource: Option<Resource>,
+    #[serde(default, alias = "scope_logs")]
+    pub scope_logs: Vec<ScopeLogs>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ScopeLogs {
+    #[serde(default, alias = "log_records")]
+    pub log_records: Vec<Box<RawValue>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct LogRecord {
+    #[serde(default, alias = "time_unix_nano", deserialize_with = "de_u64")]
+    pub time_unix_nano: u64,
+    #[serde(default, alias = "observed_time_unix_nano", deserialize_with = "de_u64")]
+    pub observed_time_unix_nano: u64,
+    #[serde(default, alias = "severity_number", deserialize_with = "de_severity")]
+    pub severity_number: i32,
+    #[serde(default)]
+    pub body: Option<AnyValue>,
+    #[serde(default)]
+    pub attributes: Vec<KeyValue>,
+    #[serde(default, alias = "trace_id")]
+    pub trace_id: String,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct KeyValue {
+    pub key: String,
+    #[serde(default)]
+    pub value: Option<AnyValue>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct AnyValue {
+    #[serde(default, alias = "string_value")]
+    string_value: Option<String>,
+    #[serde(default, alias = "bool_value")]
+    bool_value: Option<bool>,
+    #[serde(default, alias = "int_value", deserialize_with = "de_opt_i64")]
+    int_value: Option<i64>,
+    #[serde(default, alias = "double_value")]
+    double_value: Option<f64>,
+    #[serde(default, alias = "array_value")]
+    array_value: Option<Values<AnyValue>>,
+    #[serde(default, alias = "kvlist_value")]
+    kvlist_value: Option<Values<KeyValue>>,
+    #[serde(default, alias = "bytes_value")]
+    bytes_value: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Values<T> {
+    #[serde(default = "Vec::new")]
+    values: Vec<T>,
+}
+
+impl From<AnyValue> for proto::AnyValue {
+    fn from(v: AnyValue) -> Self {
+        let value = if let Some(s) = v.string_value {
+            Some(Value::StringValue(s))
+        } else if let Some(b) = v.bool_value {
+            Some(Value::BoolValue(b))
+        } else if let Some(i) = v.int_value {
+            Some(Value::IntValue(i))
+        } else if let Some(d) = v.double_value {
+            Some(Value::DoubleValue(d))
+        } else if let Some(a) = v.array_value {
+            Some(Value::ArrayValue(proto::ArrayValue {
+                values: a.values.into_iter().map(Into::into).collect(),
+            }))
+        } else if let Some(kv) = v.kvlist_value {
+            Some(Value::KvlistValue(proto::KeyValueList {
+                values: kv.values.into_iter().map(Into::into).collect(),
+            }))
+        } else {
+            v.bytes_value.map(|b| Value::BytesValue(b.into_bytes()))
+        };
+        proto::AnyValue { value }
+    }
+}
+
+impl From<KeyValue> for proto::KeyValue {
+    fn from(kv: KeyValue) -> Self {
+        proto::KeyValue {
+            key: kv.key,
+            value: kv.value.map(Into::into),
+        }
+    }
+}
+
+/// Converts JSON attributes into the protobuf representation shared by both paths.
+pub(crate) fn attributes(kvs: Vec<KeyValue>) -> Vec<proto::KeyValue> {
+    kvs.into_iter().map(Into::into).collect()
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum NumOrStr {
+    U(u64),
+    I(i64),
+    F(f64),
+    S(String),
+}
+
+fn de_u64<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    match NumOrStr::deserialize(d)? {
+        NumOrStr::U(u) => Ok(u),
+        NumOrStr::I(i) => u64::try_from(i).map_err(|_| de::Error::custom("negative timestamp")),
+        NumOrStr::F(f) if f >= 0.0 && f.fract() == 0.0 => Ok(f as u64),
+        NumOrStr::F(_) => Err(de::Error::custom("timestamp is not an integer")),
+        NumOrStr::S(s) if s.is_empty() => Ok(0),
+        NumOrStr::S(s) => s.parse().map_err(|_| de::Error::custom("timestamp is not an integer")),
+    }
+}
+
+fn de_opt_i64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    match NumOrStr::deserialize(d)? {
+        NumOrStr::U(u) => i64::try_from(u).map(Some).map_err(|_| de::Error::custom("int64 overflow")),
+        NumOrStr::I(i) => Ok(Some(i)),
+        NumOrStr::F(f) if f.fract() == 0.0 => Ok(Some(f as i64)),
+        NumOrStr::F(_) => Err(de::Error::custom("intValue is not an integer")),
+        NumOrStr::S(s) => s.parse().map(Some).map_err(|_| de::Error::custom("intValue is not an integer")),
+    }
+}
+
+fn de_enum<'de, D: Deserializer<'de>>(d: D, names: &[(&str, i32)]) -> Result<i32, D::Error> {
+    match NumOrStr::deserialize(d)? {
+        NumOrStr::U(u) => i32::try_from(u).map_err(|_| de::Error::custom("enum out of range")),
+        NumOrStr::I(i) => i32::try_from(i).map_err(|_| de::Error::custom("enum out of range")),
+        NumOrStr::F(_) => Err(de::Error::custom("enum is not an integer")),
+        NumOrStr::S(s) => s
+            .parse()
+            .ok()
+            .or_else(|| names.iter().find(|(n, _)| *n == s).map(|(_, v)| *v))
+            .ok_or_else(|| de::Error::custom(format!("unknown enum value {s}"))),
+    }
+}
+
+fn de_span_kind<'de, D: Deserializer<'de>>(d: D) -> Result<i32, D::Error> {
+    de_enum(
+        d,
+        &[
+            ("SPAN_KIND_UNSPECIFIED", 0),
+            ("SPAN_KIND_INTERNAL", 1),
+            ("SPAN_KIND_SERVER", 2),
+            ("SPAN_KIND_CLIENT", 3),
+            ("SPAN_KIND_PRODUCER", 4),
+            ("SPAN_KIND_CONSUMER", 5),
+        ],
+    )
+}
+
+fn de_status_code<'de, D: Deserializer<'de>>(d: D) -> Result<i32, D::Error> {
+    de_enum(
+        d,
+        &[("STATUS_CODE_UNSET", 0), ("STATUS_CODE_OK", 1), ("STATUS_CODE_ERROR", 2)],
+    )
+}
+
+fn de_severity<'de, D: Deserializer<'de>>(d: D) -> Result<i32, D::Error> {
+    const NAMES: [&str; 24] = [
+        "TRACE", "TRACE2", "TRACE3", "TRACE4", "DEBUG", "DEBUG2", "DEBUG3", "DEBUG4", "INFO",
+        "INFO2", "INFO3", "INFO4", "WARN", "WARN2", "WARN3", "WARN4", "ERROR", "ERROR2", "ERROR3",
+        "ERROR4", "FATAL", "FATAL2", "FATAL3", "FATAL4",
+    ];
+    let table: Vec<(String, i32)> = std::iter::once(("SEVERITY_NUMBER_UNSPECIFIED".to_string(), 0))
+        .chain(
+            NAMES
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (format!("SEVERITY_NUMBER_{n}"), i as i32 + 1)),
+        )
+        .collect();
+    let refs: Vec<(&str, i32)> = table.iter().map(|(n, v)| (n.as_str(), *v)).collect();
+    de_enum(d, &refs)
+}
