@@ -42,7 +42,10 @@ const WORKLOADS: [&str; 8] = [
 ];
 
 fn s<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
-    path.iter().try_fold(v, |v, k| v.get(k))?.as_str().filter(|x| !x.is_empty())
+    path.iter()
+        .try_fold(v, |v, k| v.get(k))?
+        .as_str()
+        .filter(|x| !x.is_empty())
 }
 
 /// Decodes one `audit` message. `traceparent` is the Kafka record header, if any.
@@ -53,16 +56,20 @@ pub fn decode_audit(
     opts: &DecodeOptions,
 ) -> Result<AuditRecord, Rejection> {
     let bad = |reason, detail: &str| Rejection::message(reason, detail);
-    let doc: Value = serde_json::from_slice(bytes).map_err(|e| bad(Reason::MalformedJson, &e.to_string()))?;
+    let doc: Value =
+        serde_json::from_slice(bytes).map_err(|e| bad(Reason::MalformedJson, &e.to_string()))?;
     let kind = s(&doc, &["kind"]).unwrap_or("");
     let api = s(&doc, &["apiVersion"]).unwrap_or("");
     let header_trace = traceparent.and_then(ids::parse_traceparent).map(|(t, _)| t);
-    let (time, resource, actor, action, trace) = if kind == "Event" && api.starts_with("audit.k8s.io/") {
+    let (time, resource, actor, action, trace) = if kind == "Event"
+        && api.starts_with("audit.k8s.io/")
+    {
         let ts = s(&doc, &["stageTimestamp"])
             .or_else(|| s(&doc, &["requestReceivedTimestamp"]))
             .or_else(|| s(&doc, &["timestamp"]))
             .ok_or_else(|| bad(Reason::MissingTimestamp, "stageTimestamp is missing"))?;
-        let time = parse_rfc3339(ts).ok_or_else(|| bad(Reason::InvalidTimestamp, "stageTimestamp is not RFC 3339"))?;
+        let time = parse_rfc3339(ts)
+            .ok_or_else(|| bad(Reason::InvalidTimestamp, "stageTimestamp is not RFC 3339"))?;
         let workload = s(&doc, &["objectRef", "resource"]).is_some_and(|r| WORKLOADS.contains(&r));
         let service = s(&doc, &["annotations", "causeway.dev/service"])
             .or_else(|| workload.then(|| s(&doc, &["objectRef", "name"])).flatten())
@@ -78,30 +85,52 @@ pub fn decode_audit(
                 .or_else(|| s(&doc, &["objectRef", "namespace"]))
                 .unwrap_or("")
                 .to_string(),
-            version: s(&doc, &["annotations", "causeway.dev/version"]).unwrap_or("").to_string(),
+            version: s(&doc, &["annotations", "causeway.dev/version"])
+                .unwrap_or("")
+                .to_string(),
         };
         let actor = s(&doc, &["user", "username"]).unwrap_or("").to_string();
         let action = s(&doc, &["verb"]).unwrap_or("").to_string();
         let trace = header_trace
-            .or_else(|| s(&doc, &["annotations", "traceparent"]).and_then(ids::parse_traceparent).map(|(t, _)| t))
+            .or_else(|| {
+                s(&doc, &["annotations", "traceparent"])
+                    .and_then(ids::parse_traceparent)
+                    .map(|(t, _)| t)
+            })
             .unwrap_or(0);
         (time, resource, actor, action, trace)
     } else if kind == "causeway.audit/v1" {
         let time = match doc.get("ts") {
-            Some(Value::String(t)) => parse_rfc3339(t).ok_or_else(|| bad(Reason::InvalidTimestamp, "ts is not RFC 3339"))?,
-            Some(Value::Number(n)) => n.as_u64().ok_or_else(|| bad(Reason::InvalidTimestamp, "ts is not a Unix nanosecond count"))?,
+            Some(Value::String(t)) => parse_rfc3339(t)
+                .ok_or_else(|| bad(Reason::InvalidTimestamp, "ts is not RFC 3339"))?,
+            Some(Value::Number(n)) => n.as_u64().ok_or_else(|| {
+                bad(
+                    Reason::InvalidTimestamp,
+                    "ts is not a Unix nanosecond count",
+                )
+            })?,
             _ => return Err(bad(Reason::MissingTimestamp, "ts is missing")),
         };
-        let service = s(&doc, &["service"]).ok_or_else(|| bad(Reason::MissingService, "service is missing"))?;
-        let actor = s(&doc, &["actor"]).ok_or_else(|| bad(Reason::MissingField, "actor is missing"))?;
-        let action = s(&doc, &["action"]).ok_or_else(|| bad(Reason::MissingField, "action is missing"))?;
+        let service = s(&doc, &["service"])
+            .ok_or_else(|| bad(Reason::MissingService, "service is missing"))?;
+        let actor =
+            s(&doc, &["actor"]).ok_or_else(|| bad(Reason::MissingField, "actor is missing"))?;
+        let action =
+            s(&doc, &["action"]).ok_or_else(|| bad(Reason::MissingField, "action is missing"))?;
         let own_trace = match s(&doc, &["trace_id"]) {
-            Some(h) => Some(ids::trace_id_from_hex(h).map_err(|e| bad(Reason::InvalidTraceId, &format!("trace_id: {e}")))?),
+            Some(h) => Some(
+                ids::trace_id_from_hex(h)
+                    .map_err(|e| bad(Reason::InvalidTraceId, &format!("trace_id: {e}")))?,
+            ),
             None => None,
         };
         let trace = header_trace
             .or(own_trace)
-            .or_else(|| s(&doc, &["traceparent"]).and_then(ids::parse_traceparent).map(|(t, _)| t))
+            .or_else(|| {
+                s(&doc, &["traceparent"])
+                    .and_then(ids::parse_traceparent)
+                    .map(|(t, _)| t)
+            })
             .unwrap_or(0);
         let resource = Resource {
             service: service.to_string(),
@@ -119,7 +148,10 @@ pub fn decode_audit(
         return Err(bad(Reason::MissingTimestamp, "timestamp is 0"));
     }
     if opts.is_future(time) {
-        return Err(bad(Reason::FutureTimestamp, "timestamp is beyond max_future_skew"));
+        return Err(bad(
+            Reason::FutureTimestamp,
+            "timestamp is beyond max_future_skew",
+        ));
     }
     Ok(AuditRecord {
         trace,

@@ -27,9 +27,13 @@ pub fn decode_deploy(
     opts: &DecodeOptions,
 ) -> Result<DeployEvent, Rejection> {
     let bad = |reason, detail: &str| Rejection::message(reason, detail);
-    let doc: Value = serde_json::from_slice(bytes).map_err(|e| bad(Reason::MalformedJson, &e.to_string()))?;
+    let doc: Value =
+        serde_json::from_slice(bytes).map_err(|e| bad(Reason::MalformedJson, &e.to_string()))?;
     if !doc.is_object() {
-        return Err(bad(Reason::MalformedJson, "a CDEvent must be a JSON object"));
+        return Err(bad(
+            Reason::MalformedJson,
+            "a CDEvent must be a JSON object",
+        ));
     }
     let envelope_tp = str_at(&doc, &["traceparent"]);
     let ev = match doc.get("data") {
@@ -38,15 +42,24 @@ pub fn decode_deploy(
     };
     let spec = str_at(ev, &["context", "specversion"])
         .or_else(|| str_at(ev, &["context", "version"]))
-        .ok_or_else(|| bad(Reason::MissingField, "context.specversion (or context.version) is missing"))?;
+        .ok_or_else(|| {
+            bad(
+                Reason::MissingField,
+                "context.specversion (or context.version) is missing",
+            )
+        })?;
     if !(spec.starts_with("0.3") || spec.starts_with("0.4")) {
         return Err(bad(
             Reason::UnsupportedSpecVersion,
             &format!("CDEvents spec {spec} is not supported (0.3 and 0.4 are)"),
         ));
     }
-    let ty = str_at(ev, &["context", "type"]).ok_or_else(|| bad(Reason::MissingField, "context.type is missing"))?;
-    let action = match ty.strip_prefix("dev.cdevents.service.").and_then(|r| r.split('.').next()) {
+    let ty = str_at(ev, &["context", "type"])
+        .ok_or_else(|| bad(Reason::MissingField, "context.type is missing"))?;
+    let action = match ty
+        .strip_prefix("dev.cdevents.service.")
+        .and_then(|r| r.split('.').next())
+    {
         Some("deployed") => DeployAction::Deployed,
         Some("upgraded") => DeployAction::Upgraded,
         Some("rolledback") => DeployAction::Rolledback,
@@ -60,9 +73,17 @@ pub fn decode_deploy(
     };
     let ts = str_at(ev, &["context", "timestamp"])
         .ok_or_else(|| bad(Reason::MissingTimestamp, "context.timestamp is missing"))?;
-    let time = parse_rfc3339(ts).ok_or_else(|| bad(Reason::InvalidTimestamp, "context.timestamp is not RFC 3339"))?;
+    let time = parse_rfc3339(ts).ok_or_else(|| {
+        bad(
+            Reason::InvalidTimestamp,
+            "context.timestamp is not RFC 3339",
+        )
+    })?;
     if opts.is_future(time) {
-        return Err(bad(Reason::FutureTimestamp, "context.timestamp is beyond max_future_skew"));
+        return Err(bad(
+            Reason::FutureTimestamp,
+            "context.timestamp is beyond max_future_skew",
+        ));
     }
     let subject = str_at(ev, &["subject", "id"]).filter(|s| !s.is_empty());
     let service = subject
@@ -104,7 +125,10 @@ fn percent_decode(s: &str) -> String {
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'%' {
-            if let Some(v) = s.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok()) {
+            if let Some(v) = s
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+            {
                 out.push(v);
                 i += 3;
                 continue;
@@ -122,7 +146,10 @@ mod tests {
 
     #[test]
     fn purl() {
-        assert_eq!(purl_version("pkg:oci/myapp@sha256%3A0b31?repository_url=x"), "sha256:0b31");
+        assert_eq!(
+            purl_version("pkg:oci/myapp@sha256%3A0b31?repository_url=x"),
+            "sha256:0b31"
+        );
         assert_eq!(purl_version("pkg:golang/checkout@v1.4.2"), "v1.4.2");
         assert_eq!(purl_version("no-version"), "");
     }

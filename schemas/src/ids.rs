@@ -107,7 +107,10 @@ mod tests {
         let upper = trace_id_from_hex("5B8EFFF798038103D269B633813FC60C").unwrap();
         assert_eq!(lower, upper);
         assert_eq!(trace_hex(lower), "5b8efff798038103d269b633813fc60c");
-        assert_eq!(span_id_from_hex("EEE19B7EC3C1B174").unwrap(), 0xeee19b7ec3c1b174);
+        assert_eq!(
+            span_id_from_hex("EEE19B7EC3C1B174").unwrap(),
+            0xeee19b7ec3c1b174
+        );
     }
 
     #[test]
@@ -126,7 +129,10 @@ mod tests {
             parse_traceparent(tp),
             Some((0x0af7651916cd43dd8448eb211c80319c, 0xb7ad6b7169203331))
         );
-        assert_eq!(parse_traceparent("00-00000000000000000000000000000000-b7ad6b7169203331-01"), None);
+        assert_eq!(
+            parse_traceparent("00-00000000000000000000000000000000-b7ad6b7169203331-01"),
+            None
+        );
         assert_eq!(parse_traceparent("garbage"), None);
     }
 }

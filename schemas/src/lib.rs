@@ -17,8 +17,7 @@ pub mod reject;
 pub mod time;
 
 pub use model::{
-    AuditRecord, DeployAction, DeployEvent, LogRecord, Origin, Resource, Span, SpanKind,
-    SpanStatus,
+    AuditRecord, DeployAction, DeployEvent, LogRecord, Origin, Resource, Span, SpanKind, SpanStatus,
 };
 pub use reject::{Reason, Rejection};
 

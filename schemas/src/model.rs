@@ -22,7 +22,9 @@ pub struct Resource {
 /// Where a record came from: partition, offset of its message, ordinal inside the
 /// message. Unique per record, so records without identity (logs, audit) stay
 /// distinct inside the dataflow, and stable across runs.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub struct Origin {
     /// Source partition (in `replay`, the ordinal of the input file).
     pub partition: u32,
@@ -33,7 +35,9 @@ pub struct Origin {
 }
 
 /// OTLP span kind.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[repr(u8)]
 pub enum SpanKind {
     /// `SPAN_KIND_UNSPECIFIED`.
@@ -66,7 +70,9 @@ impl SpanKind {
 }
 
 /// OTLP span status code.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[repr(u8)]
 pub enum SpanStatus {
     /// `STATUS_CODE_UNSET`.

@@ -112,7 +112,12 @@ pub fn has_card_number(s: &str) -> bool {
                 n += 1;
                 j += 1;
                 last_digit_end = j;
-            } else if (c == b' ' || c == b'-') && j + 1 < b.len() && b[j + 1].is_ascii_digit() && j > i && b[j - 1].is_ascii_digit() {
+            } else if (c == b' ' || c == b'-')
+                && j + 1 < b.len()
+                && b[j + 1].is_ascii_digit()
+                && j > i
+                && b[j - 1].is_ascii_digit()
+            {
                 j += 1;
             } else {
                 break;
@@ -145,11 +150,18 @@ pub fn has_ssn(s: &str) -> bool {
         if !shape {
             continue;
         }
-        if (i > 0 && b[i - 1].is_ascii_alphanumeric()) || (i + 11 < b.len() && b[i + 11].is_ascii_alphanumeric()) {
+        if (i > 0 && b[i - 1].is_ascii_alphanumeric())
+            || (i + 11 < b.len() && b[i + 11].is_ascii_alphanumeric())
+        {
             continue;
         }
         let area = &w[0..3];
-        if area == b"000" || area == b"666" || area[0] == b'9' || &w[4..6] == b"00" || &w[7..11] == b"0000" {
+        if area == b"000"
+            || area == b"666"
+            || area[0] == b'9'
+            || &w[4..6] == b"00"
+            || &w[7..11] == b"0000"
+        {
             continue;
         }
         return true;
@@ -168,7 +180,9 @@ pub fn has_bearer(s: &str) -> bool {
         return false;
     }
     for i in 0..=b.len() - 7 {
-        if b[i..i + 7].eq_ignore_ascii_case(b"bearer ") && (i == 0 || !b[i - 1].is_ascii_alphanumeric()) {
+        if b[i..i + 7].eq_ignore_ascii_case(b"bearer ")
+            && (i == 0 || !b[i - 1].is_ascii_alphanumeric())
+        {
             let token = b[i + 7..].iter().take_while(|c| is_token_char(**c)).count();
             if token >= 8 {
                 return true;

@@ -61,7 +61,13 @@ pub struct SliRecord {
 
 impl SliRecord {
     /// A ratio record with `good` and `total`.
-    pub fn ratio(sli: &str, key: (&str, &str, &str), window: (u64, u64), good: u64, total: u64) -> Self {
+    pub fn ratio(
+        sli: &str,
+        key: (&str, &str, &str),
+        window: (u64, u64),
+        good: u64,
+        total: u64,
+    ) -> Self {
         SliRecord {
             good: Some(good),
             total: Some(total),
@@ -94,7 +100,13 @@ impl SliRecord {
 
     /// The sort key of `sli.jsonl`: (window_start, sli, service, environment, version).
     pub fn sort_key(&self) -> (u64, &str, &str, &str, &str) {
-        (self.window_start, &self.sli, &self.service, &self.environment, &self.version)
+        (
+            self.window_start,
+            &self.sli,
+            &self.service,
+            &self.environment,
+            &self.version,
+        )
     }
 }
 

@@ -94,7 +94,11 @@ pub(crate) struct ScopeLogs {
 pub(crate) struct LogRecord {
     #[serde(default, alias = "time_unix_nano", deserialize_with = "de_u64")]
     pub time_unix_nano: u64,
-    #[serde(default, alias = "observed_time_unix_nano", deserialize_with = "de_u64")]
+    #[serde(
+        default,
+        alias = "observed_time_unix_nano",
+        deserialize_with = "de_u64"
+    )]
     pub observed_time_unix_nano: u64,
     #[serde(default, alias = "severity_number", deserialize_with = "de_severity")]
     pub severity_number: i32,
@@ -193,17 +197,24 @@ fn de_u64<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
         NumOrStr::F(f) if f >= 0.0 && f.fract() == 0.0 => Ok(f as u64),
         NumOrStr::F(_) => Err(de::Error::custom("timestamp is not an integer")),
         NumOrStr::S(s) if s.is_empty() => Ok(0),
-        NumOrStr::S(s) => s.parse().map_err(|_| de::Error::custom("timestamp is not an integer")),
+        NumOrStr::S(s) => s
+            .parse()
+            .map_err(|_| de::Error::custom("timestamp is not an integer")),
     }
 }
 
 fn de_opt_i64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
     match NumOrStr::deserialize(d)? {
-        NumOrStr::U(u) => i64::try_from(u).map(Some).map_err(|_| de::Error::custom("int64 overflow")),
+        NumOrStr::U(u) => i64::try_from(u)
+            .map(Some)
+            .map_err(|_| de::Error::custom("int64 overflow")),
         NumOrStr::I(i) => Ok(Some(i)),
         NumOrStr::F(f) if f.fract() == 0.0 => Ok(Some(f as i64)),
         NumOrStr::F(_) => Err(de::Error::custom("intValue is not an integer")),
-        NumOrStr::S(s) => s.parse().map(Some).map_err(|_| de::Error::custom("intValue is not an integer")),
+        NumOrStr::S(s) => s
+            .parse()
+            .map(Some)
+            .map_err(|_| de::Error::custom("intValue is not an integer")),
     }
 }
 
@@ -237,7 +248,11 @@ fn de_span_kind<'de, D: Deserializer<'de>>(d: D) -> Result<i32, D::Error> {
 fn de_status_code<'de, D: Deserializer<'de>>(d: D) -> Result<i32, D::Error> {
     de_enum(
         d,
-        &[("STATUS_CODE_UNSET", 0), ("STATUS_CODE_OK", 1), ("STATUS_CODE_ERROR", 2)],
+        &[
+            ("STATUS_CODE_UNSET", 0),
+            ("STATUS_CODE_OK", 1),
+            ("STATUS_CODE_ERROR", 2),
+        ],
     )
 }
 

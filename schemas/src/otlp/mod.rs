@@ -61,7 +61,9 @@ struct RawSpan<'a> {
 fn decode_traces_proto(bytes: &[u8], opts: &DecodeOptions) -> Decoded<Span> {
     let data = match proto::TracesData::decode(bytes) {
         Ok(d) => d,
-        Err(e) => return Decoded::failed(Rejection::message(Reason::MalformedProtobuf, e.to_string())),
+        Err(e) => {
+            return Decoded::failed(Rejection::message(Reason::MalformedProtobuf, e.to_string()))
+        }
     };
     let mut out = Decoded::default();
     let mut index = 0u32;
@@ -114,7 +116,11 @@ fn decode_traces_json(bytes: &[u8], opts: &DecodeOptions) -> Decoded<Span> {
                         };
                         validate_span(raw, &resource, index, opts)
                     }
-                    Err(e) => Err(Rejection::record(Reason::MalformedJson, index, e.to_string())),
+                    Err(e) => Err(Rejection::record(
+                        Reason::MalformedJson,
+                        index,
+                        e.to_string(),
+                    )),
                 };
                 push(&mut out, result);
                 index += 1;
@@ -154,13 +160,22 @@ fn validate_span(
         return Err(bad(Reason::MissingSpanId, "span has no span id".into()));
     }
     let Some(resource) = resource else {
-        return Err(bad(Reason::MissingService, "resource has no service.name".into()));
+        return Err(bad(
+            Reason::MissingService,
+            "resource has no service.name".into(),
+        ));
     };
     if raw.start == 0 && raw.end == 0 {
-        return Err(bad(Reason::MissingTimestamp, "start and end are both 0".into()));
+        return Err(bad(
+            Reason::MissingTimestamp,
+            "start and end are both 0".into(),
+        ));
     }
     if opts.is_future(raw.start.max(raw.end)) {
-        return Err(bad(Reason::FutureTimestamp, "span time is beyond max_future_skew".into()));
+        return Err(bad(
+            Reason::FutureTimestamp,
+            "span time is beyond max_future_skew".into(),
+        ));
     }
     Ok(Span {
         trace,
@@ -187,7 +202,9 @@ struct RawLog<'a> {
 fn decode_logs_proto(bytes: &[u8], origin: Origin, opts: &DecodeOptions) -> Decoded<LogRecord> {
     let data = match proto::LogsData::decode(bytes) {
         Ok(d) => d,
-        Err(e) => return Decoded::failed(Rejection::message(Reason::MalformedProtobuf, e.to_string())),
+        Err(e) => {
+            return Decoded::failed(Rejection::message(Reason::MalformedProtobuf, e.to_string()))
+        }
     };
     let mut out = Decoded::default();
     let mut index = 0u32;
@@ -239,7 +256,11 @@ fn decode_logs_json(bytes: &[u8], origin: Origin, opts: &DecodeOptions) -> Decod
                         };
                         validate_log(raw, &resource, origin, opts)
                     }
-                    Err(e) => Err(Rejection::record(Reason::MalformedJson, index, e.to_string())),
+                    Err(e) => Err(Rejection::record(
+                        Reason::MalformedJson,
+                        index,
+                        e.to_string(),
+                    )),
                 };
                 push(&mut out, result);
                 index += 1;
@@ -262,12 +283,22 @@ fn validate_log(
     let Some(resource) = resource else {
         return Err(bad(Reason::MissingService, "resource has no service.name"));
     };
-    let time = if raw.time != 0 { raw.time } else { raw.observed };
+    let time = if raw.time != 0 {
+        raw.time
+    } else {
+        raw.observed
+    };
     if time == 0 {
-        return Err(bad(Reason::MissingTimestamp, "time and observed time are both 0"));
+        return Err(bad(
+            Reason::MissingTimestamp,
+            "time and observed time are both 0",
+        ));
     }
     if opts.is_future(time) {
-        return Err(bad(Reason::FutureTimestamp, "log time is beyond max_future_skew"));
+        return Err(bad(
+            Reason::FutureTimestamp,
+            "log time is beyond max_future_skew",
+        ));
     }
     let mut request = false;
     let mut status_5xx = false;
@@ -281,7 +312,8 @@ fn validate_log(
             status_5xx |= status_code(kv.value.as_ref()).is_some_and(|c| c >= 500);
         }
     }
-    let pii = attributes_have_pii(raw.attributes, opts) || raw.body.is_some_and(|b| value_has_pii(b, opts));
+    let pii = attributes_have_pii(raw.attributes, opts)
+        || raw.body.is_some_and(|b| value_has_pii(b, opts));
     Ok(LogRecord {
         trace,
         time,
@@ -304,9 +336,11 @@ fn status_code(v: Option<&proto::AnyValue>) -> Option<i64> {
 }
 
 fn string_attr<'a>(attrs: &'a [proto::KeyValue], key: &str) -> Option<&'a str> {
-    attrs.iter().find(|kv| kv.key == key).and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
-        Value::StringValue(s) => Some(s.as_str()),
-        _ => None,
+    attrs.iter().find(|kv| kv.key == key).and_then(|kv| {
+        match kv.value.as_ref()?.value.as_ref()? {
+            Value::StringValue(s) => Some(s.as_str()),
+            _ => None,
+        }
     })
 }
 

@@ -1,0 +1,111 @@
+//! Worker setup: the input sessions, the jobs, and the sinks they feed.
+
+use causeway_jobs::{Inputs as JobInputs, Params};
+use causeway_schemas::records::{ServiceGraphRecord, SliRecord};
+use differential_dataflow::input::Input;
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::probe::Handle as ProbeHandle;
+use timely::dataflow::operators::Probe;
+use timely::dataflow::StreamVec;
+use timely::worker::Worker;
+
+use crate::ingest::Inputs;
+
+/// Receives the final outputs, one sorted batch per finalization time, on worker 0.
+pub trait OutputSink {
+    /// Final SLI records of one time, sorted by (window_start, sli, service, environment, version).
+    fn sli(&mut self, time: u64, records: &[SliRecord]);
+    /// Final service-graph edges of one time, sorted by (window_start, client, server).
+    fn edges(&mut self, time: u64, records: &[ServiceGraphRecord]);
+}
+
+/// Builds the dataflow on `worker`. `sink` is used only on worker 0, where every
+/// output is gathered.
+pub fn build(
+    worker: &mut Worker,
+    params: &Params,
+    sink: Option<Box<dyn OutputSink>>,
+) -> (Inputs, ProbeHandle<u64>) {
+    let params = params.clone();
+    worker.dataflow::<u64, _, _>(move |scope| {
+        let (spans_in, spans) = scope.new_collection();
+        let (logs_in, logs) = scope.new_collection();
+        let (audits_in, audits) = scope.new_collection();
+        let out = causeway_jobs::build(
+            JobInputs {
+                spans,
+                logs,
+                audits,
+            },
+            &params,
+        );
+        let sink = std::rc::Rc::new(std::cell::RefCell::new(sink));
+        let probe = ProbeHandle::new();
+        let s1 = sink.clone();
+        gather_sorted(
+            out.sli.probe_with(&probe),
+            "SliSink",
+            |r: &SliRecord| {
+                (
+                    r.window_start,
+                    r.sli.clone(),
+                    r.service.clone(),
+                    r.environment.clone(),
+                    r.version.clone(),
+                )
+            },
+            move |t, batch| {
+                if let Some(s) = s1.borrow_mut().as_mut() {
+                    s.sli(t, batch)
+                }
+            },
+        );
+        gather_sorted(
+            out.service_graph.probe_with(&probe),
+            "EdgeSink",
+            |r: &ServiceGraphRecord| (r.window_start, r.client.clone(), r.server.clone()),
+            move |t, batch| {
+                if let Some(s) = sink.borrow_mut().as_mut() {
+                    s.edges(t, batch)
+                }
+            },
+        );
+        (
+            Inputs {
+                spans: spans_in,
+                logs: logs_in,
+                audits: audits_in,
+            },
+            probe,
+        )
+    })
+}
+
+/// Gathers `stream` on worker 0 and hands each completed time's records, sorted
+/// by `key`, to `write`.
+fn gather_sorted<T, K, F, W>(stream: StreamVec<'_, u64, T>, name: &str, key: F, mut write: W)
+where
+    T: timely::ExchangeData + Clone,
+    K: Ord,
+    F: Fn(&T) -> K + 'static,
+    W: FnMut(u64, &[T]) + 'static,
+{
+    let mut pending: std::collections::BTreeMap<u64, Vec<T>> = Default::default();
+    stream.sink(Exchange::new(|_: &T| 0), name, move |(input, frontier)| {
+        input.for_each(|cap, data| {
+            if let Some(t) = cap.least() {
+                pending.entry(*t).or_default().append(data);
+            }
+        });
+        while let Some(entry) = pending.first_entry() {
+            if frontier.less_equal(entry.key()) {
+                break;
+            }
+            let t = *entry.key();
+            let mut batch = entry.remove();
+            batch.sort_by_key(|r| key(r));
+            write(t, &batch);
+        }
+    });
+}

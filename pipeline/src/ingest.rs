@@ -1,0 +1,274 @@
+//! Ingest: from a partition's messages to the dataflow's input collections.
+//!
+//! For each message: decode it, reject what is bad, classify lateness, and insert
+//! each accepted record at its event-time second together with its scheduled
+//! retraction (see `causeway_jobs::params`).
+//!
+//! **Lateness** is judged per partition: a record is late when its event time is
+//! below its own partition's watermark (newest event time seen there minus
+//! `allowed_lateness`) as it stood before the record's message arrived. This is
+//! never more lenient than SPEC §2's global watermark, and it depends only on each
+//! partition's own order, so the same input gives the same late set whatever the
+//! number of workers, processes or the interleaving of partitions.
+//!
+//! The input frontier is the minimum watermark of the active partitions, so the
+//! dataflow's frontier is SPEC §2's watermark.
+
+use std::collections::BTreeMap;
+
+use causeway_jobs::Params;
+use causeway_schemas::records::DlqRecord;
+use causeway_schemas::{audit, cdevents, otlp};
+use causeway_schemas::{AuditRecord, DeployEvent, LogRecord, Origin, Reason, Rejection, Span};
+use differential_dataflow::input::InputSession;
+
+use crate::config::Settings;
+use crate::sources::{Message, Topic};
+
+/// What ingest has counted so far.
+#[derive(Debug, Default, Clone)]
+pub struct Stats {
+    /// Messages read.
+    pub messages: u64,
+    /// Records read: accepted + rejected (an undecodable message counts as one).
+    pub records: u64,
+    /// Records accepted into the dataflow, per topic.
+    pub accepted: BTreeMap<Topic, u64>,
+    /// Records rejected, per topic and reason (`late` included).
+    pub rejected: BTreeMap<(Topic, Reason), u64>,
+}
+
+impl Stats {
+    /// Adds another worker's counts.
+    pub fn merge(&mut self, other: &Stats) {
+        self.messages += other.messages;
+        self.records += other.records;
+        for (k, v) in &other.accepted {
+            *self.accepted.entry(*k).or_default() += v;
+        }
+        for (k, v) in &other.rejected {
+            *self.rejected.entry(*k).or_default() += v;
+        }
+    }
+
+    /// Total accepted records.
+    pub fn accepted_total(&self) -> u64 {
+        self.accepted.values().sum()
+    }
+
+    /// Total rejected records.
+    pub fn rejected_total(&self) -> u64 {
+        self.rejected.values().sum()
+    }
+}
+
+/// Watermark state of one partition.
+#[derive(Debug, Default, Clone)]
+pub struct Watermark {
+    max_seen: Option<u64>,
+}
+
+impl Watermark {
+    /// `max event time seen - allowed_lateness`, or `None` before any event.
+    pub fn value(&self, lateness_ns: u64) -> Option<u64> {
+        self.max_seen.map(|m| m.saturating_sub(lateness_ns))
+    }
+}
+
+/// The dataflow inputs of one worker.
+pub struct Inputs {
+    /// Spans.
+    pub spans: InputSession<u64, Span, isize>,
+    /// Log records.
+    pub logs: InputSession<u64, LogRecord, isize>,
+    /// Audit records.
+    pub audits: InputSession<u64, AuditRecord, isize>,
+}
+
+/// Per-worker ingest state.
+pub struct Ingest {
+    inputs: Inputs,
+    settings: Settings,
+    /// Counts.
+    pub stats: Stats,
+    /// Dead letters.
+    pub dlq: Vec<DlqRecord>,
+    /// Accepted deploy events (consumed by the alerting jobs).
+    pub deploys: Vec<DeployEvent>,
+}
+
+struct Source<'a> {
+    name: &'a str,
+    topic: Topic,
+    partition: u32,
+    offset: u64,
+}
+
+impl Ingest {
+    /// Wraps a worker's input sessions.
+    pub fn new(inputs: Inputs, settings: Settings) -> Self {
+        Ingest {
+            inputs,
+            settings,
+            stats: Stats::default(),
+            dlq: Vec::new(),
+            deploys: Vec::new(),
+        }
+    }
+
+    /// The current input time (second).
+    pub fn time(&self) -> u64 {
+        *self.inputs.spans.time()
+    }
+
+    /// Processes one message of partition `partition` (named `name`) of `topic`.
+    pub fn process(
+        &mut self,
+        name: &str,
+        topic: Topic,
+        encoding: causeway_schemas::Encoding,
+        partition: u32,
+        wm: &mut Watermark,
+        msg: Message,
+    ) {
+        self.stats.messages += 1;
+        let src = Source {
+            name,
+            topic,
+            partition,
+            offset: msg.offset,
+        };
+        if let Some(why) = msg.framing_error {
+            self.reject(&src, Rejection::message(Reason::MalformedProtobuf, why));
+            return;
+        }
+        let origin = Origin {
+            partition,
+            offset: msg.offset,
+            index: 0,
+        };
+        let watermark = wm.value(self.settings.allowed_lateness_ns);
+        let opts = &self.settings.decode;
+        let tp = msg.traceparent.as_deref();
+        let mut newest = None;
+        match topic {
+            Topic::Spans => {
+                let d = otlp::decode_traces(&msg.payload, encoding, opts);
+                for (i, s) in d.records.into_iter().enumerate() {
+                    let t = s.event_time();
+                    if self.is_late(t, watermark) {
+                        self.late(&src, i as u32);
+                        continue;
+                    }
+                    let (enter, leave) = self.settings.params.span_lifetime(t);
+                    self.inputs.spans.update_at(s.clone(), enter, 1);
+                    self.inputs.spans.update_at(s, leave, -1);
+                    newest = newest.max(Some(t));
+                    *self.stats.accepted.entry(topic).or_default() += 1;
+                    self.stats.records += 1;
+                }
+                self.reject_all(&src, d.rejects);
+            }
+            Topic::Logs => {
+                let d = otlp::decode_logs(&msg.payload, encoding, origin, opts);
+                for l in d.records {
+                    let t = l.time;
+                    if self.is_late(t, watermark) {
+                        self.late(&src, l.origin.index);
+                        continue;
+                    }
+                    let (enter, leave) = self.settings.params.record_lifetime(t);
+                    self.inputs.logs.update_at(l.clone(), enter, 1);
+                    self.inputs.logs.update_at(l, leave, -1);
+                    newest = newest.max(Some(t));
+                    *self.stats.accepted.entry(topic).or_default() += 1;
+                    self.stats.records += 1;
+                }
+                self.reject_all(&src, d.rejects);
+            }
+            Topic::Audit => match audit::decode_audit(&msg.payload, origin, tp, opts) {
+                Ok(a) if self.is_late(a.time, watermark) => self.late(&src, 0),
+                Ok(a) => {
+                    let (enter, leave) = self.settings.params.record_lifetime(a.time);
+                    newest = Some(a.time);
+                    self.inputs.audits.update_at(a.clone(), enter, 1);
+                    self.inputs.audits.update_at(a, leave, -1);
+                    *self.stats.accepted.entry(topic).or_default() += 1;
+                    self.stats.records += 1;
+                }
+                Err(r) => self.reject(&src, r),
+            },
+            Topic::Deploys => match cdevents::decode_deploy(&msg.payload, origin, tp, opts) {
+                Ok(d) if self.is_late(d.time, watermark) => self.late(&src, 0),
+                Ok(d) => {
+                    newest = Some(d.time);
+                    self.deploys.push(d);
+                    *self.stats.accepted.entry(topic).or_default() += 1;
+                    self.stats.records += 1;
+                }
+                Err(r) => self.reject(&src, r),
+            },
+        }
+        if let Some(t) = newest {
+            wm.max_seen = wm.max_seen.max(Some(t));
+        }
+    }
+
+    fn is_late(&self, t: u64, watermark: Option<u64>) -> bool {
+        watermark.is_some_and(|w| t < w) || Params::tick(t) < self.time()
+    }
+
+    fn late(&mut self, src: &Source<'_>, index: u32) {
+        let r = Rejection::record(
+            Reason::Late,
+            index,
+            "event time is below the partition watermark",
+        );
+        self.reject(src, r);
+    }
+
+    fn reject_all(&mut self, src: &Source<'_>, rejects: Vec<Rejection>) {
+        for r in rejects {
+            self.reject(src, r);
+        }
+    }
+
+    fn reject(&mut self, src: &Source<'_>, r: Rejection) {
+        self.stats.records += 1;
+        *self
+            .stats
+            .rejected
+            .entry((src.topic, r.reason))
+            .or_default() += 1;
+        self.dlq.push(DlqRecord {
+            source: src.name.to_string(),
+            partition: src.partition,
+            offset: src.offset,
+            record_index: r.index,
+            reason: r.reason.as_str().to_string(),
+            detail: r.detail,
+        });
+    }
+
+    /// Advances the input frontier to the second of `watermark_ns` (never backwards)
+    /// and flushes buffered updates.
+    pub fn advance(&mut self, watermark_ns: u64) {
+        let t = Params::tick(watermark_ns).max(self.time());
+        self.inputs.spans.advance_to(t);
+        self.inputs.logs.advance_to(t);
+        self.inputs.audits.advance_to(t);
+        self.flush();
+    }
+
+    /// Sends buffered updates into the dataflow.
+    pub fn flush(&mut self) {
+        self.inputs.spans.flush();
+        self.inputs.logs.flush();
+        self.inputs.audits.flush();
+    }
+
+    /// Closes the inputs: no more data will come from this worker.
+    pub fn close(self) -> (Stats, Vec<DlqRecord>, Vec<DeployEvent>) {
+        (self.stats, self.dlq, self.deploys)
+    }
+}

@@ -1,0 +1,11 @@
+//! Causeway's runtime: sources, sinks, worker setup and the CLI commands.
+//!
+//! The dataflow itself lives in `causeway-jobs`; this crate moves bytes in and
+//! records out.
+
+pub mod config;
+pub mod dataflow;
+pub mod ingest;
+pub mod replay;
+pub mod sinks;
+pub mod sources;

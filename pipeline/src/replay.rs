@@ -1,0 +1,246 @@
+//! `causeway replay`: runs the jobs over files, exactly as `run` does over Kafka.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use causeway_schemas::records::DlqRecord;
+use causeway_schemas::Encoding;
+
+use crate::config::{Config, ConfigError, Settings};
+use crate::dataflow;
+use crate::ingest::{Ingest, Stats, Watermark};
+use crate::sinks::file::{FileOutputs, FileSink};
+use crate::sources::file::{list_inputs, open, InputError};
+use crate::sources::Topic;
+
+/// Messages read from each partition per scheduling round.
+const ROUND_MESSAGES: usize = 256;
+
+/// Why a replay could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    /// Bad config.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Bad input directory or file.
+    #[error(transparent)]
+    Input(#[from] InputError),
+    /// Output cannot be written.
+    #[error("cannot write output in {path}: {source}")]
+    Output {
+        /// Path.
+        path: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// An input file failed while being read.
+    #[error("reading {path} failed: {source}")]
+    Read {
+        /// Path.
+        path: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// Timely could not start its workers.
+    #[error("cannot start workers: {0}")]
+    Workers(String),
+}
+
+/// What a replay did.
+#[derive(Debug, Default)]
+pub struct Summary {
+    /// Input files.
+    pub files: usize,
+    /// Ingest counts, all workers.
+    pub stats: Stats,
+    /// Windows emitted.
+    pub windows: u64,
+    /// SLI records written.
+    pub sli_records: u64,
+    /// Service-graph records written.
+    pub edge_records: u64,
+}
+
+/// Replay options.
+#[derive(Debug, Clone)]
+pub struct ReplayOptions {
+    /// Input directory.
+    pub input: PathBuf,
+    /// Output directory (created if missing).
+    pub out: PathBuf,
+    /// Config file.
+    pub config: Option<PathBuf>,
+    /// Timely configuration (threads, processes).
+    pub workers: usize,
+    /// Show a progress bar on a terminal.
+    pub progress: bool,
+}
+
+/// Runs a replay.
+pub fn replay(opts: &ReplayOptions) -> Result<Summary, ReplayError> {
+    let config = Config::load(opts.config.as_deref())?;
+    let settings = config.settings()?;
+    let files = list_inputs(&opts.input)?;
+    for (path, topic, enc) in &files {
+        // Fail early and clearly on unreadable files, before any worker starts.
+        open(path, *topic, *enc, 0)?;
+    }
+    std::fs::create_dir_all(&opts.out).map_err(|source| output_err(&opts.out, source))?;
+    let outputs = Arc::new(Mutex::new(
+        FileOutputs::create(&opts.out).map_err(|s| output_err(&opts.out, s))?,
+    ));
+    let total_bytes: u64 = files
+        .iter()
+        .filter_map(|(p, _, _)| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum();
+    let progress = Arc::new(AtomicU64::new(0));
+    let show_progress = opts.progress && std::io::stderr().is_terminal();
+
+    let shared = (files.clone(), settings, outputs.clone(), progress.clone());
+    let guards = timely::execute(
+        timely::Config::process(opts.workers.max(1)),
+        move |worker| {
+            let (files, settings, outputs, progress) = shared.clone();
+            run_worker(
+                worker,
+                &files,
+                settings,
+                outputs,
+                &progress,
+                total_bytes,
+                show_progress,
+            )
+        },
+    )
+    .map_err(ReplayError::Workers)?;
+
+    let mut summary = Summary {
+        files: files.len(),
+        ..Summary::default()
+    };
+    let mut dlq: Vec<DlqRecord> = Vec::new();
+    for result in guards.join() {
+        let (stats, mut worker_dlq) = result.map_err(ReplayError::Workers)??;
+        summary.stats.merge(&stats);
+        dlq.append(&mut worker_dlq);
+    }
+    if show_progress {
+        eprintln!();
+    }
+    let mut o = outputs
+        .lock()
+        .map_err(|_| ReplayError::Workers("a worker panicked".into()))?;
+    o.finish().map_err(|s| output_err(&opts.out, s))?;
+    summary.windows = o.windows;
+    summary.sli_records = o.sli_records;
+    summary.edge_records = o.edge_records;
+    dlq.sort_by(|a, b| {
+        (a.partition, a.offset, a.record_index).cmp(&(b.partition, b.offset, b.record_index))
+    });
+    write_dlq(&opts.out.join("dlq.jsonl"), &dlq).map_err(|s| output_err(&opts.out, s))?;
+    Ok(summary)
+}
+
+fn output_err(path: &Path, source: std::io::Error) -> ReplayError {
+    ReplayError::Output {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+fn write_dlq(path: &Path, dlq: &[DlqRecord]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut w = std::io::BufWriter::new(std::fs::File::create(path)?);
+    for r in dlq {
+        serde_json::to_writer(&mut w, r)?;
+        w.write_all(b"\n")?;
+    }
+    w.flush()
+}
+
+type WorkerResult = Result<(Stats, Vec<DlqRecord>), ReplayError>;
+
+fn run_worker(
+    worker: &mut timely::worker::Worker,
+    files: &[(PathBuf, Topic, Encoding)],
+    settings: Settings,
+    outputs: Arc<Mutex<FileOutputs>>,
+    progress: &AtomicU64,
+    total_bytes: u64,
+    show_progress: bool,
+) -> WorkerResult {
+    let (index, peers) = (worker.index(), worker.peers());
+    let sink: Option<Box<dyn dataflow::OutputSink>> =
+        (index == 0).then(|| Box::new(FileSink(outputs)) as _);
+    let (inputs, probe) = dataflow::build(worker, &settings.params, sink);
+    let lateness = settings.allowed_lateness_ns;
+    let mut ingest = Ingest::new(inputs, settings);
+
+    let mut parts = Vec::new();
+    for (i, (path, topic, enc)) in files.iter().enumerate().filter(|(i, _)| i % peers == index) {
+        parts.push((
+            open(path, *topic, *enc, i as u32)?,
+            Watermark::default(),
+            false,
+            0u64,
+        ));
+    }
+    let mut last_report = Instant::now();
+    loop {
+        let previous = ingest.time();
+        for (part, wm, done, pos) in parts.iter_mut().filter(|p| !p.2) {
+            for _ in 0..ROUND_MESSAGES {
+                let next = part
+                    .reader
+                    .next_message()
+                    .map_err(|source| ReplayError::Read {
+                        path: part.name.clone(),
+                        source,
+                    })?;
+                let Some(msg) = next else {
+                    *done = true;
+                    break;
+                };
+                ingest.process(&part.name, part.topic, part.encoding, part.id, wm, msg);
+            }
+            let now = part.reader.position();
+            progress.fetch_add(now - *pos, Ordering::Relaxed);
+            *pos = now;
+        }
+        let active: Vec<u64> = parts
+            .iter()
+            .filter(|p| !p.2)
+            .map(|p| p.1.value(lateness).unwrap_or(0))
+            .collect();
+        let Some(watermark) = active.iter().min().copied() else {
+            break;
+        };
+        ingest.advance(watermark);
+        worker.step_while(|| probe.less_than(&previous));
+        if show_progress && index == 0 && last_report.elapsed() > Duration::from_millis(200) {
+            last_report = Instant::now();
+            let done = progress.load(Ordering::Relaxed);
+            let pct = if total_bytes == 0 {
+                100
+            } else {
+                done * 100 / total_bytes
+            };
+            let bar = "#".repeat((pct / 4) as usize);
+            eprint!(
+                "\r[{bar:<25}] {pct:>3}%  {} / {} MiB",
+                done >> 20,
+                total_bytes >> 20
+            );
+        }
+    }
+    ingest.flush();
+    let (stats, dlq, _deploys) = ingest.close();
+    while !probe.done() {
+        worker.step();
+    }
+    Ok((stats, dlq))
+}

@@ -1,0 +1,79 @@
+//! File sink for `causeway replay`: `sli.jsonl` and `service_graph.jsonl`.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use causeway_schemas::records::{ServiceGraphRecord, SliRecord};
+
+use crate::dataflow::OutputSink;
+
+/// Open output files and what has been written to them.
+pub struct FileOutputs {
+    sli: BufWriter<File>,
+    edges: BufWriter<File>,
+    /// SLI records written.
+    pub sli_records: u64,
+    /// Service-graph records written.
+    pub edge_records: u64,
+    /// Distinct windows emitted.
+    pub windows: u64,
+    error: Option<std::io::Error>,
+}
+
+impl FileOutputs {
+    /// Creates `sli.jsonl` and `service_graph.jsonl` in `dir`.
+    pub fn create(dir: &Path) -> std::io::Result<Self> {
+        Ok(FileOutputs {
+            sli: BufWriter::new(File::create(dir.join("sli.jsonl"))?),
+            edges: BufWriter::new(File::create(dir.join("service_graph.jsonl"))?),
+            sli_records: 0,
+            edge_records: 0,
+            windows: 0,
+            error: None,
+        })
+    }
+
+    /// Flushes both files, reporting the first write error seen.
+    pub fn finish(&mut self) -> std::io::Result<()> {
+        if let Some(e) = self.error.take() {
+            return Err(e);
+        }
+        self.sli.flush()?;
+        self.edges.flush()
+    }
+
+    fn write_lines<T: serde::Serialize>(
+        out: &mut BufWriter<File>,
+        records: &[T],
+    ) -> std::io::Result<()> {
+        for r in records {
+            serde_json::to_writer(&mut *out, r)?;
+            out.write_all(b"\n")?;
+        }
+        Ok(())
+    }
+}
+
+/// An [`OutputSink`] writing into shared [`FileOutputs`].
+pub struct FileSink(pub Arc<Mutex<FileOutputs>>);
+
+impl OutputSink for FileSink {
+    fn sli(&mut self, _time: u64, records: &[SliRecord]) {
+        let Ok(mut o) = self.0.lock() else { return };
+        o.sli_records += records.len() as u64;
+        o.windows += 1;
+        if let Err(e) = FileOutputs::write_lines(&mut o.sli, records) {
+            o.error.get_or_insert(e);
+        }
+    }
+
+    fn edges(&mut self, _time: u64, records: &[ServiceGraphRecord]) {
+        let Ok(mut o) = self.0.lock() else { return };
+        o.edge_records += records.len() as u64;
+        if let Err(e) = FileOutputs::write_lines(&mut o.edges, records) {
+            o.error.get_or_insert(e);
+        }
+    }
+}

@@ -1,0 +1,3 @@
+//! Sinks: where final outputs go.
+
+pub mod file;
