@@ -1,1 +1,3 @@
+//! Causeway's seeded workload generator and benchmark helpers.
 
+pub mod workload;

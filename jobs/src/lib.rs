@@ -14,7 +14,6 @@ pub mod correlate;
 pub mod obs;
 pub mod operators;
 pub mod params;
-pub mod reference;
 pub mod sli;
 
 use causeway_schemas::records::{ServiceGraphRecord, SliRecord};
