@@ -63,7 +63,7 @@ pub struct Partition {
     pub encoding: Encoding,
     /// Global partition id (replay: ordinal of the file among all inputs).
     pub id: u32,
-    /// Human name (file path or `topic/partition`).
+    /// Human name (file name or `topic/partition`).
     pub name: String,
     /// The reader.
     pub reader: Box<dyn PartitionReader>,
