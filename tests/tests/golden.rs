@@ -11,14 +11,19 @@ use causeway_tests::reference::read_jsonl;
 const OUTPUTS: [&str; 3] = ["sli.jsonl", "service_graph.jsonl", "dlq.jsonl"];
 
 fn case_dir(case: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("golden").join(case)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("golden")
+        .join(case)
 }
 
 fn run_case(case: &str) -> (Summary, PathBuf) {
     let dir = case_dir(case);
     let mut first: Option<(Summary, PathBuf)> = None;
     for workers in [1, 2] {
-        let out = std::env::temp_dir().join(format!("causeway-golden-{case}-{workers}-{}", std::process::id()));
+        let out = std::env::temp_dir().join(format!(
+            "causeway-golden-{case}-{workers}-{}",
+            std::process::id()
+        ));
         let summary = replay(&ReplayOptions {
             input: dir.join("input"),
             out: out.clone(),
@@ -37,7 +42,10 @@ fn run_case(case: &str) -> (Summary, PathBuf) {
         for f in OUTPUTS {
             let got = std::fs::read_to_string(out.join(f)).unwrap();
             let want = std::fs::read_to_string(expected.join(f)).unwrap();
-            assert_eq!(got, want, "{case}: {f} differs from the golden file with {workers} workers");
+            assert_eq!(
+                got, want,
+                "{case}: {f} differs from the golden file with {workers} workers"
+            );
         }
         if first.is_none() {
             first = Some((summary, out));
@@ -53,13 +61,19 @@ fn public_fixtures() {
     assert_eq!(s.stats.accepted_total(), 1 + 1 + 4);
     // 37 Kubernetes audit events name no service; 12 CDEvents are not service events.
     assert_eq!(s.stats.rejected_total(), 37 + 12);
-    assert_eq!(s.stats.records, s.stats.accepted_total() + s.stats.rejected_total());
+    assert_eq!(
+        s.stats.records,
+        s.stats.accepted_total() + s.stats.rejected_total()
+    );
 }
 
 #[test]
 fn malformed_input_is_dead_lettered_not_fatal() {
     let (s, out) = run_case("malformed");
-    assert_eq!(s.stats.records, s.stats.accepted_total() + s.stats.rejected_total());
+    assert_eq!(
+        s.stats.records,
+        s.stats.accepted_total() + s.stats.rejected_total()
+    );
     let dlq: Vec<DlqRecord> = read_jsonl(&out.join("dlq.jsonl"));
     assert_eq!(dlq.len() as u64, s.stats.rejected_total());
     let reasons: Vec<&str> = dlq.iter().map(|d| d.reason.as_str()).collect();
@@ -74,13 +88,24 @@ fn malformed_input_is_dead_lettered_not_fatal() {
         "unsupported_spec_version",
         "missing_field",
     ] {
-        assert!(reasons.contains(&reason), "no DLQ entry with reason {reason}: {reasons:?}");
+        assert!(
+            reasons.contains(&reason),
+            "no DLQ entry with reason {reason}: {reasons:?}"
+        );
     }
     // The 48-hex trace id rejects its span only; the span after it in the same
     // message is still counted (checkout's ERROR server span).
-    let bad_id = dlq.iter().find(|d| d.reason == "invalid_trace_id" && d.source == "otlp_spans.jsonl").unwrap();
+    let bad_id = dlq
+        .iter()
+        .find(|d| d.reason == "invalid_trace_id" && d.source == "otlp_spans.jsonl")
+        .unwrap();
     assert_eq!((bad_id.offset, bad_id.record_index), (3, Some(0)));
     assert_eq!(s.stats.accepted.values().sum::<u64>(), 6);
     // Both protobuf failures of the .pb file: a bad message and a truncated frame.
-    assert_eq!(dlq.iter().filter(|d| d.source == "otlp_spans_wire.pb").count(), 2);
+    assert_eq!(
+        dlq.iter()
+            .filter(|d| d.source == "otlp_spans_wire.pb")
+            .count(),
+        2
+    );
 }

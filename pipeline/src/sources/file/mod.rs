@@ -106,7 +106,10 @@ pub fn open(
         path: path.display().to_string(),
         source,
     })?;
-    let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
+    let name = path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
     let reader: Box<dyn PartitionReader> = if name.ends_with(".pb") {
         Box::new(DelimitedReader::new(file))
     } else if name.ends_with(".json") {

@@ -1,0 +1,146 @@
+//! Operator tests: tiny collections, exact captured output.
+
+use std::sync::Arc;
+
+use causeway_jobs::{build, Inputs, Params};
+use causeway_schemas::records::{ServiceGraphRecord, SliRecord};
+use causeway_schemas::{Resource, Span, SpanKind, SpanStatus};
+use differential_dataflow::input::Input;
+use timely::dataflow::operators::capture::Event;
+use timely::dataflow::operators::Capture;
+
+const S: u64 = 1_000_000_000;
+
+fn res(service: &str) -> Arc<Resource> {
+    Arc::new(Resource {
+        service: service.into(),
+        environment: "prod".into(),
+        version: "1".into(),
+    })
+}
+
+fn span(id: u64, parent: u64, start_s: u64, end_s: u64, service: &str, status: SpanStatus) -> Span {
+    Span {
+        trace: 7,
+        span: id,
+        parent,
+        start: start_s * S,
+        end: end_s * S,
+        kind: if parent == 0 {
+            SpanKind::Server
+        } else {
+            SpanKind::Client
+        },
+        status,
+        pii: false,
+        resource: res(service),
+    }
+}
+
+fn run(
+    spans: Vec<Span>,
+) -> (
+    Vec<(u64, Vec<SliRecord>)>,
+    Vec<(u64, Vec<ServiceGraphRecord>)>,
+) {
+    let params = Params::default();
+    let (sli, graph) = timely::example(move |scope| {
+        let (mut input, spans_c) = scope.new_collection::<Span, isize>();
+        let (_logs_in, logs) = scope.new_collection();
+        let (_audits_in, audits) = scope.new_collection();
+        for s in &spans {
+            let (enter, leave) = params.span_lifetime(s.event_time());
+            input.update_at(s.clone(), enter, 1);
+            input.update_at(s.clone(), leave, -1);
+        }
+        let out = build(
+            Inputs {
+                spans: spans_c,
+                logs,
+                audits,
+            },
+            &params,
+        );
+        (out.sli.capture(), out.service_graph.capture())
+    });
+    (collect(sli), collect(graph))
+}
+
+fn collect<T>(rx: std::sync::mpsc::Receiver<Event<u64, Vec<T>>>) -> Vec<(u64, Vec<T>)> {
+    let mut by_time: std::collections::BTreeMap<u64, Vec<T>> = Default::default();
+    for event in rx.try_iter() {
+        if let Event::Messages(t, mut data) = event {
+            if let Some(t) = t.least() {
+                by_time.entry(*t).or_default().append(&mut data);
+            }
+        }
+    }
+    by_time.into_iter().filter(|(_, v)| !v.is_empty()).collect()
+}
+
+#[test]
+fn duplicates_count_once_and_orphans_are_bad() {
+    let t0 = 1_800_000_000;
+    let spans = vec![
+        span(1, 0, t0, t0 + 1, "gateway", SpanStatus::Unset),
+        // Duplicate of span 2: the greater end time wins, and it is an ERROR.
+        span(2, 1, t0, t0 + 1, "checkout", SpanStatus::Unset),
+        span(2, 1, t0, t0 + 2, "checkout", SpanStatus::Error),
+        // Orphan: its parent 99 never arrives.
+        span(3, 99, t0, t0 + 1, "checkout", SpanStatus::Unset),
+    ];
+    let (sli, graph) = run(spans);
+    let params = Params::default();
+    let window = t0 - t0 % 60;
+    // Everything is emitted once, at the time the window became final.
+    assert_eq!(sli.len(), 1);
+    assert_eq!(sli[0].0, params.final_at(window));
+    let find = |name: &str, service: &str| {
+        sli[0]
+            .1
+            .iter()
+            .find(|r| r.sli == name && r.service == service)
+            .cloned()
+            .unwrap()
+    };
+    let cl = find("context_loss", "checkout");
+    assert_eq!((cl.good, cl.total), (Some(1), Some(2)));
+    let cl = find("context_loss", "gateway");
+    assert_eq!((cl.good, cl.total), (Some(1), Some(1)));
+    let lat = find("latency", "gateway");
+    assert_eq!(lat.total, Some(1));
+    assert_eq!(graph.len(), 1);
+    assert_eq!(
+        graph[0].1,
+        vec![ServiceGraphRecord {
+            client: "gateway".into(),
+            server: "checkout".into(),
+            window_start: window,
+            window_end: window + 60,
+            total: 1,
+            failed: 1,
+        }]
+    );
+}
+
+#[test]
+fn a_parent_beyond_the_horizon_does_not_resolve() {
+    let t0 = 1_800_000_000;
+    // The child starts 11 minutes after its parent: beyond the 10-minute horizon.
+    let spans = vec![
+        span(1, 0, t0, t0 + 1, "gateway", SpanStatus::Unset),
+        span(2, 1, t0 + 660, t0 + 661, "checkout", SpanStatus::Unset),
+    ];
+    let (sli, graph) = run(spans);
+    let late_window: Vec<&SliRecord> = sli
+        .iter()
+        .flat_map(|(_, v)| v)
+        .filter(|r| r.sli == "context_loss" && r.service == "checkout")
+        .collect();
+    assert_eq!(late_window.len(), 1);
+    assert_eq!(
+        (late_window[0].good, late_window[0].total),
+        (Some(0), Some(1))
+    );
+    assert!(graph.iter().all(|(_, v)| v.is_empty()));
+}
