@@ -1,1 +1,41 @@
-fn main() {}
+//! Decoder micro-benchmarks: one 100-span OTLP batch, protobuf and JSON.
+
+use causeway_benches::workload::{generate, traces_json, WorkloadConfig};
+use causeway_schemas::otlp::decode_traces;
+use causeway_schemas::{DecodeOptions, Encoding};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use prost::Message;
+
+fn decode(c: &mut Criterion) {
+    let w = generate(&WorkloadConfig {
+        traces: 200,
+        late: 0.0,
+        malformed: 0.0,
+        duplicates: 0.0,
+        ..Default::default()
+    });
+    let msg = &w.spans[0].1;
+    let spans: usize = msg
+        .resource_spans
+        .iter()
+        .map(|r| r.scope_spans[0].spans.len())
+        .sum();
+    let proto = msg.encode_to_vec();
+    let json = traces_json(msg).into_bytes();
+    let opts = DecodeOptions {
+        now_ns: u64::MAX / 2,
+        ..DecodeOptions::default()
+    };
+    let mut g = c.benchmark_group("decode_traces");
+    g.throughput(Throughput::Elements(spans as u64));
+    g.bench_function("otlp_proto_100_spans", |b| {
+        b.iter(|| decode_traces(&proto, Encoding::OtlpProto, &opts))
+    });
+    g.bench_function("otlp_json_100_spans", |b| {
+        b.iter(|| decode_traces(&json, Encoding::OtlpJson, &opts))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, decode);
+criterion_main!(benches);

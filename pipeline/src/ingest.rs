@@ -95,6 +95,8 @@ pub struct Ingest {
     pub dlq: Vec<DlqRecord>,
     /// Accepted deploy events (consumed by the alerting jobs).
     pub deploys: Vec<DeployEvent>,
+    /// When the input frontier reached each new time (for finalization latency).
+    pub advances: Vec<(u64, std::time::Instant)>,
 }
 
 struct Source<'a> {
@@ -113,6 +115,7 @@ impl Ingest {
             stats: Stats::default(),
             dlq: Vec::new(),
             deploys: Vec::new(),
+            advances: Vec::new(),
         }
     }
 
@@ -254,6 +257,9 @@ impl Ingest {
     /// and flushes buffered updates.
     pub fn advance(&mut self, watermark_ns: u64) {
         let t = Params::tick(watermark_ns).max(self.time());
+        if t > self.time() {
+            self.advances.push((t, std::time::Instant::now()));
+        }
         self.inputs.spans.advance_to(t);
         self.inputs.logs.advance_to(t);
         self.inputs.audits.advance_to(t);
@@ -268,7 +274,25 @@ impl Ingest {
     }
 
     /// Closes the inputs: no more data will come from this worker.
-    pub fn close(self) -> (Stats, Vec<DlqRecord>, Vec<DeployEvent>) {
-        (self.stats, self.dlq, self.deploys)
+    pub fn close(mut self) -> Closed {
+        self.advances.push((u64::MAX, std::time::Instant::now()));
+        Closed {
+            stats: self.stats,
+            dlq: self.dlq,
+            deploys: self.deploys,
+            advances: self.advances,
+        }
     }
+}
+
+/// What a worker's ingest leaves behind when its inputs close.
+pub struct Closed {
+    /// Counts.
+    pub stats: Stats,
+    /// Dead letters.
+    pub dlq: Vec<DlqRecord>,
+    /// Accepted deploy events.
+    pub deploys: Vec<DeployEvent>,
+    /// Frontier advances with their wall-clock instants; the last is the close.
+    pub advances: Vec<(u64, std::time::Instant)>,
 }

@@ -11,7 +11,7 @@ use causeway_schemas::Encoding;
 
 use crate::config::{Config, ConfigError, Settings};
 use crate::dataflow;
-use crate::ingest::{Ingest, Stats, Watermark};
+use crate::ingest::{Closed, Ingest, Stats, Watermark};
 use crate::sinks::file::{FileOutputs, FileSink};
 use crate::sources::file::{list_inputs, open, InputError};
 use crate::sources::Topic;
@@ -62,6 +62,11 @@ pub struct Summary {
     pub sli_records: u64,
     /// Service-graph records written.
     pub edge_records: u64,
+    /// Finalization latency per window, microseconds: from the moment every worker's
+    /// watermark had passed the window's final time to the moment its records were written.
+    pub finalize_latency_us: Vec<u64>,
+    /// Wall-clock duration of the replay.
+    pub elapsed: Duration,
 }
 
 /// Replay options.
@@ -81,6 +86,7 @@ pub struct ReplayOptions {
 
 /// Runs a replay.
 pub fn replay(opts: &ReplayOptions) -> Result<Summary, ReplayError> {
+    let started = Instant::now();
     let config = Config::load(opts.config.as_deref())?;
     let settings = config.settings()?;
     let files = list_inputs(&opts.input)?;
@@ -123,10 +129,12 @@ pub fn replay(opts: &ReplayOptions) -> Result<Summary, ReplayError> {
         ..Summary::default()
     };
     let mut dlq: Vec<DlqRecord> = Vec::new();
+    let mut advances = Vec::new();
     for result in guards.join() {
-        let (stats, mut worker_dlq) = result.map_err(ReplayError::Workers)??;
-        summary.stats.merge(&stats);
-        dlq.append(&mut worker_dlq);
+        let mut closed = result.map_err(ReplayError::Workers)??;
+        summary.stats.merge(&closed.stats);
+        dlq.append(&mut closed.dlq);
+        advances.push(closed.advances);
     }
     if show_progress {
         eprintln!();
@@ -138,11 +146,30 @@ pub fn replay(opts: &ReplayOptions) -> Result<Summary, ReplayError> {
     summary.windows = o.windows;
     summary.sli_records = o.sli_records;
     summary.edge_records = o.edge_records;
+    summary.finalize_latency_us = finalize_latencies(&o.emitted, &advances);
+    summary.elapsed = started.elapsed();
     dlq.sort_by(|a, b| {
         (a.partition, a.offset, a.record_index).cmp(&(b.partition, b.offset, b.record_index))
     });
     write_dlq(&opts.out.join("dlq.jsonl"), &dlq).map_err(|s| output_err(&opts.out, s))?;
     Ok(summary)
+}
+
+/// For each emitted time: emit instant minus the instant the last worker's
+/// frontier reached that time.
+fn finalize_latencies(emitted: &[(u64, Instant)], advances: &[Vec<(u64, Instant)>]) -> Vec<u64> {
+    emitted
+        .iter()
+        .filter_map(|(t, at)| {
+            let passed = advances
+                .iter()
+                .map(|adv| adv.iter().find(|(a, _)| a >= t).map(|(_, i)| *i))
+                .collect::<Option<Vec<Instant>>>()?
+                .into_iter()
+                .max()?;
+            Some(at.saturating_duration_since(passed).as_micros() as u64)
+        })
+        .collect()
 }
 
 fn output_err(path: &Path, source: std::io::Error) -> ReplayError {
@@ -162,7 +189,7 @@ fn write_dlq(path: &Path, dlq: &[DlqRecord]) -> std::io::Result<()> {
     w.flush()
 }
 
-type WorkerResult = Result<(Stats, Vec<DlqRecord>), ReplayError>;
+type WorkerResult = Result<Closed, ReplayError>;
 
 fn run_worker(
     worker: &mut timely::worker::Worker,
@@ -238,9 +265,9 @@ fn run_worker(
         }
     }
     ingest.flush();
-    let (stats, dlq, _deploys) = ingest.close();
+    let closed = ingest.close();
     while !probe.done() {
         worker.step();
     }
-    Ok((stats, dlq))
+    Ok(closed)
 }

@@ -109,3 +109,22 @@ fn malformed_input_is_dead_lettered_not_fatal() {
         2
     );
 }
+
+#[test]
+fn shipped_sample() {
+    let (s, _) = run_case("sample");
+    assert_eq!(
+        s.stats.records,
+        s.stats.accepted_total() + s.stats.rejected_total()
+    );
+    assert!(s.windows >= 5, "the sample spans several windows");
+    // The golden file is not just what the code printed once: it equals the naive
+    // reference implementation of SPEC §3 on the same input.
+    let settings = causeway::config::Config::default().settings().unwrap();
+    let accepted =
+        causeway_tests::reference::read_accepted(&case_dir("sample").join("input"), &settings);
+    let (want, _) = causeway_tests::reference::compute(&accepted, &settings);
+    let got: Vec<causeway_schemas::records::SliRecord> =
+        read_jsonl(&case_dir("sample").join("expected/sli.jsonl"));
+    assert_eq!(got, want);
+}

@@ -19,6 +19,8 @@ pub struct FileOutputs {
     pub edge_records: u64,
     /// Distinct windows emitted.
     pub windows: u64,
+    /// When each finalization time's SLI records were written.
+    pub emitted: Vec<(u64, std::time::Instant)>,
     error: Option<std::io::Error>,
 }
 
@@ -31,6 +33,7 @@ impl FileOutputs {
             sli_records: 0,
             edge_records: 0,
             windows: 0,
+            emitted: Vec::new(),
             error: None,
         })
     }
@@ -60,10 +63,11 @@ impl FileOutputs {
 pub struct FileSink(pub Arc<Mutex<FileOutputs>>);
 
 impl OutputSink for FileSink {
-    fn sli(&mut self, _time: u64, records: &[SliRecord]) {
+    fn sli(&mut self, time: u64, records: &[SliRecord]) {
         let Ok(mut o) = self.0.lock() else { return };
         o.sli_records += records.len() as u64;
         o.windows += 1;
+        o.emitted.push((time, std::time::Instant::now()));
         if let Err(e) = FileOutputs::write_lines(&mut o.sli, records) {
             o.error.get_or_insert(e);
         }
