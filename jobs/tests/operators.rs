@@ -37,12 +37,9 @@ fn span(id: u64, parent: u64, start_s: u64, end_s: u64, service: &str, status: S
     }
 }
 
-fn run(
-    spans: Vec<Span>,
-) -> (
-    Vec<(u64, Vec<SliRecord>)>,
-    Vec<(u64, Vec<ServiceGraphRecord>)>,
-) {
+type Captured<T> = Vec<(u64, Vec<T>)>;
+
+fn run(spans: Vec<Span>) -> (Captured<SliRecord>, Captured<ServiceGraphRecord>) {
     let params = Params::default();
     let (sli, graph) = timely::example(move |scope| {
         let (mut input, spans_c) = scope.new_collection::<Span, isize>();

@@ -251,11 +251,7 @@ fn run_worker(
         if show_progress && index == 0 && last_report.elapsed() > Duration::from_millis(200) {
             last_report = Instant::now();
             let done = progress.load(Ordering::Relaxed);
-            let pct = if total_bytes == 0 {
-                100
-            } else {
-                done * 100 / total_bytes
-            };
+            let pct = (done * 100).checked_div(total_bytes).unwrap_or(100);
             let bar = "#".repeat((pct / 4) as usize);
             eprint!(
                 "\r[{bar:<25}] {pct:>3}%  {} / {} MiB",

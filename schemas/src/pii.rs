@@ -84,7 +84,7 @@ fn luhn(digits: &[u8]) -> bool {
         }
         sum += v;
     }
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// 13–19 digits, optionally separated by single spaces or dashes, not touching

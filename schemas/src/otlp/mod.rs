@@ -304,7 +304,7 @@ fn validate_log(
     let mut status_5xx = false;
     for kv in raw.attributes {
         if REQUEST_ATTRIBUTES.contains(&kv.key.as_str())
-            || opts.request_attributes.iter().any(|k| *k == kv.key)
+            || opts.request_attributes.contains(&kv.key)
         {
             request = true;
         }

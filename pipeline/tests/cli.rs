@@ -1,0 +1,102 @@
+//! The `causeway replay` command's error paths: clear messages, non-zero exit.
+
+use std::process::Command;
+
+fn replay(args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_causeway"))
+        .arg("replay")
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn scratch(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("causeway-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn missing_input_directory() {
+    let (code, err) = replay(&[
+        "--input",
+        "/nonexistent/causeway",
+        "--out",
+        "/tmp/x",
+        "--quiet",
+    ]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("cannot read input directory /nonexistent/causeway"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unknown_file_name() {
+    let d = scratch("unknown");
+    std::fs::write(d.join("spans.jsonl"), "{}\n").unwrap();
+    let (code, err) = replay(&[
+        "--input",
+        d.to_str().unwrap(),
+        "--out",
+        d.join("out").to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("spans.jsonl") && err.contains("otlp_spans*"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_config_names_the_key() {
+    let d = scratch("config");
+    std::fs::write(d.join("otlp_spans.jsonl"), "{}\n").unwrap();
+    std::fs::write(
+        d.join("c.toml"),
+        "[time]\ntrace_horizon = \"ten minutes\"\n",
+    )
+    .unwrap();
+    let (code, err) = replay(&[
+        "--input",
+        d.to_str().unwrap(),
+        "--out",
+        d.join("out").to_str().unwrap(),
+        "--config",
+        d.join("c.toml").to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("time.trace_horizon"), "{err}");
+}
+
+#[test]
+fn bad_records_are_not_fatal() {
+    let d = scratch("records");
+    std::fs::write(
+        d.join("otlp_spans.jsonl"),
+        "not json\n{\"resourceSpans\":[]}\n",
+    )
+    .unwrap();
+    let (code, err) = replay(&[
+        "--input",
+        d.to_str().unwrap(),
+        "--out",
+        d.join("out").to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("records read     1 = accepted 0 + rejected 1"),
+        "{err}"
+    );
+    let dlq = std::fs::read_to_string(d.join("out/dlq.jsonl")).unwrap();
+    assert!(dlq.contains("\"reason\":\"malformed_json\""), "{dlq}");
+}
