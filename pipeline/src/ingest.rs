@@ -159,45 +159,31 @@ impl Ingest {
                 let d = otlp::decode_traces(&msg.payload, encoding, opts);
                 for (i, s) in d.records.into_iter().enumerate() {
                     let t = s.event_time();
-                    if self.is_late(t, watermark) {
-                        self.late(&src, i as u32);
-                        continue;
-                    }
-                    let (enter, leave) = self.settings.params.span_lifetime(t);
-                    self.inputs.spans.update_at(s.clone(), enter, 1);
-                    self.inputs.spans.update_at(s, leave, -1);
-                    newest = newest.max(Some(t));
-                    *self.stats.accepted.entry(topic).or_default() += 1;
-                    self.stats.records += 1;
+                    let life = self.settings.params.span_lifetime(t);
+                    self.admit(&src, i as u32, t, watermark, &mut newest, s, life, |i| {
+                        &mut i.spans
+                    });
                 }
                 self.reject_all(&src, d.rejects);
             }
             Topic::Logs => {
                 let d = otlp::decode_logs(&msg.payload, encoding, origin, opts);
                 for l in d.records {
-                    let t = l.time;
-                    if self.is_late(t, watermark) {
-                        self.late(&src, l.origin.index);
-                        continue;
-                    }
-                    let (enter, leave) = self.settings.params.record_lifetime(t);
-                    self.inputs.logs.update_at(l.clone(), enter, 1);
-                    self.inputs.logs.update_at(l, leave, -1);
-                    newest = newest.max(Some(t));
-                    *self.stats.accepted.entry(topic).or_default() += 1;
-                    self.stats.records += 1;
+                    let (t, index) = (l.time, l.origin.index);
+                    let life = self.settings.params.record_lifetime(t);
+                    self.admit(&src, index, t, watermark, &mut newest, l, life, |i| {
+                        &mut i.logs
+                    });
                 }
                 self.reject_all(&src, d.rejects);
             }
             Topic::Audit => match audit::decode_audit(&msg.payload, origin, tp, opts) {
-                Ok(a) if self.is_late(a.time, watermark) => self.late(&src, 0),
                 Ok(a) => {
-                    let (enter, leave) = self.settings.params.record_lifetime(a.time);
-                    newest = Some(a.time);
-                    self.inputs.audits.update_at(a.clone(), enter, 1);
-                    self.inputs.audits.update_at(a, leave, -1);
-                    *self.stats.accepted.entry(topic).or_default() += 1;
-                    self.stats.records += 1;
+                    let t = a.time;
+                    let life = self.settings.params.record_lifetime(t);
+                    self.admit(&src, 0, t, watermark, &mut newest, a, life, |i| {
+                        &mut i.audits
+                    });
                 }
                 Err(r) => self.reject(&src, r),
             },
@@ -206,8 +192,7 @@ impl Ingest {
                 Ok(d) => {
                     newest = Some(d.time);
                     self.deploys.push(d);
-                    *self.stats.accepted.entry(topic).or_default() += 1;
-                    self.stats.records += 1;
+                    self.count_accepted(topic);
                 }
                 Err(r) => self.reject(&src, r),
             },
@@ -215,6 +200,35 @@ impl Ingest {
         if let Some(t) = newest {
             wm.max_seen = wm.max_seen.max(Some(t));
         }
+    }
+
+    /// Inserts `record` into its collection for `lifetime` unless it is late.
+    #[allow(clippy::too_many_arguments)]
+    fn admit<T: differential_dataflow::Data>(
+        &mut self,
+        src: &Source<'_>,
+        index: u32,
+        t: u64,
+        watermark: Option<u64>,
+        newest: &mut Option<u64>,
+        record: T,
+        (enter, leave): (u64, u64),
+        session: fn(&mut Inputs) -> &mut InputSession<u64, T, isize>,
+    ) {
+        if self.is_late(t, watermark) {
+            self.late(src, index);
+            return;
+        }
+        let input = session(&mut self.inputs);
+        input.update_at(record.clone(), enter, 1);
+        input.update_at(record, leave, -1);
+        *newest = (*newest).max(Some(t));
+        self.count_accepted(src.topic);
+    }
+
+    fn count_accepted(&mut self, topic: Topic) {
+        *self.stats.accepted.entry(topic).or_default() += 1;
+        self.stats.records += 1;
     }
 
     fn is_late(&self, t: u64, watermark: Option<u64>) -> bool {
