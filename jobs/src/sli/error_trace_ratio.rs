@@ -4,10 +4,9 @@
 use causeway_schemas::LogRecord;
 use differential_dataflow::VecCollection;
 
-use super::total_and_good;
+use super::joins_any_span;
 use crate::correlate::SpansByTrace;
-use crate::obs::{Obs, ObsKind, Sli};
-use crate::operators::join_any::join_any;
+use crate::obs::{Obs, Sli};
 use crate::params::Params;
 
 /// M2 observations.
@@ -16,24 +15,10 @@ pub fn error_trace_ratio<'s>(
     spans: &SpansByTrace<'s>,
     params: &Params,
 ) -> VecCollection<'s, u64, Obs> {
-    let errors = logs.filter(|l| l.is_error());
-    let (p1, p2, p3) = (params.clone(), params.clone(), params.clone());
-    let totals = errors.clone().flat_map(move |l| {
-        total_and_good(Sli::ErrorTraceRatio, false, &l.resource, l.time, &p1).collect::<Vec<_>>()
-    });
-    let joined = join_any(
-        errors.filter(|l| l.trace != 0).map(|l| (l.trace, l)),
+    joins_any_span(
+        Sli::ErrorTraceRatio,
+        logs.filter(|l| l.is_error()),
         spans,
-        move |l, f| p2.joins(l.time, f.span.start),
+        params,
     )
-    .map(move |l| {
-        Obs::at(
-            Sli::ErrorTraceRatio,
-            ObsKind::Good,
-            &l.resource,
-            l.time,
-            &p3,
-        )
-    });
-    totals.concat(joined)
 }

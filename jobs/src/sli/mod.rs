@@ -16,10 +16,11 @@ pub mod trace_coverage;
 use std::sync::Arc;
 
 use causeway_schemas::{AuditRecord, LogRecord, Resource};
-use differential_dataflow::VecCollection;
+use differential_dataflow::{ExchangeData, VecCollection};
 
 use crate::correlate::SpansByTrace;
 use crate::obs::{Obs, ObsKind, Sli};
+use crate::operators::join_any::join_any;
 use crate::params::Params;
 
 impl Obs {
@@ -51,6 +52,58 @@ pub(crate) fn total_and_good(
     let total = Obs::at(sli, ObsKind::Total, resource, t, p);
     let good = good.then(|| Obs::at(sli, ObsKind::Good, resource, t, p));
     std::iter::once(total).chain(good)
+}
+
+/// A record with trace context: log records and audit records.
+pub trait Traced: ExchangeData + std::hash::Hash {
+    /// Trace id, 0 when absent.
+    fn trace(&self) -> u128;
+    /// Event time, ns.
+    fn time(&self) -> u64;
+    /// Owning resource.
+    fn resource(&self) -> &Arc<Resource>;
+}
+
+impl Traced for LogRecord {
+    fn trace(&self) -> u128 {
+        self.trace
+    }
+    fn time(&self) -> u64 {
+        self.time
+    }
+    fn resource(&self) -> &Arc<Resource> {
+        &self.resource
+    }
+}
+
+impl Traced for AuditRecord {
+    fn trace(&self) -> u128 {
+        self.trace
+    }
+    fn time(&self) -> u64 {
+        self.time
+    }
+    fn resource(&self) -> &Arc<Resource> {
+        &self.resource
+    }
+}
+
+/// A `Total` per record and a `Good` per record whose trace id joins a span of
+/// any service under the join rule (M2, M5).
+pub(crate) fn joins_any_span<'s, R: Traced>(
+    sli: Sli,
+    records: VecCollection<'s, u64, R>,
+    spans: &SpansByTrace<'s>,
+    params: &Params,
+) -> VecCollection<'s, u64, Obs> {
+    let (p1, p2, p3) = (params.clone(), params.clone(), params.clone());
+    let totals = records
+        .clone()
+        .map(move |r| Obs::at(sli, ObsKind::Total, r.resource(), r.time(), &p1));
+    let keyed = records.filter(|r| r.trace() != 0).map(|r| (r.trace(), r));
+    let goods = join_any(keyed, spans, move |r, f| p2.joins(r.time(), f.span.start))
+        .map(move |r| Obs::at(sli, ObsKind::Good, r.resource(), r.time(), &p3));
+    totals.concat(goods)
 }
 
 /// Every per-record SLI over the shared span index, logs and audit records.
