@@ -262,14 +262,23 @@ fn de_severity<'de, D: Deserializer<'de>>(d: D) -> Result<i32, D::Error> {
         "INFO2", "INFO3", "INFO4", "WARN", "WARN2", "WARN3", "WARN4", "ERROR", "ERROR2", "ERROR3",
         "ERROR4", "FATAL", "FATAL2", "FATAL3", "FATAL4",
     ];
-    let table: Vec<(String, i32)> = std::iter::once(("SEVERITY_NUMBER_UNSPECIFIED".to_string(), 0))
-        .chain(
-            NAMES
-                .iter()
-                .enumerate()
-                .map(|(i, n)| (format!("SEVERITY_NUMBER_{n}"), i as i32 + 1)),
-        )
-        .collect();
-    let refs: Vec<(&str, i32)> = table.iter().map(|(n, v)| (n.as_str(), *v)).collect();
-    de_enum(d, &refs)
+    match NumOrStr::deserialize(d)? {
+        NumOrStr::S(s) => {
+            if let Ok(n) = s.parse() {
+                return Ok(n);
+            }
+            match s.strip_prefix("SEVERITY_NUMBER_") {
+                Some("UNSPECIFIED") => Ok(0),
+                Some(name) => NAMES
+                    .iter()
+                    .position(|n| *n == name)
+                    .map(|p| p as i32 + 1)
+                    .ok_or_else(|| de::Error::custom(format!("unknown severity {s}"))),
+                None => Err(de::Error::custom(format!("unknown severity {s}"))),
+            }
+        }
+        NumOrStr::U(u) => i32::try_from(u).map_err(|_| de::Error::custom("enum out of range")),
+        NumOrStr::I(i) => i32::try_from(i).map_err(|_| de::Error::custom("enum out of range")),
+        NumOrStr::F(_) => Err(de::Error::custom("enum is not an integer")),
+    }
 }

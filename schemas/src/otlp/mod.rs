@@ -375,3 +375,100 @@ fn value_has_pii(v: &proto::AnyValue, opts: &DecodeOptions) -> bool {
         _ => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_severity_names_and_numbers() {
+        let opts = DecodeOptions::default();
+        let doc = |sev: &str| {
+            format!(
+                r#"{{"resourceLogs":[{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"a"}}}}]}},
+                "scopeLogs":[{{"logRecords":[{{"timeUnixNano":"1","severityNumber":{sev}}}]}}]}}]}}"#
+            )
+        };
+        let sev = |s: &str| {
+            decode_logs(
+                doc(s).as_bytes(),
+                Encoding::OtlpJson,
+                Origin::default(),
+                &opts,
+            )
+        };
+        assert_eq!(sev("17").records[0].severity, 17);
+        assert_eq!(sev("\"SEVERITY_NUMBER_ERROR\"").records[0].severity, 17);
+        assert_eq!(sev("\"SEVERITY_NUMBER_FATAL4\"").records[0].severity, 24);
+        assert_eq!(
+            sev("\"SEVERITY_NUMBER_LOUD\"").rejects[0].reason,
+            Reason::MalformedJson
+        );
+    }
+
+    #[test]
+    fn a_bad_span_rejects_only_itself() {
+        let opts = DecodeOptions::default();
+        let json = r#"{"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"a"}}]},
+            "scopeSpans":[{"spans":[
+              {"traceId":"5B8EFFF798038103D269B633813FC60C","spanId":"EEE19B7EC3C1B174","startTimeUnixNano":"1","endTimeUnixNano":"2"},
+              {"traceId":"5B8EFFF798038103D269B633813FC60C5B8EFFF798038103","spanId":"EEE19B7EC3C1B175","startTimeUnixNano":"1"},
+              {"traceId":"5B8EFFF798038103D269B633813FC60C","spanId":"EEE19B7EC3C1B176","startTimeUnixNano":"1","endTimeUnixNano":"2"}]}]}]}"#;
+        let d = decode_traces(json.as_bytes(), Encoding::OtlpJson, &opts);
+        assert_eq!(d.records.len(), 2);
+        assert_eq!(
+            d.rejects,
+            vec![Rejection::record(
+                Reason::InvalidTraceId,
+                1,
+                "trace id: wrong length 48"
+            )]
+        );
+        assert_eq!(d.records[0].trace, 0x5b8efff798038103d269b633813fc60c);
+    }
+
+    #[test]
+    fn protobuf_ids_of_the_wrong_length_are_rejected() {
+        use prost::Message;
+        let span = |trace: Vec<u8>, parent: Vec<u8>| proto::Span {
+            trace_id: trace,
+            span_id: vec![1; 8],
+            parent_span_id: parent,
+            start_time_unix_nano: 5,
+            end_time_unix_nano: 6,
+            ..Default::default()
+        };
+        let data = proto::TracesData {
+            resource_spans: vec![proto::ResourceSpans {
+                resource: Some(proto::Resource {
+                    attributes: vec![proto::KeyValue::string("service.name", "a")],
+                }),
+                scope_spans: vec![proto::ScopeSpans {
+                    spans: vec![
+                        span(vec![1; 16], vec![]),
+                        span(vec![1; 15], vec![]),
+                        span(vec![1; 16], vec![2; 3]),
+                    ],
+                }],
+            }],
+        };
+        let d = decode_traces(
+            &data.encode_to_vec(),
+            Encoding::OtlpProto,
+            &DecodeOptions::default(),
+        );
+        assert_eq!(d.records.len(), 1);
+        let reasons: Vec<Reason> = d.rejects.iter().map(|r| r.reason).collect();
+        assert_eq!(
+            reasons,
+            vec![Reason::InvalidTraceId, Reason::InvalidParentSpanId]
+        );
+        let bad = decode_traces(
+            &[0x0a, 0x05, 0x01],
+            Encoding::OtlpProto,
+            &DecodeOptions::default(),
+        );
+        assert_eq!(bad.rejects[0].reason, Reason::MalformedProtobuf);
+        assert_eq!(bad.rejects[0].index, None);
+    }
+}
