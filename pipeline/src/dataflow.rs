@@ -46,15 +46,7 @@ pub fn build(
         gather_sorted(
             out.sli.probe_with(&probe),
             "SliSink",
-            |r: &SliRecord| {
-                (
-                    r.window_start,
-                    r.sli.clone(),
-                    r.service.clone(),
-                    r.environment.clone(),
-                    r.version.clone(),
-                )
-            },
+            |a: &SliRecord, b: &SliRecord| a.sort_key().cmp(&b.sort_key()),
             move |t, batch| {
                 if let Some(s) = s1.borrow_mut().as_mut() {
                     s.sli(t, batch)
@@ -64,7 +56,9 @@ pub fn build(
         gather_sorted(
             out.service_graph.probe_with(&probe),
             "EdgeSink",
-            |r: &ServiceGraphRecord| (r.window_start, r.client.clone(), r.server.clone()),
+            |a: &ServiceGraphRecord, b: &ServiceGraphRecord| {
+                (a.window_start, &a.client, &a.server).cmp(&(b.window_start, &b.client, &b.server))
+            },
             move |t, batch| {
                 if let Some(s) = sink.borrow_mut().as_mut() {
                     s.edges(t, batch)
@@ -83,12 +77,11 @@ pub fn build(
 }
 
 /// Gathers `stream` on worker 0 and hands each completed time's records, sorted
-/// by `key`, to `write`.
-fn gather_sorted<T, K, F, W>(stream: StreamVec<'_, u64, T>, name: &str, key: F, mut write: W)
+/// by `order`, to `write`.
+fn gather_sorted<T, F, W>(stream: StreamVec<'_, u64, T>, name: &str, order: F, mut write: W)
 where
     T: timely::ExchangeData + Clone,
-    K: Ord,
-    F: Fn(&T) -> K + 'static,
+    F: Fn(&T, &T) -> std::cmp::Ordering + 'static,
     W: FnMut(u64, &[T]) + 'static,
 {
     let mut pending: std::collections::BTreeMap<u64, Vec<T>> = Default::default();
@@ -104,7 +97,7 @@ where
             }
             let t = *entry.key();
             let mut batch = entry.remove();
-            batch.sort_by_key(|r| key(r));
+            batch.sort_by(|a, b| order(a, b));
             write(t, &batch);
         }
     });

@@ -76,11 +76,6 @@ pub fn trace_hex(t: u128) -> String {
     format!("{t:032x}")
 }
 
-/// Lowercase hex of a span id, 16 digits.
-pub fn span_hex(s: u64) -> String {
-    format!("{s:016x}")
-}
-
 /// Parses a W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`) into (trace id, span id).
 /// Returns `None` when the header is malformed or carries an all-zero id.
 pub fn parse_traceparent(s: &str) -> Option<(u128, u64)> {

@@ -204,12 +204,17 @@ pub fn encode_histogram(hist: &Histogram<u64>) -> String {
     base64::engine::general_purpose::STANDARD.encode(buf)
 }
 
-/// Decodes a histogram written by [`encode_histogram`].
+/// Decodes a histogram written by [`encode_histogram`], ready to merge with others:
+/// it grows to hold larger values instead of refusing them.
 pub fn decode_histogram(b64: &str) -> Option<Histogram<u64>> {
     use base64::Engine;
     use hdrhistogram::serialization::Deserializer;
     let bytes = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
-    Deserializer::new().deserialize(&mut bytes.as_slice()).ok()
+    let mut hist: Histogram<u64> = Deserializer::new()
+        .deserialize(&mut bytes.as_slice())
+        .ok()?;
+    hist.auto(true);
+    Some(hist)
 }
 
 /// Final SLI records from observations.
@@ -276,4 +281,24 @@ fn emit_edges(groups: BTreeMap<EdgeKey, (i64, i64)>, params: &Params) -> Vec<Ser
             },
         )
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histograms_round_trip_and_merge() {
+        let mut a = Histogram::<u64>::new(3).unwrap();
+        a.record_n(1_500, 3).unwrap();
+        let mut b = Histogram::<u64>::new(3).unwrap();
+        b.record(250_000).unwrap();
+        let mut merged = decode_histogram(&encode_histogram(&a)).unwrap();
+        assert_eq!(merged, a);
+        merged
+            .add(decode_histogram(&encode_histogram(&b)).unwrap())
+            .unwrap();
+        assert_eq!(merged.len(), 4);
+        assert!(merged.equivalent(merged.max(), 250_000));
+    }
 }
