@@ -11,7 +11,7 @@ use std::path::Path;
 use causeway_jobs::Params;
 use causeway_schemas::pii::PiiDetector;
 use causeway_schemas::time::NANOS_PER_SEC;
-use causeway_schemas::DecodeOptions;
+use causeway_schemas::{DecodeOptions, Encoding};
 use serde::Deserialize;
 
 /// A configuration mistake, with what to do about it.
@@ -46,6 +46,199 @@ pub struct Config {
     pub time: TimeConfig,
     /// Decoding and detection.
     pub decode: DecodeConfig,
+    /// Kafka connection, topics and encodings (`causeway run`).
+    pub kafka: KafkaConfig,
+    /// Delivery guarantee.
+    pub processing: ProcessingConfig,
+    /// The Prometheus `/metrics` endpoint.
+    pub metrics: MetricsConfig,
+    /// SLOs (SPEC §4); evaluated by the alerting job.
+    pub slo: Vec<SloConfig>,
+}
+
+/// Kafka settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// Bootstrap servers, comma-separated `host:port`. Default `localhost:9092`.
+    pub brokers: String,
+    /// Consumer group whose committed offsets are Causeway's checkpoints. Default `causeway`.
+    pub group_id: String,
+    /// Topic names.
+    pub topics: TopicsConfig,
+    /// Encodings of the input topics.
+    pub encodings: EncodingsConfig,
+    /// How often offsets are committed. Default `1s`.
+    pub commit_interval: String,
+    /// librdkafka settings passed through unchanged to every client
+    /// (e.g. `"security.protocol" = "SASL_SSL"`, `"sasl.mechanisms" = "PLAIN"`,
+    /// `"ssl.ca.location" = "/etc/ssl/ca.pem"`).
+    pub librdkafka: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            brokers: "localhost:9092".into(),
+            group_id: "causeway".into(),
+            topics: TopicsConfig::default(),
+            encodings: EncodingsConfig::default(),
+            commit_interval: "1s".into(),
+            librdkafka: Default::default(),
+        }
+    }
+}
+
+/// Topic names (SPEC §1 and §6 defaults).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TopicsConfig {
+    /// OTLP spans. Default `otlp_spans`.
+    pub spans: String,
+    /// OTLP logs. Default `otlp_logs`.
+    pub logs: String,
+    /// CDEvents deploy events. Default `deploys`.
+    pub deploys: String,
+    /// Audit events. Default `audit`.
+    pub audit: String,
+    /// SLI records out. Default `causeway_sli`.
+    pub sli: String,
+    /// Service-graph edges out. Default `causeway_service_graph`.
+    pub service_graph: String,
+    /// Dead letters out. Default `causeway_dlq`.
+    pub dlq: String,
+    /// Alerts out. Default `causeway_alerts`.
+    pub alerts: String,
+}
+
+impl Default for TopicsConfig {
+    fn default() -> Self {
+        TopicsConfig {
+            spans: "otlp_spans".into(),
+            logs: "otlp_logs".into(),
+            deploys: "deploys".into(),
+            audit: "audit".into(),
+            sli: "causeway_sli".into(),
+            service_graph: "causeway_service_graph".into(),
+            dlq: "causeway_dlq".into(),
+            alerts: "causeway_alerts".into(),
+        }
+    }
+}
+
+/// Encodings of the input topics.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EncodingsConfig {
+    /// `otlp_proto` (default) or `otlp_json`.
+    pub spans: Encoding,
+    /// `otlp_proto` (default) or `otlp_json`.
+    pub logs: Encoding,
+    /// `json` (the only one).
+    pub deploys: Encoding,
+    /// `json` (the only one).
+    pub audit: Encoding,
+}
+
+impl Default for EncodingsConfig {
+    fn default() -> Self {
+        EncodingsConfig {
+            spans: Encoding::OtlpProto,
+            logs: Encoding::OtlpProto,
+            deploys: Encoding::Json,
+            audit: Encoding::Json,
+        }
+    }
+}
+
+/// Delivery guarantee of `causeway run`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Guarantee {
+    /// Outputs may repeat after a crash; they are keyed and identical, so a
+    /// compacted topic or a keyed consumer sees each once.
+    #[default]
+    AtLeastOnce,
+    /// No output record is written twice, even after `kill -9`.
+    ExactlyOnce,
+}
+
+/// Processing settings.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProcessingConfig {
+    /// `at_least_once` (default) or `exactly_once`.
+    pub guarantee: Guarantee,
+}
+
+/// The `/metrics` endpoint.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Listen address. Default `127.0.0.1:9464`; empty disables the endpoint.
+    pub bind: String,
+    /// Most distinct services per metric; later ones are reported as `__overflow__`. Default 1000.
+    pub max_series: usize,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            bind: "127.0.0.1:9464".into(),
+            max_series: 1000,
+        }
+    }
+}
+
+/// One SLO (SPEC §4).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SloConfig {
+    /// Unique name.
+    pub name: String,
+    /// A service name, or `*` for each service seen.
+    pub service: String,
+    /// Restricts the SLO to one environment.
+    #[serde(default)]
+    pub environment: Option<String>,
+    /// An SLI id (`availability`, `latency`, `trace_coverage`, ...).
+    pub sli: String,
+    /// Target good fraction, 0 < objective < 1.
+    pub objective: f64,
+    /// Budget period. Default `28d`.
+    #[serde(default = "default_period")]
+    pub period: String,
+    /// `latency` only: a request is good when faster than this (e.g. `"300ms"`).
+    #[serde(default)]
+    pub threshold: Option<String>,
+    /// Below this many events in a window, the burn rate is 0. Default 1.
+    #[serde(default = "default_min_events")]
+    pub min_events: u64,
+    /// Alerting policy; default: page 14.4x 1h/5m, page 6x 6h/30m, ticket 1x 3d/6h.
+    #[serde(default)]
+    pub policy: Option<Vec<PolicyRow>>,
+}
+
+fn default_period() -> String {
+    "28d".into()
+}
+
+fn default_min_events() -> u64 {
+    1
+}
+
+/// One multi-window burn-rate rule.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyRow {
+    /// `page` or `ticket`.
+    pub severity: String,
+    /// Long window, e.g. `"1h"`.
+    pub long: String,
+    /// Short window, e.g. `"5m"`.
+    pub short: String,
+    /// Burn-rate factor both windows must reach.
+    pub factor: f64,
 }
 
 /// Windows, watermarks and correlation (SPEC §2, §3).
@@ -197,6 +390,8 @@ impl Config {
             .try_into()
             .map_err(|e: toml::de::Error| ConfigError::Parse(e.to_string()))?;
         config.settings()?;
+        config.validate_kafka()?;
+        config.validate_slos()?;
         Ok(config)
     }
 
@@ -230,6 +425,169 @@ impl Config {
     }
 }
 
+impl Config {
+    /// Checks the Kafka, processing and metrics sections.
+    fn validate_kafka(&self) -> Result<(), ConfigError> {
+        let k = &self.kafka;
+        if k.brokers.trim().is_empty() {
+            return Err(value(
+                "kafka.brokers",
+                "is empty; give host:port[,host:port...]",
+            ));
+        }
+        if k.group_id.trim().is_empty() {
+            return Err(value("kafka.group_id", "is empty; name the consumer group"));
+        }
+        for (key, enc) in [("spans", k.encodings.spans), ("logs", k.encodings.logs)] {
+            if enc == Encoding::Json {
+                return Err(value(
+                    &format!("kafka.encodings.{key}"),
+                    "is \"json\"; use \"otlp_proto\" or \"otlp_json\"",
+                ));
+            }
+        }
+        for (key, enc) in [
+            ("deploys", k.encodings.deploys),
+            ("audit", k.encodings.audit),
+        ] {
+            if enc != Encoding::Json {
+                return Err(value(
+                    &format!("kafka.encodings.{key}"),
+                    "must be \"json\" (the only encoding of this topic)",
+                ));
+            }
+        }
+        let t = &k.topics;
+        let names = [
+            ("spans", &t.spans),
+            ("logs", &t.logs),
+            ("deploys", &t.deploys),
+            ("audit", &t.audit),
+            ("sli", &t.sli),
+            ("service_graph", &t.service_graph),
+            ("dlq", &t.dlq),
+            ("alerts", &t.alerts),
+        ];
+        for (i, (key, name)) in names.iter().enumerate() {
+            if name.is_empty() {
+                return Err(value(&format!("kafka.topics.{key}"), "is empty"));
+            }
+            if let Some((other, _)) = names[..i].iter().find(|(_, n)| n == name) {
+                return Err(value(
+                    &format!("kafka.topics.{key}"),
+                    &format!(
+                        "is {name:?}, the same topic as kafka.topics.{other}; give each its own"
+                    ),
+                ));
+            }
+        }
+        let interval = duration("kafka.commit_interval", &k.commit_interval)?;
+        if interval == 0 {
+            return Err(value("kafka.commit_interval", "must be greater than 0"));
+        }
+        if !self.metrics.bind.is_empty()
+            && self.metrics.bind.parse::<std::net::SocketAddr>().is_err()
+        {
+            return Err(value(
+                "metrics.bind",
+                &format!(
+                    "is {:?}; use ip:port such as \"127.0.0.1:9464\"",
+                    self.metrics.bind
+                ),
+            ));
+        }
+        if self.metrics.max_series == 0 {
+            return Err(value("metrics.max_series", "must be at least 1"));
+        }
+        Ok(())
+    }
+
+    /// Checks every `[[slo]]`.
+    fn validate_slos(&self) -> Result<(), ConfigError> {
+        for (i, s) in self.slo.iter().enumerate() {
+            let key = |k: &str| format!("slo[{i}].{k}");
+            if s.name.is_empty() {
+                return Err(value(&key("name"), "is empty"));
+            }
+            if self.slo[..i].iter().any(|o| o.name == s.name) {
+                return Err(value(
+                    &key("name"),
+                    &format!("{:?} is used twice; SLO names must be unique", s.name),
+                ));
+            }
+            if s.service.is_empty() {
+                return Err(value(
+                    &key("service"),
+                    "is empty; name a service or use \"*\"",
+                ));
+            }
+            if causeway_jobs::obs::Sli::parse(&s.sli).is_none() {
+                let ids: Vec<&str> = causeway_jobs::obs::Sli::ALL
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect();
+                return Err(value(
+                    &key("sli"),
+                    &format!("is {:?}; use one of {}", s.sli, ids.join(", ")),
+                ));
+            }
+            if !(s.objective > 0.0 && s.objective < 1.0) {
+                return Err(value(
+                    &key("objective"),
+                    &format!(
+                        "is {}; it must be between 0 and 1 (exclusive), e.g. 0.999",
+                        s.objective
+                    ),
+                ));
+            }
+            duration(&key("period"), &s.period)?;
+            match (&s.threshold, s.sli.as_str()) {
+                (Some(t), "latency") => {
+                    duration(&key("threshold"), t)?;
+                }
+                (None, "latency") => {
+                    return Err(value(
+                        &key("threshold"),
+                        "is missing; a latency SLO needs one, e.g. \"300ms\"",
+                    ))
+                }
+                (Some(_), _) => {
+                    return Err(value(
+                        &key("threshold"),
+                        "is only allowed for sli = \"latency\"",
+                    ))
+                }
+                (None, _) => {}
+            }
+            for (j, row) in s.policy.iter().flatten().enumerate() {
+                let key = |k: &str| format!("slo[{i}].policy[{j}].{k}");
+                if row.severity != "page" && row.severity != "ticket" {
+                    return Err(value(
+                        &key("severity"),
+                        &format!("is {:?}; use \"page\" or \"ticket\"", row.severity),
+                    ));
+                }
+                let long = duration(&key("long"), &row.long)?;
+                let short = duration(&key("short"), &row.short)?;
+                if short >= long {
+                    return Err(value(&key("short"), "must be shorter than long"));
+                }
+                if row.factor <= 0.0 || !row.factor.is_finite() {
+                    return Err(value(&key("factor"), "must be a positive number"));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn value(key: &str, problem: &str) -> ConfigError {
+    ConfigError::Value {
+        key: key.into(),
+        problem: problem.into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -252,6 +610,39 @@ mod tests {
         let e =
             Config::from_toml("[decode]\npii_patterns = [\"(\"]", std::iter::empty()).unwrap_err();
         assert!(e.to_string().contains("decode.pii_patterns"), "{e}");
+    }
+
+    #[test]
+    fn kafka_and_slo_mistakes_are_named() {
+        let cases = [
+            ("[kafka.encodings]\nspans = \"json\"", "kafka.encodings.spans"),
+            ("[kafka.encodings]\naudit = \"otlp_proto\"", "kafka.encodings.audit"),
+            ("[kafka.encodings]\nspans = \"xml\"", "unknown variant `xml`"),
+            ("[kafka.topics]\ndlq = \"otlp_spans\"", "kafka.topics.dlq"),
+            ("[kafka]\nbrokerz = \"x\"", "brokerz"),
+            ("[metrics]\nbind = \"localhost\"", "metrics.bind"),
+            ("[processing]\nguarantee = \"maybe\"", "at_least_once"),
+            (
+                "[[slo]]\nname=\"a\"\nservice=\"s\"\nsli=\"uptime\"\nobjective=0.9",
+                "slo[0].sli",
+            ),
+            (
+                "[[slo]]\nname=\"a\"\nservice=\"s\"\nsli=\"availability\"\nobjective=99.9",
+                "slo[0].objective",
+            ),
+            (
+                "[[slo]]\nname=\"a\"\nservice=\"s\"\nsli=\"latency\"\nobjective=0.9",
+                "slo[0].threshold",
+            ),
+            (
+                "[[slo]]\nname=\"a\"\nservice=\"s\"\nsli=\"availability\"\nobjective=0.9\npolicy=[{severity=\"sms\",long=\"1h\",short=\"5m\",factor=2.0}]",
+                "slo[0].policy[0].severity",
+            ),
+        ];
+        for (text, expected) in cases {
+            let e = Config::from_toml(text, std::iter::empty()).unwrap_err();
+            assert!(e.to_string().contains(expected), "{text}: {e}");
+        }
     }
 
     #[test]
