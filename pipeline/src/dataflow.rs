@@ -3,9 +3,11 @@
 use causeway_jobs::{Inputs as JobInputs, Params};
 use causeway_schemas::records::{ServiceGraphRecord, SliRecord};
 use differential_dataflow::input::Input;
+use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::probe::Handle as ProbeHandle;
+use timely::dataflow::operators::Capability;
 use timely::dataflow::operators::Probe;
 use timely::dataflow::StreamVec;
 use timely::worker::Worker;
@@ -44,7 +46,7 @@ pub fn build(
         let probe = ProbeHandle::new();
         let s1 = sink.clone();
         gather_sorted(
-            out.sli.probe_with(&probe),
+            out.sli,
             "SliSink",
             |a: &SliRecord, b: &SliRecord| a.sort_key().cmp(&b.sort_key()),
             move |t, batch| {
@@ -52,9 +54,10 @@ pub fn build(
                     s.sli(t, batch)
                 }
             },
-        );
+        )
+        .probe_with(&probe);
         gather_sorted(
-            out.service_graph.probe_with(&probe),
+            out.service_graph,
             "EdgeSink",
             |a: &ServiceGraphRecord, b: &ServiceGraphRecord| {
                 (a.window_start, &a.client, &a.server).cmp(&(b.window_start, &b.client, &b.server))
@@ -64,7 +67,8 @@ pub fn build(
                     s.edges(t, batch)
                 }
             },
-        );
+        )
+        .probe_with(&probe);
         (
             Inputs {
                 spans: spans_in,
@@ -78,27 +82,55 @@ pub fn build(
 
 /// Gathers `stream` on worker 0 and hands each completed time's records, sorted
 /// by `order`, to `write`.
-fn gather_sorted<T, F, W>(stream: StreamVec<'_, u64, T>, name: &str, order: F, mut write: W)
+///
+/// The operator holds a capability for every time it still has to write, so its
+/// output frontier (which the probe watches) passes `t` only after `write` has
+/// returned for `t`. A sink that blocks until its writes are acknowledged thereby
+/// tells every worker of every process which outputs are safe.
+fn gather_sorted<'s, T, F, W>(
+    stream: StreamVec<'s, u64, T>,
+    name: &str,
+    order: F,
+    mut write: W,
+) -> StreamVec<'s, u64, ()>
 where
     T: timely::ExchangeData + Clone,
     F: Fn(&T, &T) -> std::cmp::Ordering + 'static,
     W: FnMut(u64, &[T]) + 'static,
 {
-    let mut pending: std::collections::BTreeMap<u64, Vec<T>> = Default::default();
-    stream.sink(Exchange::new(|_: &T| 0), name, move |(input, frontier)| {
-        input.for_each(|cap, data| {
-            if let Some(t) = cap.least() {
-                pending.entry(*t).or_default().append(data);
+    type Pending<T> = std::collections::BTreeMap<u64, (Capability<u64>, Vec<T>)>;
+    stream.unary_frontier::<CapacityContainerBuilder<Vec<()>>, _, _, _>(
+        Exchange::new(|_: &T| 0),
+        name,
+        move |_, _| {
+            let mut pending: Pending<T> = Default::default();
+            move |(input, frontier), _output| {
+                input.for_each(|cap, data| {
+                    let Some(t) = cap.least().copied() else {
+                        return;
+                    };
+                    match pending.entry(t) {
+                        std::collections::btree_map::Entry::Occupied(mut e) => {
+                            e.get_mut().1.append(data)
+                        }
+                        std::collections::btree_map::Entry::Vacant(e) => {
+                            if let Some(c) = cap.retain_least(0) {
+                                e.insert((c, std::mem::take(data)));
+                            }
+                        }
+                    }
+                });
+                while let Some(entry) = pending.first_entry() {
+                    if frontier.less_equal(entry.key()) {
+                        break;
+                    }
+                    let t = *entry.key();
+                    let (cap, mut batch) = entry.remove();
+                    batch.sort_by(|a, b| order(a, b));
+                    write(t, &batch);
+                    drop(cap);
+                }
             }
-        });
-        while let Some(entry) = pending.first_entry() {
-            if frontier.less_equal(entry.key()) {
-                break;
-            }
-            let t = *entry.key();
-            let mut batch = entry.remove();
-            batch.sort_by(|a, b| order(a, b));
-            write(t, &batch);
-        }
-    });
+        },
+    )
 }

@@ -69,6 +69,17 @@ pub struct Watermark {
 }
 
 impl Watermark {
+    /// A watermark restored from a checkpoint: `max_seen` is the newest event time
+    /// of the partition before the restart offset.
+    pub fn restored(max_seen: Option<u64>) -> Self {
+        Watermark { max_seen }
+    }
+
+    /// The newest event time seen.
+    pub fn max_seen(&self) -> Option<u64> {
+        self.max_seen
+    }
+
     /// `max event time seen - allowed_lateness`, or `None` before any event.
     pub fn value(&self, lateness_ns: u64) -> Option<u64> {
         self.max_seen.map(|m| m.saturating_sub(lateness_ns))
@@ -97,6 +108,9 @@ pub struct Ingest {
     pub deploys: Vec<DeployEvent>,
     /// When the input frontier reached each new time (for finalization latency).
     pub advances: Vec<(u64, std::time::Instant)>,
+    /// Records held in state, by the time they are retracted.
+    leaving: BTreeMap<u64, u64>,
+    held: u64,
 }
 
 struct Source<'a> {
@@ -116,7 +130,14 @@ impl Ingest {
             dlq: Vec::new(),
             deploys: Vec::new(),
             advances: Vec::new(),
+            leaving: BTreeMap::new(),
+            held: 0,
         }
+    }
+
+    /// Input records currently held in correlation state by this worker.
+    pub fn held(&self) -> u64 {
+        self.held
     }
 
     /// The current input time (second).
@@ -125,6 +146,9 @@ impl Ingest {
     }
 
     /// Processes one message of partition `partition` (named `name`) of `topic`.
+    ///
+    /// Returns the latest retraction time of the records it admitted: the message
+    /// is needed to rebuild state for every output time up to that one.
     pub fn process(
         &mut self,
         name: &str,
@@ -132,8 +156,8 @@ impl Ingest {
         encoding: causeway_schemas::Encoding,
         partition: u32,
         wm: &mut Watermark,
-        msg: Message,
-    ) {
+        msg: &Message,
+    ) -> Option<u64> {
         self.stats.messages += 1;
         let src = Source {
             name,
@@ -141,9 +165,12 @@ impl Ingest {
             partition,
             offset: msg.offset,
         };
-        if let Some(why) = msg.framing_error {
-            self.reject(&src, Rejection::message(Reason::MalformedProtobuf, why));
-            return;
+        if let Some(why) = &msg.framing_error {
+            self.reject(
+                &src,
+                Rejection::message(Reason::MalformedProtobuf, why.clone()),
+            );
+            return None;
         }
         let origin = Origin {
             partition,
@@ -154,15 +181,18 @@ impl Ingest {
         let opts = &self.settings.decode;
         let tp = msg.traceparent.as_deref();
         let mut newest = None;
+        let mut needed = None;
         match topic {
             Topic::Spans => {
                 let d = otlp::decode_traces(&msg.payload, encoding, opts);
                 for (i, s) in d.records.into_iter().enumerate() {
                     let t = s.event_time();
                     let life = self.settings.params.span_lifetime(t);
-                    self.admit(&src, i as u32, t, watermark, &mut newest, s, life, |i| {
+                    if self.admit(&src, i as u32, t, watermark, &mut newest, s, life, |i| {
                         &mut i.spans
-                    });
+                    }) {
+                        needed = needed.max(Some(life.1));
+                    }
                 }
                 self.reject_all(&src, d.rejects);
             }
@@ -171,9 +201,11 @@ impl Ingest {
                 for l in d.records {
                     let (t, index) = (l.time, l.origin.index);
                     let life = self.settings.params.record_lifetime(t);
-                    self.admit(&src, index, t, watermark, &mut newest, l, life, |i| {
+                    if self.admit(&src, index, t, watermark, &mut newest, l, life, |i| {
                         &mut i.logs
-                    });
+                    }) {
+                        needed = needed.max(Some(life.1));
+                    }
                 }
                 self.reject_all(&src, d.rejects);
             }
@@ -181,9 +213,11 @@ impl Ingest {
                 Ok(a) => {
                     let t = a.time;
                     let life = self.settings.params.record_lifetime(t);
-                    self.admit(&src, 0, t, watermark, &mut newest, a, life, |i| {
+                    if self.admit(&src, 0, t, watermark, &mut newest, a, life, |i| {
                         &mut i.audits
-                    });
+                    }) {
+                        needed = needed.max(Some(life.1));
+                    }
                 }
                 Err(r) => self.reject(&src, r),
             },
@@ -191,6 +225,7 @@ impl Ingest {
                 Ok(d) if self.is_late(d.time, watermark) => self.late(&src, 0),
                 Ok(d) => {
                     newest = Some(d.time);
+                    needed = Some(self.settings.params.record_lifetime(d.time).1);
                     self.deploys.push(d);
                     self.count_accepted(topic);
                 }
@@ -200,9 +235,11 @@ impl Ingest {
         if let Some(t) = newest {
             wm.max_seen = wm.max_seen.max(Some(t));
         }
+        needed
     }
 
-    /// Inserts `record` into its collection for `lifetime` unless it is late.
+    /// Inserts `record` into its collection for `lifetime` unless it is late;
+    /// true when it did.
     #[allow(clippy::too_many_arguments)]
     fn admit<T: differential_dataflow::Data>(
         &mut self,
@@ -214,16 +251,19 @@ impl Ingest {
         record: T,
         (enter, leave): (u64, u64),
         session: fn(&mut Inputs) -> &mut InputSession<u64, T, isize>,
-    ) {
+    ) -> bool {
         if self.is_late(t, watermark) {
             self.late(src, index);
-            return;
+            return false;
         }
         let input = session(&mut self.inputs);
         input.update_at(record.clone(), enter, 1);
         input.update_at(record, leave, -1);
+        *self.leaving.entry(leave).or_default() += 1;
+        self.held += 1;
         *newest = (*newest).max(Some(t));
         self.count_accepted(src.topic);
+        true
     }
 
     fn count_accepted(&mut self, topic: Topic) {
@@ -273,6 +313,9 @@ impl Ingest {
         let t = Params::tick(watermark_ns).max(self.time());
         if t > self.time() {
             self.advances.push((t, std::time::Instant::now()));
+            let still = self.leaving.split_off(&(t + 1));
+            self.held -= self.leaving.values().sum::<u64>();
+            self.leaving = still;
         }
         self.inputs.spans.advance_to(t);
         self.inputs.logs.advance_to(t);

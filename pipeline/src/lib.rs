@@ -6,6 +6,8 @@
 pub mod config;
 pub mod dataflow;
 pub mod ingest;
+pub mod metrics;
 pub mod replay;
+pub mod run;
 pub mod sinks;
 pub mod sources;

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use causeway::replay::{replay, ReplayOptions, Summary};
+use causeway::run::{run, RunOptions};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -36,6 +37,32 @@ enum Command {
         /// Hide the progress bar.
         #[arg(long)]
         quiet: bool,
+    },
+    /// Run the jobs on Kafka until SIGTERM/SIGINT: read the input topics, write
+    /// causeway_sli, causeway_service_graph and causeway_dlq, serve /metrics.
+    #[command(disable_help_flag = true)]
+    Run {
+        /// Config file (TOML); see deploy/causeway.example.toml.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Worker threads per process.
+        #[arg(short = 'w', long, default_value_t = 1)]
+        workers: usize,
+        /// Number of processes in the timely cluster.
+        #[arg(short = 'n', long, default_value_t = 1)]
+        processes: usize,
+        /// Index of this process, 0..n.
+        #[arg(short = 'p', long, default_value_t = 0)]
+        process: usize,
+        /// Hostfile: one host:port per line, one line per process (default localhost:2101+p).
+        #[arg(short = 'h', long)]
+        hostfile: Option<PathBuf>,
+        /// Exit once every input partition is read to its end and idle (after emitting every window).
+        #[arg(long)]
+        drain: bool,
+        /// Print help.
+        #[arg(long, action = clap::ArgAction::Help)]
+        help: Option<bool>,
     },
 }
 
@@ -88,6 +115,41 @@ fn print_summary(s: &Summary) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Run {
+            config,
+            workers,
+            processes,
+            process,
+            hostfile,
+            drain,
+            help: _,
+        } => {
+            let opts = RunOptions {
+                config,
+                threads: workers,
+                processes,
+                process,
+                hostfile,
+                drain,
+            };
+            match run(&opts) {
+                Ok(s) => {
+                    eprintln!(
+                        "causeway run: stopped; {} partitions, {} messages, {} records ({} accepted, {} rejected)",
+                        s.partitions,
+                        s.stats.messages,
+                        s.stats.records,
+                        s.stats.accepted_total(),
+                        s.stats.rejected_total()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("causeway run: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::Replay {
             input,
             out,

@@ -232,7 +232,7 @@ fn run_worker(
                     *done = true;
                     break;
                 };
-                ingest.process(&part.name, part.topic, part.encoding, part.id, wm, msg);
+                ingest.process(&part.name, part.topic, part.encoding, part.id, wm, &msg);
             }
             let now = part.reader.position();
             progress.fetch_add(now - *pos, Ordering::Relaxed);

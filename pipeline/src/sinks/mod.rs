@@ -1,3 +1,4 @@
-//! Sinks: where final outputs go.
+//! Sinks: where final records go. One folder per connector.
 
 pub mod file;
+pub mod kafka;

@@ -1,0 +1,446 @@
+//! The Prometheus `/metrics` endpoint (SPEC §6): SLI counters, burn-rate and
+//! budget gauges, Tempo-compatible span and service-graph metrics, and the
+//! pipeline's own health.
+//!
+//! Metrics are fed from final records only (one increment per emitted window), so
+//! `rate()` over them agrees with the `causeway_sli` topic. No trace id is ever a
+//! label; every service-valued label goes through [`LabelCap`].
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use causeway_jobs::operators::finalize::decode_histogram;
+use causeway_schemas::records::{ServiceGraphRecord, SliRecord};
+use prometheus::{
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::ingest::Stats;
+use crate::sources::Topic;
+
+/// The label value that stands for every service past the cap.
+pub const OVERFLOW: &str = "__overflow__";
+
+/// Caps the number of distinct service label values.
+#[derive(Debug)]
+pub struct LabelCap {
+    max: usize,
+    seen: Mutex<HashSet<String>>,
+}
+
+impl LabelCap {
+    /// At most `max` distinct values.
+    pub fn new(max: usize) -> Self {
+        LabelCap {
+            max,
+            seen: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// `value` if it is already known or there is room, else [`OVERFLOW`].
+    pub fn label<'a>(&self, value: &'a str) -> &'a str {
+        let Ok(mut seen) = self.seen.lock() else {
+            return OVERFLOW;
+        };
+        if seen.contains(value) {
+            return value;
+        }
+        if seen.len() < self.max {
+            seen.insert(value.to_string());
+            return value;
+        }
+        OVERFLOW
+    }
+}
+
+/// Latency buckets of `traces_spanmetrics_latency`, seconds (Tempo's defaults).
+const LATENCY_BUCKETS: [f64; 14] = [
+    0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.024, 2.048, 4.096, 8.192,
+    16.384,
+];
+
+/// Every metric Causeway exports.
+pub struct Metrics {
+    /// The registry served on `/metrics`.
+    pub registry: Registry,
+    cap: LabelCap,
+    sli_events: IntCounterVec,
+    /// `causeway_slo_burn_rate{slo,window}`.
+    pub burn_rate: GaugeVec,
+    /// `causeway_slo_error_budget_remaining_ratio{slo}`.
+    pub budget_remaining: GaugeVec,
+    calls: IntCounterVec,
+    latency: HistogramVec,
+    graph_total: IntCounterVec,
+    graph_failed: IntCounterVec,
+    input_events: IntCounterVec,
+    rejected: IntCounterVec,
+    late: IntCounterVec,
+    /// `causeway_watermark_lag_seconds{worker}`: wall clock minus the worker's watermark.
+    pub watermark_lag: GaugeVec,
+    /// `causeway_consumer_lag_messages{topic,partition}`.
+    pub consumer_lag: IntGaugeVec,
+    /// `causeway_state_records{worker}`: records held in correlation state.
+    pub state_records: IntGaugeVec,
+    /// `causeway_windows_emitted_total`.
+    windows: IntCounterVec,
+    /// `causeway_output_records_total{topic}`.
+    pub output_records: IntCounterVec,
+    /// `causeway_kafka_errors_total{kind}`.
+    pub kafka_errors: IntCounterVec,
+    /// `causeway_kafka_up`: 0 while the last client error is a transport error.
+    pub kafka_up: IntGauge,
+    /// `causeway_checkpoint_emitted_time_seconds`: final time of the newest committed window.
+    pub checkpoint: IntGauge,
+}
+
+fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    r.register(Box::new(c.clone())).expect("unique metric");
+    c
+}
+
+fn int_gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+    r.register(Box::new(g.clone())).expect("unique metric");
+    g
+}
+
+fn gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
+    let g = GaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+    r.register(Box::new(g.clone())).expect("unique metric");
+    g
+}
+
+impl Metrics {
+    /// Registers every metric; services past `max_series` become [`OVERFLOW`].
+    pub fn new(max_series: usize) -> Self {
+        let r = Registry::new();
+        let latency = HistogramVec::new(
+            HistogramOpts::new(
+                "traces_spanmetrics_latency",
+                "Entry-span durations in seconds, from final latency windows",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["service", "span_kind", "status_code"],
+        )
+        .expect("valid metric");
+        r.register(Box::new(latency.clone()))
+            .expect("unique metric");
+        let kafka_up = IntGauge::new(
+            "causeway_kafka_up",
+            "1 while Causeway's Kafka clients reach the brokers, 0 after a transport error",
+        )
+        .expect("valid metric");
+        r.register(Box::new(kafka_up.clone()))
+            .expect("unique metric");
+        kafka_up.set(1);
+        let checkpoint = IntGauge::new(
+            "causeway_checkpoint_emitted_time_seconds",
+            "Event time (Unix seconds) before which every window is emitted, acknowledged and committed",
+        )
+        .expect("valid metric");
+        r.register(Box::new(checkpoint.clone()))
+            .expect("unique metric");
+        Metrics {
+            cap: LabelCap::new(max_series),
+            sli_events: counter(
+                &r,
+                "causeway_sli_events_total",
+                "Events counted by each SLI in final windows, by outcome",
+                &["sli", "service", "environment", "outcome"],
+            ),
+            burn_rate: gauge(
+                &r,
+                "causeway_slo_burn_rate",
+                "Error-budget burn rate of an SLO over a window",
+                &["slo", "window"],
+            ),
+            budget_remaining: gauge(
+                &r,
+                "causeway_slo_error_budget_remaining_ratio",
+                "Fraction of the SLO period's error budget left",
+                &["slo"],
+            ),
+            calls: counter(
+                &r,
+                "traces_spanmetrics_calls_total",
+                "Entry spans (server and consumer) in final windows",
+                &["service", "span_kind", "status_code"],
+            ),
+            latency,
+            graph_total: counter(
+                &r,
+                "traces_service_graph_request_total",
+                "Parent-child span pairs across services",
+                &["client", "server"],
+            ),
+            graph_failed: counter(
+                &r,
+                "traces_service_graph_request_failed_total",
+                "Parent-child span pairs across services where either span failed",
+                &["client", "server"],
+            ),
+            input_events: counter(
+                &r,
+                "causeway_input_events_total",
+                "Records read from the input topics (accepted and rejected)",
+                &["topic"],
+            ),
+            rejected: counter(
+                &r,
+                "causeway_input_rejected_total",
+                "Records dead-lettered, by reason",
+                &["topic", "reason"],
+            ),
+            late: counter(
+                &r,
+                "causeway_late_events_total",
+                "Records that arrived below the watermark",
+                &["topic"],
+            ),
+            watermark_lag: gauge(
+                &r,
+                "causeway_watermark_lag_seconds",
+                "Wall clock minus the worker's input watermark",
+                &["worker"],
+            ),
+            consumer_lag: int_gauge(
+                &r,
+                "causeway_consumer_lag_messages",
+                "Messages between the read position and the partition's end",
+                &["topic", "partition"],
+            ),
+            state_records: int_gauge(
+                &r,
+                "causeway_state_records",
+                "Input records held in correlation state (inside horizon and grace)",
+                &["worker"],
+            ),
+            windows: counter(
+                &r,
+                "causeway_windows_emitted_total",
+                "Final windows emitted",
+                &[],
+            ),
+            output_records: counter(
+                &r,
+                "causeway_output_records_total",
+                "Records written to the output topics",
+                &["topic"],
+            ),
+            kafka_errors: counter(
+                &r,
+                "causeway_kafka_errors_total",
+                "Errors reported by the Kafka clients",
+                &["kind"],
+            ),
+            kafka_up,
+            checkpoint,
+            registry: r,
+        }
+    }
+
+    /// Counts one final time's SLI records.
+    pub fn observe_sli(&self, records: &[SliRecord]) {
+        self.windows.with_label_values::<&str>(&[]).inc();
+        for r in records {
+            let service = self.cap.label(&r.service);
+            if let (Some(good), Some(total)) = (r.good, r.total) {
+                let labels = [r.sli.as_str(), service, r.environment.as_str()];
+                self.sli_events
+                    .with_label_values(&[labels[0], labels[1], labels[2], "good"])
+                    .inc_by(good);
+                self.sli_events
+                    .with_label_values(&[labels[0], labels[1], labels[2], "bad"])
+                    .inc_by(total.saturating_sub(good));
+                if r.sli == "availability" {
+                    let calls = |status| {
+                        self.calls
+                            .with_label_values(&[service, "SPAN_KIND_SERVER", status])
+                    };
+                    calls("STATUS_CODE_UNSET").inc_by(good);
+                    calls("STATUS_CODE_ERROR").inc_by(total.saturating_sub(good));
+                }
+            }
+            if let Some(h) = r.histogram.as_deref().and_then(decode_histogram) {
+                let hist = self.latency.with_label_values(&[
+                    service,
+                    "SPAN_KIND_SERVER",
+                    "STATUS_CODE_UNSET",
+                ]);
+                for v in h.iter_recorded() {
+                    let seconds = v.value_iterated_to() as f64 / 1e6;
+                    for _ in 0..v.count_at_value() {
+                        hist.observe(seconds);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Counts one final time's service-graph edges.
+    pub fn observe_edges(&self, records: &[ServiceGraphRecord]) {
+        for e in records {
+            let labels = [self.cap.label(&e.client), self.cap.label(&e.server)];
+            self.graph_total.with_label_values(&labels).inc_by(e.total);
+            self.graph_failed
+                .with_label_values(&labels)
+                .inc_by(e.failed);
+        }
+    }
+
+    /// Adds what ingest counted since `before`.
+    pub fn observe_ingest(&self, before: &Stats, now: &Stats) {
+        let accepted = |s: &Stats, t: &Topic| s.accepted.get(t).copied().unwrap_or(0);
+        for t in Topic::ALL {
+            let rejected = |s: &Stats| {
+                s.rejected
+                    .iter()
+                    .filter(|((topic, _), _)| *topic == t)
+                    .map(|(_, n)| n)
+                    .sum::<u64>()
+            };
+            let d = accepted(now, &t) + rejected(now) - accepted(before, &t) - rejected(before);
+            if d > 0 {
+                self.input_events
+                    .with_label_values(&[t.default_name()])
+                    .inc_by(d);
+            }
+        }
+        for ((t, reason), n) in &now.rejected {
+            let d = n - before.rejected.get(&(*t, *reason)).copied().unwrap_or(0);
+            if d == 0 {
+                continue;
+            }
+            self.rejected
+                .with_label_values(&[t.default_name(), reason.as_str()])
+                .inc_by(d);
+            if reason.as_str() == "late" {
+                self.late.with_label_values(&[t.default_name()]).inc_by(d);
+            }
+        }
+    }
+
+    /// The exposition text.
+    pub fn render(&self) -> Vec<u8> {
+        let mut buf = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        buf
+    }
+}
+
+/// A running `/metrics` server; stops when dropped.
+pub struct Server {
+    /// The bound address (useful with port 0).
+    pub addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the accept loop.
+        let _ = std::net::TcpStream::connect(self.addr);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Serves `GET /metrics` (and `GET /healthz`) on `bind` from a tokio runtime of its own.
+pub fn serve(bind: &str, metrics: Arc<Metrics>) -> std::io::Result<Server> {
+    let listener = std::net::TcpListener::bind(bind)?;
+    listener.set_nonblocking(true)?;
+    let addr = listener.local_addr()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let thread = std::thread::Builder::new()
+        .name("causeway-metrics".into())
+        .spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
+                    return;
+                };
+                while !stop2.load(Ordering::SeqCst) {
+                    let Ok((stream, _)) = listener.accept().await else {
+                        continue;
+                    };
+                    let m = metrics.clone();
+                    tokio::spawn(async move {
+                        let _ = respond(stream, &m).await;
+                    });
+                }
+            });
+        })?;
+    Ok(Server {
+        addr,
+        stop,
+        thread: Some(thread),
+    })
+}
+
+async fn respond(mut stream: tokio::net::TcpStream, metrics: &Metrics) -> std::io::Result<()> {
+    let mut req = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !req.windows(4).any(|w| w == b"\r\n\r\n") && req.len() < 16 * 1024 {
+        let n = stream.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        req.extend_from_slice(&buf[..n]);
+    }
+    let line = String::from_utf8_lossy(&req);
+    let path = line.split_whitespace().nth(1).unwrap_or("");
+    let (status, ctype, body) = match path.split('?').next() {
+        Some("/metrics") => (
+            "200 OK",
+            "text/plain; version=0.0.4; charset=utf-8",
+            metrics.render(),
+        ),
+        Some("/healthz") => ("200 OK", "text/plain", b"ok\n".to_vec()),
+        _ => ("404 Not Found", "text/plain", b"not found\n".to_vec()),
+    };
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await?;
+    stream.write_all(&body).await?;
+    stream.shutdown().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn services_past_the_cap_become_overflow() {
+        let cap = LabelCap::new(2);
+        assert_eq!(cap.label("a"), "a");
+        assert_eq!(cap.label("b"), "b");
+        assert_eq!(cap.label("c"), OVERFLOW);
+        assert_eq!(cap.label("a"), "a");
+    }
+
+    #[test]
+    fn sli_records_become_counters() {
+        let m = Metrics::new(10);
+        let r = SliRecord::ratio("availability", ("api", "prod", "1.0"), (0, 60), 9, 10);
+        m.observe_sli(&[r]);
+        let text = String::from_utf8(m.render()).unwrap();
+        assert!(text.contains("causeway_sli_events_total{environment=\"prod\",outcome=\"bad\",service=\"api\",sli=\"availability\"} 1"), "{text}");
+        assert!(text.contains("traces_spanmetrics_calls_total{service=\"api\",span_kind=\"SPAN_KIND_SERVER\",status_code=\"STATUS_CODE_UNSET\"} 9"), "{text}");
+    }
+}

@@ -1,0 +1,679 @@
+//! `causeway run`: the jobs on live Kafka topics, as a long-running service.
+//!
+//! Each timely worker (of every process) owns a deterministic share of the input
+//! partitions ([`crate::sources::kafka`]), reads them with its own consumer and
+//! feeds the shared dataflow through [`Ingest`], exactly as `replay` does with
+//! files. Worker 0 writes the outputs ([`KafkaSink`]); every worker writes its
+//! own dead letters.
+//!
+//! **Checkpoints.** Every `kafka.commit_interval` each worker reads the emitted
+//! frontier `E` from the probe (every output of a time below `E` is acknowledged
+//! by the broker), flushes its dead letters and commits, for each of its
+//! partitions, the first offset still needed for times at or after `E`, with a
+//! [`Checkpoint`] as metadata. A restart resumes from those offsets, rebuilding
+//! at most `trace_horizon` (+ window + grace) of state, and skips output times
+//! below the newest committed `E`.
+//!
+//! **Shutdown.** SIGTERM/SIGINT: stop reading, flush, commit, exit 0. Inputs are
+//! never closed on shutdown (that would emit unfinished windows); they are only
+//! closed in `--drain` mode, once every partition is read to its end and idle.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Barrier, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::message::Headers;
+use rdkafka::{Message as _, Offset, TopicPartitionList};
+
+use crate::config::{parse_duration, Config, ConfigError, Guarantee, Settings};
+use crate::dataflow;
+use crate::ingest::{Ingest, Stats, Watermark};
+use crate::metrics::{self, Metrics};
+use crate::sinks::kafka::{copy_headers, out_offsets, written_keys, DlqSink, KafkaSink};
+use crate::sources::kafka::{
+    client_config, committed, discover, Checkpoint, Health, InputPartition, KafkaSetupError,
+    Retention,
+};
+use crate::sources::Message;
+
+/// Messages read per worker per round.
+const ROUND_MESSAGES: usize = 512;
+
+/// Why `run` stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Bad config.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Kafka setup.
+    #[error(transparent)]
+    Kafka(#[from] KafkaSetupError),
+    /// The metrics endpoint could not bind.
+    #[error("cannot serve /metrics on {bind}: {source}; change metrics.bind")]
+    Metrics {
+        /// Address.
+        bind: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// Bad cluster arguments.
+    #[error("{0}")]
+    Cluster(String),
+    /// An output could not be delivered; nothing past it was committed.
+    #[error("an output record could not be delivered; stopped without committing past it (see the log above), restart to retry")]
+    Delivery,
+    /// Timely could not start or a worker failed.
+    #[error("workers failed: {0}")]
+    Workers(String),
+}
+
+/// Options of `causeway run`.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Config file.
+    pub config: Option<PathBuf>,
+    /// Worker threads per process (`-w`).
+    pub threads: usize,
+    /// Number of processes (`-n`).
+    pub processes: usize,
+    /// This process's index (`-p`).
+    pub process: usize,
+    /// Hostfile: one `host:port` per line, one line per process (`-h`).
+    pub hostfile: Option<PathBuf>,
+    /// Exit once every input partition is read to its end and idle.
+    pub drain: bool,
+}
+
+/// What a run did, summed over this process's workers.
+#[derive(Debug, Default)]
+pub struct RunSummary {
+    /// Ingest counts.
+    pub stats: Stats,
+    /// Input partitions read by this process.
+    pub partitions: usize,
+}
+
+/// Runs until SIGTERM/SIGINT (or, with `drain`, until the inputs are exhausted).
+pub fn run(opts: &RunOptions) -> Result<RunSummary, RunError> {
+    let config = Config::load(opts.config.as_deref())?;
+    let settings = config.settings()?;
+    let timely_config = cluster_config(opts)?;
+    let metrics = Arc::new(Metrics::new(config.metrics.max_series));
+    let _server = match config.metrics.bind.as_str() {
+        "" => None,
+        bind => {
+            // Processes of one cluster may share a host: process p serves on port + p.
+            let mut addr: std::net::SocketAddr = bind
+                .parse()
+                .map_err(|_| RunError::Cluster(format!("metrics.bind {bind:?} is not ip:port")))?;
+            addr.set_port(addr.port() + opts.process as u16 * (addr.port() != 0) as u16);
+            let server = metrics::serve(&addr.to_string(), metrics.clone()).map_err(|source| {
+                RunError::Metrics {
+                    bind: addr.to_string(),
+                    source,
+                }
+            })?;
+            eprintln!(
+                "causeway run: serving /metrics on http://{}/metrics",
+                server.addr
+            );
+            Some(server)
+        }
+    };
+    let shutdown = Arc::new(AtomicBool::new(false));
+    watch_signals(shutdown.clone());
+    let shared = Arc::new(Shared {
+        config,
+        settings,
+        metrics,
+        shutdown,
+        drain: opts.drain,
+        barrier: Barrier::new(opts.threads.max(1)),
+        summary: Mutex::new(RunSummary::default()),
+    });
+    let s = shared.clone();
+    let guards = timely::execute(timely_config, move |worker| {
+        let r = run_worker(worker, &s);
+        if r.is_err() {
+            // Let the other workers stop too; they wait for this one at the barrier.
+            s.shutdown.store(true, Ordering::SeqCst);
+            if !s.drain {
+                s.barrier.wait();
+            }
+        }
+        r
+    })
+    .map_err(RunError::Workers)?;
+    let mut first_error = None;
+    for r in guards.join() {
+        match r {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                first_error.get_or_insert(e);
+            }
+            Err(e) => {
+                first_error.get_or_insert(RunError::Workers(e));
+            }
+        }
+    }
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    let summary = std::mem::take(
+        &mut *shared
+            .summary
+            .lock()
+            .map_err(|_| RunError::Workers("a worker panicked".into()))?,
+    );
+    Ok(summary)
+}
+
+struct Shared {
+    config: Config,
+    settings: Settings,
+    metrics: Arc<Metrics>,
+    shutdown: Arc<AtomicBool>,
+    drain: bool,
+    barrier: Barrier,
+    summary: Mutex<RunSummary>,
+}
+
+/// timely's configuration from `-w/-n/-p/-h`.
+fn cluster_config(opts: &RunOptions) -> Result<timely::Config, RunError> {
+    let threads = opts.threads.max(1);
+    let processes = opts.processes.max(1);
+    if opts.process >= processes {
+        return Err(RunError::Cluster(format!(
+            "-p {} is out of range: with -n {processes}, use 0 to {}",
+            opts.process,
+            processes - 1
+        )));
+    }
+    let communication = if processes > 1 {
+        let addresses: Vec<String> = match &opts.hostfile {
+            Some(path) => std::fs::read_to_string(path)
+                .map_err(|e| {
+                    RunError::Cluster(format!("cannot read hostfile {}: {e}", path.display()))
+                })?
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .take(processes)
+                .map(String::from)
+                .collect(),
+            None => (0..processes)
+                .map(|i| format!("localhost:{}", 2101 + i))
+                .collect(),
+        };
+        if addresses.len() < processes {
+            return Err(RunError::Cluster(format!(
+                "the hostfile lists {} addresses but -n is {processes}; give one host:port per process",
+                addresses.len()
+            )));
+        }
+        timely::CommunicationConfig::Cluster {
+            threads,
+            process: opts.process,
+            addresses,
+            report: false,
+            zerocopy: false,
+        }
+    } else if threads > 1 {
+        timely::CommunicationConfig::Process(threads)
+    } else {
+        timely::CommunicationConfig::Thread
+    };
+    Ok(timely::Config {
+        communication,
+        worker: timely::WorkerConfig::default(),
+    })
+}
+
+/// Sets `flag` on SIGTERM or SIGINT.
+fn watch_signals(flag: Arc<AtomicBool>) {
+    let _ = std::thread::Builder::new()
+        .name("causeway-signals".into())
+        .spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                use tokio::signal::unix::{signal, SignalKind};
+                let Ok(mut term) = signal(SignalKind::terminate()) else {
+                    return;
+                };
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+                eprintln!("causeway run: shutting down: flushing and committing");
+                flag.store(true, Ordering::SeqCst);
+            });
+        });
+}
+
+/// One input partition as a worker reads it.
+struct Assigned {
+    part: InputPartition,
+    name: String,
+    wm: Watermark,
+    retention: Retention,
+    /// Next offset to read.
+    position: u64,
+    /// Dead letters below this offset were written before the restart.
+    dlq_from: u64,
+    last_message: Instant,
+}
+
+fn run_worker(worker: &mut timely::worker::Worker, sh: &Shared) -> Result<(), RunError> {
+    let (index, peers) = (worker.index(), worker.peers());
+    let k = &sh.config.kafka;
+    let metrics = Some(sh.metrics.clone());
+    let consumer: BaseConsumer<Health> = client_config(k)
+        .set("group.id", &k.group_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("isolation.level", "read_committed")
+        .set("statistics.interval.ms", "1000")
+        .create_with_context(Health {
+            metrics: metrics.clone(),
+            ..Health::default()
+        })
+        .map_err(KafkaSetupError::Client)?;
+    let all = discover(&consumer, k)?;
+    let checkpoints = committed(&consumer, &all)?;
+    let resume_from = checkpoints
+        .iter()
+        .flatten()
+        .map(|(_, c)| c.emitted)
+        .max()
+        .unwrap_or(0);
+    let mut prior_out: BTreeMap<(String, i32), i64> = BTreeMap::new();
+    for (_, c) in checkpoints.iter().flatten() {
+        for (t, p, o) in &c.out {
+            let e = prior_out.entry((t.clone(), *p)).or_insert(*o);
+            *e = (*e).min(*o);
+        }
+    }
+    let prior_out: Vec<(String, i32, i64)> =
+        prior_out.into_iter().map(|((t, p), o)| (t, p, o)).collect();
+
+    let mut sink_handles = None;
+    let sink: Option<Box<dyn dataflow::OutputSink>> = if index == 0 {
+        let written = if sh.config.processing.guarantee == Guarantee::ExactlyOnce && resume_from > 0
+        {
+            written_keys(k, &[&k.topics.sli, &k.topics.service_graph], &prior_out)?
+        } else {
+            Default::default()
+        };
+        let sink = KafkaSink::new(k, resume_from, written, metrics.clone())?;
+        sink_handles = Some((sink.log.clone(), sink.failed_flag(), sink.discard.clone()));
+        Some(Box::new(sink))
+    } else {
+        None
+    };
+    let (inputs, probe) = dataflow::build(worker, &sh.settings.params, sink);
+    let mut ingest = Ingest::new(inputs, sh.settings.clone());
+    let dlq = DlqSink::new(k, metrics.clone())?;
+
+    let started = Instant::now();
+    let mut mine: Vec<Assigned> = Vec::new();
+    let mut tpl = TopicPartitionList::new();
+    for (i, (p, cp)) in all.iter().zip(checkpoints).enumerate() {
+        if i % peers != index {
+            continue;
+        }
+        let (start, cp) = match cp {
+            Some((o, cp)) => (Offset::Offset(o as i64), cp),
+            None => (Offset::Beginning, Checkpoint::default()),
+        };
+        tpl.add_partition_offset(&p.topic_name, p.partition, start)
+            .map_err(|source| KafkaSetupError::Op {
+                what: "assigning partitions",
+                source,
+            })?;
+        mine.push(Assigned {
+            name: p.name(),
+            part: p.clone(),
+            wm: Watermark::restored(cp.max_seen),
+            retention: Retention::default(),
+            position: match start {
+                Offset::Offset(o) => o as u64,
+                _ => 0,
+            },
+            dlq_from: cp.read,
+            last_message: started,
+        });
+    }
+    consumer
+        .assign(&tpl)
+        .map_err(|source| KafkaSetupError::Op {
+            what: "assigning partitions",
+            source,
+        })?;
+    drop(tpl);
+    {
+        let mut s = sh
+            .summary
+            .lock()
+            .map_err(|_| RunError::Workers("poisoned".into()))?;
+        s.partitions += mine.len();
+    }
+    let lookup: HashMap<(String, i32), usize> = mine
+        .iter()
+        .enumerate()
+        .map(|(i, a)| ((a.part.topic_name.clone(), a.part.partition), i))
+        .collect();
+
+    let lateness = sh.settings.allowed_lateness_ns;
+    let idle = Duration::from_nanos(sh.settings.idle_timeout_ns);
+    let commit_every =
+        Duration::from_nanos(parse_duration(&k.commit_interval).unwrap_or(1_000_000_000));
+    let mut last_commit = Instant::now();
+    let mut reported = Stats::default();
+    let worker_label = index.to_string();
+
+    loop {
+        if sh.shutdown.load(Ordering::SeqCst) {
+            break;
+        }
+        let previous = ingest.time();
+        let deadline = Instant::now() + Duration::from_millis(20);
+        for n in 0..ROUND_MESSAGES {
+            let wait = if n == 0 {
+                Duration::from_millis(10)
+            } else {
+                Duration::ZERO
+            };
+            let m = match consumer.poll(wait) {
+                None => break,
+                Some(Err(e)) => {
+                    eprintln!("causeway run: consume: {e}");
+                    sh.metrics
+                        .kafka_errors
+                        .with_label_values(&["consume"])
+                        .inc();
+                    break;
+                }
+                Some(Ok(m)) => m,
+            };
+            sh.metrics.kafka_up.set(1);
+            let Some(&i) = lookup.get(&(m.topic().to_string(), m.partition())) else {
+                continue;
+            };
+            let a = &mut mine[i];
+            let offset = m.offset().max(0) as u64;
+            let msg = Message {
+                offset,
+                payload: m.payload().unwrap_or_default().to_vec(),
+                traceparent: traceparent(&m),
+                framing_error: None,
+            };
+            let before = a.wm.max_seen();
+            let first_dead = ingest.dlq.len();
+            let needed = ingest.process(
+                &a.name,
+                a.part.topic,
+                a.part.encoding,
+                a.part.id,
+                &mut a.wm,
+                &msg,
+            );
+            if let Some(leave) = needed {
+                a.retention.note(leave, offset, before);
+            }
+            if ingest.dlq.len() > first_dead {
+                let headers = copy_headers(&m);
+                for mut r in ingest.dlq.drain(first_dead..) {
+                    if r.offset >= a.dlq_from {
+                        r.source = a.part.topic_name.clone();
+                        r.partition = a.part.partition as u32;
+                        dlq.send(&r, &msg.payload, &headers);
+                    }
+                }
+            }
+            a.position = offset + 1;
+            a.last_message = Instant::now();
+            if Instant::now() > deadline {
+                break;
+            }
+        }
+        let watermark = watermark(&consumer, &mine, lateness, idle);
+        ingest.advance(watermark);
+        let until = Instant::now() + Duration::from_millis(100);
+        worker.step();
+        while probe.less_than(&previous) && Instant::now() < until {
+            worker.step_or_park(Some(Duration::from_millis(1)));
+        }
+        sh.metrics.observe_ingest(&reported, &ingest.stats);
+        reported = ingest.stats.clone();
+
+        if last_commit.elapsed() >= commit_every {
+            last_commit = Instant::now();
+            if let Some((_, failed, _)) = &sink_handles {
+                if failed.load(Ordering::SeqCst) || dlq.failed() {
+                    return Err(RunError::Delivery);
+                }
+            }
+            checkpoint(
+                &consumer,
+                &probe,
+                &mut mine,
+                &dlq,
+                resume_from,
+                &sink_handles,
+                &prior_out,
+                sh,
+            );
+            report_health(&consumer, &mine, &ingest, &worker_label, sh);
+            if sh.drain && drained(&consumer, &mine, idle) {
+                break;
+            }
+        }
+    }
+
+    if sh.drain && !sh.shutdown.load(Ordering::SeqCst) {
+        // Every partition is read to its end: close the inputs so the last
+        // windows are emitted, as `replay` does at the end of its files.
+        checkpoint(
+            &consumer,
+            &probe,
+            &mut mine,
+            &dlq,
+            resume_from,
+            &sink_handles,
+            &prior_out,
+            sh,
+        );
+        let closed = ingest.close();
+        while !probe.done() {
+            worker.step_or_park(Some(Duration::from_millis(1)));
+        }
+        if let Some((_, failed, _)) = &sink_handles {
+            if failed.load(Ordering::SeqCst) {
+                return Err(RunError::Delivery);
+            }
+        }
+        let mut s = sh
+            .summary
+            .lock()
+            .map_err(|_| RunError::Workers("poisoned".into()))?;
+        s.stats.merge(&closed.stats);
+        return Ok(());
+    }
+    checkpoint(
+        &consumer,
+        &probe,
+        &mut mine,
+        &dlq,
+        resume_from,
+        &sink_handles,
+        &prior_out,
+        sh,
+    );
+    {
+        let mut s = sh
+            .summary
+            .lock()
+            .map_err(|_| RunError::Workers("poisoned".into()))?;
+        s.stats.merge(&ingest.stats);
+    }
+    // Every local worker has committed; what the teardown emits is not final.
+    sh.barrier.wait();
+    if let Some((_, _, discard)) = &sink_handles {
+        discard.store(true, Ordering::SeqCst);
+    }
+    Ok(())
+}
+
+/// The W3C `traceparent` header of a message, if any.
+fn traceparent<M: rdkafka::Message>(m: &M) -> Option<String> {
+    let h = m.headers()?;
+    h.iter()
+        .find(|h| h.key.eq_ignore_ascii_case("traceparent"))
+        .and_then(|h| h.value)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+/// SPEC §2: the minimum watermark of the partitions that are not idle. A
+/// partition is idle once it has had no message for `idle` and is read to its
+/// end. When every partition is idle, the newest of their watermarks.
+fn watermark(
+    consumer: &BaseConsumer<Health>,
+    mine: &[Assigned],
+    lateness: u64,
+    idle: Duration,
+) -> u64 {
+    if mine.is_empty() {
+        return u64::MAX;
+    }
+    let value = |a: &Assigned| a.wm.value(lateness).unwrap_or(0);
+    let active = mine
+        .iter()
+        .filter(|a| {
+            let quiet = a.last_message.elapsed() >= idle;
+            let at_end = consumer
+                .context()
+                .end(&a.part.topic_name, a.part.partition)
+                .is_some_and(|end| a.position as i64 >= end);
+            !(quiet && at_end)
+        })
+        .map(value)
+        .min();
+    active.unwrap_or_else(|| mine.iter().map(value).max().unwrap_or(0))
+}
+
+type SinkHandles = Option<(
+    Arc<Mutex<Vec<(u64, Vec<(String, i32, i64)>)>>>,
+    Arc<AtomicBool>,
+    Arc<AtomicBool>,
+)>;
+
+/// Commits each partition's restart point for the current emitted frontier.
+#[allow(clippy::too_many_arguments)]
+fn checkpoint(
+    consumer: &BaseConsumer<Health>,
+    probe: &timely::dataflow::ProbeHandle<u64>,
+    mine: &mut [Assigned],
+    dlq: &DlqSink,
+    resume_from: u64,
+    sink: &SinkHandles,
+    prior_out: &[(String, i32, i64)],
+    sh: &Shared,
+) {
+    if mine.is_empty() {
+        return;
+    }
+    let frontier = probe.with_frontier(|f| f.first().copied().unwrap_or(u64::MAX));
+    let emitted = frontier.max(resume_from);
+    // Dead letters below the read position must be durable before it is recorded.
+    dlq.flush();
+    let out = match sink {
+        Some((log, _, _)) => {
+            let o = out_offsets(log, emitted);
+            if o.is_empty() {
+                prior_out.to_vec()
+            } else {
+                o
+            }
+        }
+        None => Vec::new(),
+    };
+    let mut tpl = TopicPartitionList::new();
+    for a in mine.iter_mut() {
+        let (restart, max_seen) = a
+            .retention
+            .restart_point(emitted, a.position, a.wm.max_seen());
+        let cp = Checkpoint {
+            emitted,
+            max_seen,
+            read: a.position,
+            out: out.clone(),
+        };
+        let mut e = tpl.add_partition(&a.part.topic_name, a.part.partition);
+        if e.set_offset(Offset::Offset(restart as i64)).is_err() {
+            continue;
+        }
+        e.set_metadata(serde_json::to_string(&cp).unwrap_or_default());
+    }
+    match consumer.commit(&tpl, CommitMode::Sync) {
+        Ok(()) => {
+            if emitted != u64::MAX {
+                sh.metrics.checkpoint.set(emitted as i64);
+            }
+        }
+        Err(e) => {
+            eprintln!("causeway run: commit failed (will retry): {e}");
+            sh.metrics.kafka_errors.with_label_values(&["commit"]).inc();
+        }
+    }
+}
+
+/// Consumer lag, watermark lag and state size.
+fn report_health(
+    consumer: &BaseConsumer<Health>,
+    mine: &[Assigned],
+    ingest: &Ingest,
+    worker: &str,
+    sh: &Shared,
+) {
+    for a in mine {
+        if let Some(end) = consumer.context().end(&a.part.topic_name, a.part.partition) {
+            let lag = (end - a.position as i64).max(0);
+            sh.metrics
+                .consumer_lag
+                .with_label_values(&[&a.part.topic_name, &a.part.partition.to_string()])
+                .set(lag);
+        }
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    sh.metrics
+        .watermark_lag
+        .with_label_values(&[worker])
+        .set(now.saturating_sub(ingest.time()) as f64);
+    sh.metrics
+        .state_records
+        .with_label_values(&[worker])
+        .set(ingest.held() as i64);
+}
+
+/// True when every partition is read to its end (asked of the broker) and idle.
+fn drained(consumer: &BaseConsumer<Health>, mine: &[Assigned], idle: Duration) -> bool {
+    mine.iter().all(|a| {
+        a.last_message.elapsed() >= idle
+            && consumer
+                .fetch_watermarks(&a.part.topic_name, a.part.partition, Duration::from_secs(5))
+                .map(|(_, high)| a.position as i64 >= high)
+                .unwrap_or(false)
+    })
+}

@@ -1,0 +1,400 @@
+//! Kafka sinks for `causeway run`: `causeway_sli`, `causeway_service_graph`
+//! (keyed JSON, on worker 0) and `causeway_dlq` (original bytes, per worker).
+//!
+//! Output records are keyed by their dimensions, so a repeat after a crash (the
+//! `at_least_once` guarantee) has the same key and value as the first write. Each
+//! finalization time is flushed and acknowledged before the sink returns, which
+//! lets the emitted frontier (see `dataflow::build`) mean "acknowledged".
+//!
+//! Under `exactly_once`, a restarted sink first reads back what was written since
+//! the last checkpoint ([`written_keys`]) and skips those records: the output is
+//! deterministic, so the skipped records are the ones it would have written.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use causeway_schemas::records::{DlqRecord, ServiceGraphRecord, SliRecord};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, Headers, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
+
+use crate::config::KafkaConfig;
+use crate::dataflow::OutputSink;
+use crate::metrics::Metrics;
+use crate::sources::kafka::{client_config, Health, KafkaSetupError, REQUEST_TIMEOUT};
+
+/// Producer context: remembers the newest acknowledged offset per partition and
+/// whether any delivery failed for good.
+#[derive(Clone, Default)]
+pub struct Acks {
+    health: Health,
+    /// Newest acknowledged offset per (topic, partition).
+    pub offsets: Arc<Mutex<BTreeMap<(String, i32), i64>>>,
+    /// Set when a message could not be delivered.
+    pub failed: Arc<AtomicBool>,
+}
+
+impl ClientContext for Acks {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        self.health.error(error, reason)
+    }
+}
+
+impl ProducerContext for Acks {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        match result {
+            Ok(m) => {
+                if let Ok(mut o) = self.offsets.lock() {
+                    let e = o
+                        .entry((m.topic().to_string(), m.partition()))
+                        .or_insert(-1);
+                    *e = (*e).max(m.offset());
+                }
+            }
+            Err((e, m)) => {
+                eprintln!(
+                    "causeway: delivery to {} failed for good: {e}; stopping before the next checkpoint",
+                    m.topic()
+                );
+                self.failed.store(true, Ordering::SeqCst);
+            }
+        }
+    }
+}
+
+/// A producer whose writes are acknowledged by all in-sync replicas and never
+/// given up on while the broker is away (`message.timeout.ms = 0`).
+pub fn producer(
+    k: &KafkaConfig,
+    metrics: Option<Arc<Metrics>>,
+) -> Result<ThreadedProducer<Acks>, KafkaSetupError> {
+    let acks = Acks {
+        health: Health {
+            metrics,
+            ..Health::default()
+        },
+        ..Acks::default()
+    };
+    let mut c = client_config(k);
+    c.set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("message.timeout.ms", "0")
+        .set("linger.ms", "5");
+    for (key, v) in &k.librdkafka {
+        c.set(key, v);
+    }
+    c.create_with_context(acks).map_err(KafkaSetupError::Client)
+}
+
+/// Blocks until everything produced so far is acknowledged.
+pub fn flush(p: &ThreadedProducer<Acks>) {
+    while let Err(e) = p.flush(Duration::from_secs(5)) {
+        eprintln!("causeway: waiting for the broker to acknowledge outputs: {e}");
+    }
+}
+
+/// Produces `payload` to `topic`, retrying while the local queue is full.
+fn send(
+    p: &ThreadedProducer<Acks>,
+    topic: &str,
+    key: &[u8],
+    payload: &[u8],
+    headers: Option<OwnedHeaders>,
+) {
+    let mut rec = BaseRecord::to(topic).key(key).payload(payload);
+    if let Some(h) = headers {
+        rec = rec.headers(h);
+    }
+    loop {
+        match p.send(rec) {
+            Ok(()) => return,
+            Err((_, back)) => {
+                rec = back;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+}
+
+/// The key of an SLI record: its dimensions.
+pub fn sli_key(r: &SliRecord) -> String {
+    format!(
+        "{}|{}|{}|{}|{}",
+        r.sli, r.service, r.environment, r.version, r.window_start
+    )
+}
+
+/// The key of a service-graph record.
+pub fn edge_key(r: &ServiceGraphRecord) -> String {
+    format!("{}|{}|{}", r.client, r.server, r.window_start)
+}
+
+/// Writes final records to the output topics (worker 0).
+pub struct KafkaSink {
+    producer: ThreadedProducer<Acks>,
+    sli_topic: String,
+    edge_topic: String,
+    /// Times below this were emitted before the restart.
+    resume_from: u64,
+    /// Keys already written since the last checkpoint (exactly-once restarts).
+    written: HashSet<String>,
+    metrics: Option<Arc<Metrics>>,
+    /// Set at shutdown: later output (windows closed early by the teardown) is dropped.
+    pub discard: Arc<AtomicBool>,
+    /// After each time: the output offsets every later record is at or after.
+    pub log: Arc<Mutex<Vec<(u64, Vec<(String, i32, i64)>)>>>,
+}
+
+impl KafkaSink {
+    /// A sink that skips times below `resume_from` and the keys in `written`.
+    pub fn new(
+        k: &KafkaConfig,
+        resume_from: u64,
+        written: HashSet<String>,
+        metrics: Option<Arc<Metrics>>,
+    ) -> Result<Self, KafkaSetupError> {
+        Ok(KafkaSink {
+            producer: producer(k, metrics.clone())?,
+            sli_topic: k.topics.sli.clone(),
+            edge_topic: k.topics.service_graph.clone(),
+            resume_from,
+            written,
+            metrics,
+            discard: Default::default(),
+            log: Default::default(),
+        })
+    }
+
+    fn write<T: serde::Serialize>(
+        &mut self,
+        time: u64,
+        topic: &str,
+        records: &[T],
+        key: fn(&T) -> String,
+    ) -> usize {
+        let mut n = 0;
+        for r in records {
+            let k = key(r);
+            if self.written.contains(&k) {
+                continue;
+            }
+            let Ok(v) = serde_json::to_vec(r) else {
+                continue;
+            };
+            send(&self.producer, topic, k.as_bytes(), &v, None);
+            n += 1;
+        }
+        flush(&self.producer);
+        if let Some(m) = &self.metrics {
+            m.output_records
+                .with_label_values(&[topic])
+                .inc_by(n as u64);
+        }
+        let next: Vec<(String, i32, i64)> = self
+            .producer
+            .context()
+            .offsets
+            .lock()
+            .map(|o| {
+                o.iter()
+                    .map(|((t, p), off)| (t.clone(), *p, off + 1))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if let Ok(mut log) = self.log.lock() {
+            log.push((time, next));
+        }
+        n
+    }
+}
+
+impl OutputSink for KafkaSink {
+    fn sli(&mut self, time: u64, records: &[SliRecord]) {
+        if time < self.resume_from || self.discard.load(Ordering::SeqCst) {
+            return;
+        }
+        let topic = self.sli_topic.clone();
+        self.write(time, &topic, records, sli_key);
+        if let Some(m) = &self.metrics {
+            m.observe_sli(records);
+        }
+    }
+
+    fn edges(&mut self, time: u64, records: &[ServiceGraphRecord]) {
+        if time < self.resume_from || self.discard.load(Ordering::SeqCst) {
+            return;
+        }
+        let topic = self.edge_topic.clone();
+        self.write(time, &topic, records, edge_key);
+        if let Some(m) = &self.metrics {
+            m.observe_edges(records);
+        }
+    }
+}
+
+/// The output offsets recorded for the newest time below `emitted`.
+pub fn out_offsets(
+    log: &Mutex<Vec<(u64, Vec<(String, i32, i64)>)>>,
+    emitted: u64,
+) -> Vec<(String, i32, i64)> {
+    let Ok(mut log) = log.lock() else {
+        return Vec::new();
+    };
+    let keep = log.partition_point(|(t, _)| *t < emitted);
+    if keep == 0 {
+        return Vec::new();
+    }
+    log.drain(..keep - 1);
+    log[0].1.clone()
+}
+
+/// Keys of the records in `topics` from the given offsets (or the beginning) to the end.
+pub fn written_keys(
+    k: &KafkaConfig,
+    topics: &[&str],
+    from: &[(String, i32, i64)],
+) -> Result<HashSet<String>, KafkaSetupError> {
+    let op = |what| move |source| KafkaSetupError::Op { what, source };
+    let consumer: BaseConsumer = client_config(k)
+        .set("group.id", format!("{}-readback", k.group_id))
+        .set("enable.auto.commit", "false")
+        .create()
+        .map_err(KafkaSetupError::Client)?;
+    let mut tpl = TopicPartitionList::new();
+    let mut ends = BTreeMap::new();
+    for topic in topics {
+        let md = consumer
+            .fetch_metadata(Some(topic), REQUEST_TIMEOUT)
+            .map_err(op("reading output metadata"))?;
+        for t in md.topics() {
+            for p in t.partitions() {
+                let (_, high) = consumer
+                    .fetch_watermarks(topic, p.id(), REQUEST_TIMEOUT)
+                    .map_err(op("reading output offsets"))?;
+                let start = from
+                    .iter()
+                    .find(|(ft, fp, _)| ft == topic && *fp == p.id())
+                    .map(|(_, _, o)| *o)
+                    .unwrap_or(0);
+                if start < high {
+                    tpl.add_partition_offset(topic, p.id(), Offset::Offset(start))
+                        .map_err(op("seeking output"))?;
+                    ends.insert((topic.to_string(), p.id()), high);
+                }
+            }
+        }
+    }
+    let mut keys = HashSet::new();
+    if ends.is_empty() {
+        return Ok(keys);
+    }
+    consumer
+        .assign(&tpl)
+        .map_err(op("assigning output partitions"))?;
+    drop(tpl);
+    while !ends.is_empty() {
+        match consumer.poll(Duration::from_millis(500)) {
+            Some(Ok(m)) => {
+                if let Some(key) = m.key() {
+                    keys.insert(String::from_utf8_lossy(key).into_owned());
+                }
+                let id = (m.topic().to_string(), m.partition());
+                if ends.get(&id).is_some_and(|end| m.offset() + 1 >= *end) {
+                    ends.remove(&id);
+                }
+            }
+            Some(Err(e)) => eprintln!("causeway: reading back outputs: {e}"),
+            None => {}
+        }
+    }
+    Ok(keys)
+}
+
+/// Dead-letter producer of one worker.
+pub struct DlqSink {
+    producer: ThreadedProducer<Acks>,
+    topic: String,
+}
+
+impl DlqSink {
+    /// A producer for `kafka.topics.dlq`.
+    pub fn new(k: &KafkaConfig, metrics: Option<Arc<Metrics>>) -> Result<Self, KafkaSetupError> {
+        Ok(DlqSink {
+            producer: producer(k, metrics)?,
+            topic: k.topics.dlq.clone(),
+        })
+    }
+
+    /// Writes one dead letter: the original bytes and headers, plus headers
+    /// naming the source and the reason. The key is `topic/partition/offset[/index]`.
+    pub fn send(&self, r: &DlqRecord, payload: &[u8], original: &[(String, Option<Vec<u8>>)]) {
+        let mut h = OwnedHeaders::new();
+        for (k, v) in original {
+            h = h.insert(Header {
+                key: k,
+                value: v.as_deref(),
+            });
+        }
+        let partition = r.partition.to_string();
+        let offset = r.offset.to_string();
+        let index = r.record_index.map(|i| i.to_string());
+        let mut add = |key: &str, value: &str| {
+            h = std::mem::replace(&mut h, OwnedHeaders::new()).insert(Header {
+                key,
+                value: Some(value.as_bytes()),
+            });
+        };
+        add("causeway.source.topic", &r.source);
+        add("causeway.source.partition", &partition);
+        add("causeway.source.offset", &offset);
+        add("causeway.reason", &r.reason);
+        add("causeway.detail", &r.detail);
+        if let Some(i) = &index {
+            add("causeway.record_index", i);
+        }
+        let key = match &index {
+            Some(i) => format!("{}/{}/{}/{}", r.source, r.partition, r.offset, i),
+            None => format!("{}/{}/{}", r.source, r.partition, r.offset),
+        };
+        send(
+            &self.producer,
+            &self.topic,
+            key.as_bytes(),
+            payload,
+            Some(h),
+        );
+    }
+
+    /// Blocks until every dead letter is acknowledged.
+    pub fn flush(&self) {
+        flush(&self.producer)
+    }
+
+    /// True if a dead letter could not be delivered.
+    pub fn failed(&self) -> bool {
+        self.producer.context().failed.load(Ordering::SeqCst)
+    }
+}
+
+/// The headers of a consumed message, copied.
+pub fn copy_headers<M: Message>(m: &M) -> Vec<(String, Option<Vec<u8>>)> {
+    m.headers()
+        .map(|hs| {
+            hs.iter()
+                .map(|h| (h.key.to_string(), h.value.map(|v| v.to_vec())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+impl KafkaSink {
+    /// Set when an output could not be delivered.
+    pub fn failed_flag(&self) -> Arc<AtomicBool> {
+        self.producer.context().failed.clone()
+    }
+}

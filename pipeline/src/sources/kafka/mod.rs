@@ -1,0 +1,336 @@
+//! Kafka source for `causeway run`: partition discovery and assignment,
+//! checkpoints (restart offsets with their metadata), and the client context
+//! that reports broker health.
+//!
+//! **Assignment** is static and deterministic: the input partitions of all four
+//! topics, sorted by (topic, partition), are dealt round-robin to the global
+//! timely workers of all processes. Group rebalancing is not used, so a record's
+//! worker never depends on timing.
+//!
+//! **Checkpoints** are the consumer group's committed offsets. For each partition
+//! the committed offset is the *restart point*: the first message still needed to
+//! rebuild correlation state for windows not yet emitted. Its metadata (JSON,
+//! [`Checkpoint`]) holds the emitted frontier, the partition's newest event time
+//! before the restart point (so lateness is judged exactly as before), the read
+//! position (dead letters below it are already written) and, on worker 0, the
+//! output offsets an exactly-once restart reads back.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use causeway_schemas::Encoding;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use serde::{Deserialize, Serialize};
+
+use crate::config::KafkaConfig;
+use crate::metrics::Metrics;
+use crate::sources::Topic;
+
+/// Timeout of metadata and offset requests.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A Kafka problem at start-up, with what to do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaSetupError {
+    /// A client could not be created (bad librdkafka setting).
+    #[error("cannot create Kafka client: {0}; check [kafka] and [kafka.librdkafka] in the config")]
+    Client(KafkaError),
+    /// Metadata could not be fetched.
+    #[error(
+        "cannot reach Kafka at {brokers}: {source}; check kafka.brokers and that the cluster is up"
+    )]
+    Unreachable {
+        /// Brokers.
+        brokers: String,
+        /// Cause.
+        source: KafkaError,
+    },
+    /// An input topic is missing.
+    #[error("topic {topic:?} does not exist; create it or set kafka.topics.{key}")]
+    MissingTopic {
+        /// Topic name.
+        topic: String,
+        /// Config key.
+        key: &'static str,
+    },
+    /// Another Kafka operation failed.
+    #[error("Kafka {what} failed: {source}")]
+    Op {
+        /// What was attempted.
+        what: &'static str,
+        /// Cause.
+        source: KafkaError,
+    },
+}
+
+/// Client context: logs client errors, feeds the health metrics and keeps the
+/// partition end offsets reported by librdkafka's statistics.
+#[derive(Clone, Default)]
+pub struct Health {
+    /// Metrics to update, if any.
+    pub metrics: Option<std::sync::Arc<Metrics>>,
+    /// End offset (last stable offset) of each consumed (topic, partition).
+    pub ends: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<(String, i32), i64>>>,
+}
+
+impl Health {
+    /// The last reported end offset of a partition.
+    pub fn end(&self, topic: &str, partition: i32) -> Option<i64> {
+        self.ends
+            .lock()
+            .ok()?
+            .get(&(topic.to_string(), partition))
+            .copied()
+    }
+}
+
+impl ClientContext for Health {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        self.note_stats(statistics)
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        let transport = matches!(
+            error.rdkafka_error_code(),
+            Some(RDKafkaErrorCode::AllBrokersDown | RDKafkaErrorCode::BrokerTransportFailure)
+        );
+        eprintln!("causeway: kafka: {reason} ({error})");
+        if let Some(m) = &self.metrics {
+            let kind = if transport { "transport" } else { "other" };
+            m.kafka_errors.with_label_values(&[kind]).inc();
+            if transport {
+                m.kafka_up.set(0);
+            }
+        }
+    }
+}
+
+impl ConsumerContext for Health {}
+
+impl Health {
+    fn note_stats(&self, stats: rdkafka::Statistics) {
+        let Ok(mut ends) = self.ends.lock() else {
+            return;
+        };
+        for (name, t) in stats.topics {
+            for (p, s) in t.partitions {
+                let end = if s.ls_offset >= 0 {
+                    s.ls_offset
+                } else {
+                    s.hi_offset
+                };
+                if p >= 0 && end >= 0 {
+                    ends.insert((name.clone(), p), end);
+                }
+            }
+        }
+    }
+}
+
+/// A client config with the brokers and every passthrough setting.
+pub fn client_config(k: &KafkaConfig) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &k.brokers);
+    for (key, v) in &k.librdkafka {
+        c.set(key, v);
+    }
+    c
+}
+
+/// One input partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputPartition {
+    /// Which input.
+    pub topic: Topic,
+    /// Topic name.
+    pub topic_name: String,
+    /// Partition number.
+    pub partition: i32,
+    /// Global ordinal among all input partitions (the `Origin` partition).
+    pub id: u32,
+    /// Encoding of its messages.
+    pub encoding: Encoding,
+}
+
+impl InputPartition {
+    /// `topic/partition`.
+    pub fn name(&self) -> String {
+        format!("{}/{}", self.topic_name, self.partition)
+    }
+}
+
+/// The input topics, names and encodings from the config, in [`Topic::ALL`] order.
+pub fn inputs(k: &KafkaConfig) -> [(Topic, &'static str, &str, Encoding); 4] {
+    [
+        (Topic::Spans, "spans", &k.topics.spans, k.encodings.spans),
+        (Topic::Logs, "logs", &k.topics.logs, k.encodings.logs),
+        (
+            Topic::Deploys,
+            "deploys",
+            &k.topics.deploys,
+            k.encodings.deploys,
+        ),
+        (Topic::Audit, "audit", &k.topics.audit, k.encodings.audit),
+    ]
+}
+
+/// Every input partition, sorted by (topic, partition).
+pub fn discover<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    k: &KafkaConfig,
+) -> Result<Vec<InputPartition>, KafkaSetupError> {
+    let mut out = Vec::new();
+    for (topic, key, name, encoding) in inputs(k) {
+        let md = consumer
+            .fetch_metadata(Some(name), REQUEST_TIMEOUT)
+            .map_err(|source| KafkaSetupError::Unreachable {
+                brokers: k.brokers.clone(),
+                source,
+            })?;
+        let t = md.topics().iter().find(|t| t.name() == name);
+        let mut parts: Vec<i32> = match t {
+            Some(t) if t.error().is_none() && !t.partitions().is_empty() => {
+                t.partitions().iter().map(|p| p.id()).collect()
+            }
+            _ => {
+                return Err(KafkaSetupError::MissingTopic {
+                    topic: name.to_string(),
+                    key,
+                })
+            }
+        };
+        parts.sort_unstable();
+        for partition in parts {
+            out.push(InputPartition {
+                topic,
+                topic_name: name.to_string(),
+                partition,
+                id: out.len() as u32,
+                encoding,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// What a committed offset's metadata records.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// Every output of a time below this was acknowledged when the checkpoint was taken.
+    pub emitted: u64,
+    /// The partition's newest event time (ns) before the restart offset.
+    pub max_seen: Option<u64>,
+    /// The read position: dead letters below it are already written.
+    pub read: u64,
+    /// Output (topic, partition, offset): every output record of a time at or
+    /// after `emitted` is at or after these offsets. Written by worker 0 only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub out: Vec<(String, i32, i64)>,
+}
+
+/// A partition's committed restart offset and checkpoint, if it has one.
+pub type Committed = Option<(u64, Checkpoint)>;
+
+/// Reads the committed offsets of `parts`, in order.
+pub fn committed<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    parts: &[InputPartition],
+) -> Result<Vec<Committed>, KafkaSetupError> {
+    let mut tpl = TopicPartitionList::new();
+    for p in parts {
+        tpl.add_partition(&p.topic_name, p.partition);
+    }
+    let got = consumer
+        .committed_offsets(tpl, REQUEST_TIMEOUT)
+        .map_err(|source| KafkaSetupError::Op {
+            what: "reading committed offsets",
+            source,
+        })?;
+    let mut by_key = BTreeMap::new();
+    for e in got.elements() {
+        if let Offset::Offset(o) = e.offset() {
+            let cp = serde_json::from_str::<Checkpoint>(e.metadata()).unwrap_or_default();
+            by_key.insert(
+                (e.topic().to_string(), e.partition()),
+                (o.max(0) as u64, cp),
+            );
+        }
+    }
+    drop(got);
+    Ok(parts
+        .iter()
+        .map(|p| by_key.remove(&(p.topic_name.clone(), p.partition)))
+        .collect())
+}
+
+/// Per-partition bookkeeping of which messages are still needed.
+///
+/// A message is needed while some output time at or after the emitted frontier
+/// may depend on it: while the latest retraction time of its records is at or
+/// past the frontier (a record present until `leave` counts in windows final at
+/// times up to `leave`). Keyed by that time, each entry keeps the first offset
+/// and the partition's newest event time before it.
+#[derive(Debug, Default, Clone)]
+pub struct Retention {
+    by_leave: BTreeMap<u64, (u64, Option<u64>)>,
+}
+
+impl Retention {
+    /// Notes that the message at `offset` is needed up to time `leave`;
+    /// `max_seen` is the partition's newest event time before it.
+    pub fn note(&mut self, leave: u64, offset: u64, max_seen: Option<u64>) {
+        self.by_leave.entry(leave).or_insert((offset, max_seen));
+    }
+
+    /// The restart point once every output before `emitted` is durable:
+    /// the first needed offset and the newest event time before it, or
+    /// (`position`, `current_max`) when nothing is needed.
+    pub fn restart_point(
+        &mut self,
+        emitted: u64,
+        position: u64,
+        current_max: Option<u64>,
+    ) -> (u64, Option<u64>) {
+        self.by_leave = self.by_leave.split_off(&emitted);
+        self.by_leave
+            .values()
+            .min_by_key(|(o, _)| *o)
+            .copied()
+            .unwrap_or((position, current_max))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restart_point_is_the_first_message_still_needed() {
+        let mut r = Retention::default();
+        r.note(200, 10, Some(1));
+        r.note(140, 11, Some(2));
+        r.note(200, 12, Some(3));
+        r.note(260, 13, Some(4));
+        // Nothing emitted: the first message.
+        assert_eq!(r.restart_point(0, 14, Some(5)), (10, Some(1)));
+        // Times below 201 are emitted: messages needed only up to 200 are not.
+        assert_eq!(r.restart_point(201, 14, Some(5)), (13, Some(4)));
+        // Everything emitted: the read position.
+        assert_eq!(r.restart_point(300, 14, Some(5)), (14, Some(5)));
+    }
+
+    #[test]
+    fn checkpoint_metadata_round_trips() {
+        let cp = Checkpoint {
+            emitted: 1_700_000_120,
+            max_seen: Some(1_700_000_100_000_000_000),
+            read: 42,
+            out: vec![("causeway_sli".into(), 0, 7)],
+        };
+        let s = serde_json::to_string(&cp).unwrap();
+        assert_eq!(serde_json::from_str::<Checkpoint>(&s).unwrap(), cp);
+    }
+}
