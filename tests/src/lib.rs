@@ -1,3 +1,5 @@
-//! Test support: a naive batch reference implementation of SPEC §2–§3.
+//! Test support: a naive batch reference implementation of SPEC §2–§3, and the
+//! Kafka harness of the `run` integration tests.
 
+pub mod kafka;
 pub mod reference;

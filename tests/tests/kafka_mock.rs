@@ -1,0 +1,82 @@
+//! `causeway run` against librdkafka's in-process mock cluster: the fast check
+//! that Kafka in, Kafka out gives what `replay` gives on the same data.
+
+use std::path::{Path, PathBuf};
+
+use causeway::replay::{replay, ReplayOptions};
+use causeway::run::{run, RunOptions};
+use causeway_schemas::records::{DlqRecord, SliRecord};
+use causeway_tests::kafka::{assert_same, create_topics, produce_inputs, read_topic, run_config};
+use causeway_tests::reference::read_jsonl;
+use rdkafka::mocking::MockCluster;
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("causeway-kmock-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn replay_sli(input: &Path, out: &Path) -> (Vec<SliRecord>, Vec<DlqRecord>) {
+    replay(&ReplayOptions {
+        input: input.to_path_buf(),
+        out: out.to_path_buf(),
+        config: None,
+        workers: 1,
+        progress: false,
+    })
+    .unwrap();
+    (
+        read_jsonl(&out.join("sli.jsonl")),
+        read_jsonl(&out.join("dlq.jsonl")),
+    )
+}
+
+#[test]
+fn run_on_the_mock_cluster_equals_replay() {
+    let dir = scratch("sample");
+    let input = Path::new(env!("CARGO_MANIFEST_DIR")).join("golden/sample/input");
+    let cluster = MockCluster::new(1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    create_topics(&input, |t, n| cluster.create_topic(t, n, 1).unwrap());
+    let produced = produce_inputs(&brokers, &input);
+    assert!(produced > 10);
+
+    let config = run_config(&dir, &input, &brokers, "mock-sample", "");
+    let summary = run(&RunOptions {
+        config: Some(config),
+        threads: 2,
+        drain: true,
+        ..RunOptions::default()
+    })
+    .unwrap();
+    assert_eq!(summary.stats.messages as usize, produced);
+
+    let (want, want_dlq) = replay_sli(&input, &dir.join("replay"));
+    let mut got: Vec<SliRecord> = read_topic(&brokers, "causeway_sli")
+        .iter()
+        .map(|r| serde_json::from_slice(&r.value).unwrap())
+        .collect();
+    got.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+    assert!(!want.is_empty());
+    assert_same("causeway_sli", &got, &want);
+
+    let dlq = read_topic(&brokers, "causeway_dlq");
+    assert_eq!(dlq.len(), want_dlq.len());
+    for r in &dlq {
+        let names: Vec<&str> = r.headers.iter().map(|(k, _)| k.as_str()).collect();
+        for h in [
+            "causeway.source.topic",
+            "causeway.source.partition",
+            "causeway.source.offset",
+            "causeway.reason",
+        ] {
+            assert!(
+                names.contains(&h),
+                "dead letter {} lacks {h}: {names:?}",
+                r.key
+            );
+        }
+        assert!(!r.value.is_empty(), "dead letter {} lost its bytes", r.key);
+    }
+}
