@@ -32,7 +32,9 @@ use crate::config::{parse_duration, Config, ConfigError, Guarantee, Settings};
 use crate::dataflow;
 use crate::ingest::{Ingest, Stats, Watermark};
 use crate::metrics::{self, Metrics};
-use crate::sinks::kafka::{copy_headers, out_offsets, written_keys, DlqSink, KafkaSink};
+use crate::sinks::kafka::{
+    copy_headers, out_offsets, written_keys, DlqSink, KafkaSink, OutLog, OutOffsets,
+};
 use crate::sources::kafka::{
     client_config, committed, discover, Checkpoint, Health, InputPartition, KafkaSetupError,
     Retention,
@@ -302,8 +304,7 @@ fn run_worker(worker: &mut timely::worker::Worker, sh: &Shared) -> Result<(), Ru
             *e = (*e).min(*o);
         }
     }
-    let prior_out: Vec<(String, i32, i64)> =
-        prior_out.into_iter().map(|((t, p), o)| (t, p, o)).collect();
+    let prior_out: OutOffsets = prior_out.into_iter().map(|((t, p), o)| (t, p, o)).collect();
 
     let mut sink_handles = None;
     let sink: Option<Box<dyn dataflow::OutputSink>> = if index == 0 {
@@ -570,11 +571,9 @@ fn watermark(
     active.unwrap_or_else(|| mine.iter().map(value).max().unwrap_or(0))
 }
 
-type SinkHandles = Option<(
-    Arc<Mutex<Vec<(u64, Vec<(String, i32, i64)>)>>>,
-    Arc<AtomicBool>,
-    Arc<AtomicBool>,
-)>;
+/// Worker 0's handles on its sink: the output offset log, the delivery-failure
+/// flag and the discard switch.
+type SinkHandles = Option<(OutLog, Arc<AtomicBool>, Arc<AtomicBool>)>;
 
 /// Commits each partition's restart point for the current emitted frontier.
 #[allow(clippy::too_many_arguments)]
@@ -585,7 +584,7 @@ fn checkpoint(
     dlq: &DlqSink,
     resume_from: u64,
     sink: &SinkHandles,
-    prior_out: &[(String, i32, i64)],
+    prior_out: &OutOffsets,
     sh: &Shared,
 ) {
     if mine.is_empty() {
@@ -599,7 +598,7 @@ fn checkpoint(
         Some((log, _, _)) => {
             let o = out_offsets(log, emitted);
             if o.is_empty() {
-                prior_out.to_vec()
+                prior_out.clone()
             } else {
                 o
             }

@@ -134,6 +134,12 @@ pub fn edge_key(r: &ServiceGraphRecord) -> String {
     format!("{}|{}|{}", r.client, r.server, r.window_start)
 }
 
+/// Output offsets: (topic, partition, offset).
+pub type OutOffsets = Vec<(String, i32, i64)>;
+
+/// After each finalization time, the output offsets every later record is at or after.
+pub type OutLog = Arc<Mutex<Vec<(u64, OutOffsets)>>>;
+
 /// Writes final records to the output topics (worker 0).
 pub struct KafkaSink {
     producer: ThreadedProducer<Acks>,
@@ -147,7 +153,7 @@ pub struct KafkaSink {
     /// Set at shutdown: later output (windows closed early by the teardown) is dropped.
     pub discard: Arc<AtomicBool>,
     /// After each time: the output offsets every later record is at or after.
-    pub log: Arc<Mutex<Vec<(u64, Vec<(String, i32, i64)>)>>>,
+    pub log: OutLog,
 }
 
 impl KafkaSink {
@@ -195,7 +201,7 @@ impl KafkaSink {
                 .with_label_values(&[topic])
                 .inc_by(n as u64);
         }
-        let next: Vec<(String, i32, i64)> = self
+        let next: OutOffsets = self
             .producer
             .context()
             .offsets
@@ -238,10 +244,7 @@ impl OutputSink for KafkaSink {
 }
 
 /// The output offsets recorded for the newest time below `emitted`.
-pub fn out_offsets(
-    log: &Mutex<Vec<(u64, Vec<(String, i32, i64)>)>>,
-    emitted: u64,
-) -> Vec<(String, i32, i64)> {
+pub fn out_offsets(log: &OutLog, emitted: u64) -> OutOffsets {
     let Ok(mut log) = log.lock() else {
         return Vec::new();
     };

@@ -1,0 +1,234 @@
+//! `causeway run` against a real, independent Kafka-protocol broker (tansu):
+//! equal to `replay` on the same data, across `kill -9` and restart, and as a
+//! two-process timely cluster.
+//!
+//! tansu must be installed (`bash .ci/run` does it); the tests fail, not skip,
+//! when it is missing.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use causeway::replay::{replay, ReplayOptions};
+use causeway_benches::workload::{generate, Format, WorkloadConfig};
+use causeway_schemas::records::{ServiceGraphRecord, SliRecord};
+use causeway_tests::kafka::{
+    assert_same, causeway_binary, create_topic, create_topics, free_port, produce_inputs,
+    read_topic, run_config, Tansu,
+};
+use causeway_tests::reference::read_jsonl;
+
+/// Short windows so that a few minutes of event time give many windows.
+const TIME: &str = "[time]\nwindow = \"10s\"\ncorrelation_grace = \"10s\"\ntrace_horizon = \"30s\"\nallowed_lateness = \"10s\"\nidle_timeout = \"1s\"\n";
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("causeway-kafka-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A seeded protobuf workload in 100-span batches over `partitions` partitions.
+fn workload(dir: &Path, seed: u64, traces: usize, partitions: usize) -> PathBuf {
+    let input = dir.join("in");
+    let cfg = WorkloadConfig {
+        seed,
+        traces,
+        duration_s: 300,
+        error_traces: 0.1,
+        context_loss: 0.05,
+        untraced_logs: 0.2,
+        duplicates: 0.05,
+        late: 0.02,
+        malformed: 0.02,
+        batch_spans: 100,
+        partitions,
+        ..Default::default()
+    };
+    generate(&cfg)
+        .write(&input, Format::Proto, partitions)
+        .unwrap();
+    input
+}
+
+/// What `replay` writes for `input` with the test's time settings.
+fn expected(dir: &Path, input: &Path) -> (Vec<SliRecord>, Vec<ServiceGraphRecord>) {
+    let config = dir.join("replay.toml");
+    std::fs::write(&config, TIME).unwrap();
+    let out = dir.join("replay");
+    replay(&ReplayOptions {
+        input: input.to_path_buf(),
+        out: out.clone(),
+        config: Some(config),
+        workers: 1,
+        progress: false,
+    })
+    .unwrap();
+    (
+        read_jsonl(&out.join("sli.jsonl")),
+        read_jsonl(&out.join("service_graph.jsonl")),
+    )
+}
+
+fn setup(name: &str, seed: u64, traces: usize) -> (Tansu, PathBuf, PathBuf) {
+    let dir = scratch(name);
+    let input = workload(&dir, seed, traces, 3);
+    let tansu = Tansu::start();
+    create_topics(&input, |t, n| create_topic(&tansu.brokers, t, n));
+    produce_inputs(&tansu.brokers, &input);
+    (tansu, dir, input)
+}
+
+fn sli_out(brokers: &str) -> Vec<SliRecord> {
+    let mut got: Vec<SliRecord> = read_topic(brokers, "causeway_sli")
+        .iter()
+        .map(|r| serde_json::from_slice(&r.value).unwrap())
+        .collect();
+    got.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+    got
+}
+
+fn edges_out(brokers: &str) -> Vec<ServiceGraphRecord> {
+    let mut got: Vec<ServiceGraphRecord> = read_topic(brokers, "causeway_service_graph")
+        .iter()
+        .map(|r| serde_json::from_slice(&r.value).unwrap())
+        .collect();
+    got.sort_by(|a, b| {
+        (a.window_start, &a.client, &a.server).cmp(&(b.window_start, &b.client, &b.server))
+    });
+    got
+}
+
+fn spawn(config: &Path, args: &[&str]) -> Child {
+    Command::new(causeway_binary())
+        .arg("run")
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap()
+}
+
+fn wait_ok(mut child: Child, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "causeway run exited with {status}");
+            return;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("causeway run did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn run_through_tansu_equals_replay_with_two_workers() {
+    let (tansu, dir, input) = setup("equal", 41, 3000);
+    let (want, want_edges) = expected(&dir, &input);
+    assert!(want.len() > 100, "workload too small: {}", want.len());
+    let config = run_config(&dir, &input, &tansu.brokers, "equal", TIME);
+    wait_ok(
+        spawn(&config, &["-w", "2", "--drain"]),
+        Duration::from_secs(120),
+    );
+    assert_same("causeway_sli", &sli_out(&tansu.brokers), &want);
+    assert_same(
+        "causeway_service_graph",
+        &edges_out(&tansu.brokers),
+        &want_edges,
+    );
+}
+
+/// Kills `causeway run` with SIGKILL once some but not all windows are out,
+/// restarts it, and returns what `causeway_sli` holds in the end (unsorted
+/// duplicates included) and how many records were out at the kill.
+fn kill_and_restart(name: &str, guarantee: &str) -> (Vec<SliRecord>, Vec<SliRecord>, usize) {
+    let (tansu, dir, input) = setup(name, 43, 3000);
+    let (want, _) = expected(&dir, &input);
+    let extra = format!("{TIME}\n[processing]\nguarantee = \"{guarantee}\"\n");
+    let config = run_config(&dir, &input, &tansu.brokers, name, &extra);
+    let mut first = spawn(&config, &["-w", "2"]);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let at_kill = loop {
+        let n = read_topic(&tansu.brokers, "causeway_sli").len();
+        if n > 0 {
+            break n;
+        }
+        assert!(Instant::now() < deadline, "no output within 120 s");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    first.kill().unwrap(); // SIGKILL
+    let _ = first.wait();
+    assert!(
+        at_kill < want.len(),
+        "the kill should land mid-stream: {at_kill} of {} records were out",
+        want.len()
+    );
+    wait_ok(
+        spawn(&config, &["-w", "2", "--drain"]),
+        Duration::from_secs(120),
+    );
+    let all: Vec<SliRecord> = read_topic(&tansu.brokers, "causeway_sli")
+        .iter()
+        .map(|r| serde_json::from_slice(&r.value).unwrap())
+        .collect();
+    (all, want, at_kill)
+}
+
+#[test]
+fn kill_9_and_restart_exactly_once_equals_uninterrupted() {
+    let (mut all, want, _) = kill_and_restart("kill-eo", "exactly_once");
+    all.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+    // No window missing, none twice.
+    assert_same("causeway_sli after kill -9", &all, &want);
+}
+
+#[test]
+fn kill_9_and_restart_at_least_once_repeats_only_identical_records() {
+    let (mut all, want, _) = kill_and_restart("kill-alo", "at_least_once");
+    all.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+    let before = all.len();
+    all.dedup_by(|a, b| {
+        if a.sort_key() == b.sort_key() {
+            assert_eq!(a, b, "a repeated key must carry the same record");
+            true
+        } else {
+            false
+        }
+    });
+    assert!(before >= all.len());
+    assert_same("causeway_sli after kill -9, keys deduplicated", &all, &want);
+}
+
+#[test]
+fn two_process_cluster_equals_replay() {
+    let (tansu, dir, input) = setup("cluster", 47, 2000);
+    let (want, want_edges) = expected(&dir, &input);
+    let config = run_config(&dir, &input, &tansu.brokers, "cluster", TIME);
+    let hostfile = dir.join("hosts");
+    std::fs::write(
+        &hostfile,
+        format!("127.0.0.1:{}\n127.0.0.1:{}\n", free_port(), free_port()),
+    )
+    .unwrap();
+    let h = hostfile.to_str().unwrap();
+    let p0 = spawn(&config, &["-n", "2", "-p", "0", "-h", h, "--drain"]);
+    let p1 = spawn(&config, &["-n", "2", "-p", "1", "-h", h, "--drain"]);
+    wait_ok(p0, Duration::from_secs(120));
+    wait_ok(p1, Duration::from_secs(120));
+    assert_same(
+        "causeway_sli (2 processes)",
+        &sli_out(&tansu.brokers),
+        &want,
+    );
+    assert_same(
+        "causeway_service_graph (2 processes)",
+        &edges_out(&tansu.brokers),
+        &want_edges,
+    );
+}
