@@ -295,7 +295,8 @@ pub fn read_topic(brokers: &str, topic: &str) -> Vec<Record> {
 }
 
 /// A config file for `run` against `brokers`, with short idle and commit
-/// intervals, and the OTLP encoding of the files in `input`.
+/// intervals, no `/metrics` endpoint and the OTLP encoding of the files in
+/// `input`; `extra` is appended and may replace `[time]` or `[metrics]`.
 pub fn run_config(dir: &Path, input: &Path, brokers: &str, group: &str, extra: &str) -> PathBuf {
     let path = dir.join(format!("{group}.toml"));
     let json = list_inputs(input)
@@ -303,9 +304,17 @@ pub fn run_config(dir: &Path, input: &Path, brokers: &str, group: &str, extra: &
         .iter()
         .any(|(_, _, e)| *e == causeway_schemas::Encoding::OtlpJson);
     let otlp = if json { "otlp_json" } else { "otlp_proto" };
-    let text = format!(
-        "[kafka]\nbrokers = \"{brokers}\"\ngroup_id = \"{group}\"\ncommit_interval = \"200ms\"\n\n[kafka.encodings]\nspans = \"{otlp}\"\nlogs = \"{otlp}\"\n\n[time]\nidle_timeout = \"1s\"\n\n[metrics]\nbind = \"\"\n{extra}"
+    let mut text = format!(
+        "[kafka]\nbrokers = \"{brokers}\"\ngroup_id = \"{group}\"\ncommit_interval = \"200ms\"\n\n[kafka.encodings]\nspans = \"{otlp}\"\nlogs = \"{otlp}\"\n\n"
     );
+    // Defaults for the tests, unless `extra` sets the section itself.
+    if !extra.contains("[time]") {
+        text.push_str("[time]\nidle_timeout = \"1s\"\n\n");
+    }
+    if !extra.contains("[metrics]") {
+        text.push_str("[metrics]\nbind = \"\"\n\n");
+    }
+    text.push_str(extra);
     std::fs::write(&path, text).expect("write config");
     path
 }
