@@ -109,6 +109,10 @@ pub struct TopicsConfig {
     pub dlq: String,
     /// Alerts out. Default `causeway_alerts`.
     pub alerts: String,
+    /// Checkpoints: one record per input partition and commit, keyed by group,
+    /// topic and partition. Create it with `cleanup.policy=compact`. Default
+    /// `causeway_checkpoints`.
+    pub checkpoints: String,
 }
 
 impl Default for TopicsConfig {
@@ -122,6 +126,7 @@ impl Default for TopicsConfig {
             service_graph: "causeway_service_graph".into(),
             dlq: "causeway_dlq".into(),
             alerts: "causeway_alerts".into(),
+            checkpoints: "causeway_checkpoints".into(),
         }
     }
 }
@@ -467,6 +472,7 @@ impl Config {
             ("service_graph", &t.service_graph),
             ("dlq", &t.dlq),
             ("alerts", &t.alerts),
+            ("checkpoints", &t.checkpoints),
         ];
         for (i, (key, name)) in names.iter().enumerate() {
             if name.is_empty() {

@@ -7,6 +7,7 @@ use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::probe::Handle as ProbeHandle;
+use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::Capability;
 use timely::dataflow::operators::Probe;
 use timely::dataflow::StreamVec;
@@ -45,13 +46,24 @@ pub fn build(
         let sink = std::rc::Rc::new(std::cell::RefCell::new(sink));
         let probe = ProbeHandle::new();
         let s1 = sink.clone();
+        // SLI records omit absent fields in JSON (`skip_serializing_if`), which
+        // bincode, timely's wire format between processes, cannot round-trip: they
+        // cross to worker 0 as their JSON text.
+        let sli_json = out
+            .sli
+            .map(|r| serde_json::to_string(&r).unwrap_or_default());
         gather_sorted(
-            out.sli,
+            sli_json,
             "SliSink",
-            |a: &SliRecord, b: &SliRecord| a.sort_key().cmp(&b.sort_key()),
+            |a: &String, b: &String| a.cmp(b),
             move |t, batch| {
+                let mut records: Vec<SliRecord> = batch
+                    .iter()
+                    .filter_map(|j| serde_json::from_str(j).ok())
+                    .collect();
+                records.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
                 if let Some(s) = s1.borrow_mut().as_mut() {
-                    s.sli(t, batch)
+                    s.sli(t, &records)
                 }
             },
         )

@@ -33,11 +33,11 @@ use crate::dataflow;
 use crate::ingest::{Ingest, Stats, Watermark};
 use crate::metrics::{self, Metrics};
 use crate::sinks::kafka::{
-    copy_headers, out_offsets, written_keys, DlqSink, KafkaSink, OutLog, OutOffsets,
+    copy_headers, out_offsets, read_fenced, DlqSink, KafkaSink, OutLog, OutOffsets,
 };
 use crate::sources::kafka::{
-    client_config, committed, discover, Checkpoint, Health, InputPartition, KafkaSetupError,
-    Retention,
+    checkpoint_key, client_config, discover, latest_checkpoints, Checkpoint, CheckpointRecord,
+    Health, InputPartition, KafkaSetupError, Retention,
 };
 use crate::sources::Message;
 
@@ -271,6 +271,8 @@ struct Assigned {
     /// Dead letters below this offset were written before the restart.
     dlq_from: u64,
     last_message: Instant,
+    /// When the broker last said whether the partition is read to its end.
+    end_checked: Option<(Instant, bool)>,
 }
 
 fn run_worker(worker: &mut timely::worker::Worker, sh: &Shared) -> Result<(), RunError> {
@@ -290,7 +292,9 @@ fn run_worker(worker: &mut timely::worker::Worker, sh: &Shared) -> Result<(), Ru
         })
         .map_err(KafkaSetupError::Client)?;
     let all = discover(&consumer, k)?;
-    let checkpoints = committed(&consumer, &all)?;
+    let dlq = DlqSink::new(k, metrics.clone())?;
+    let stored = read_fenced(k, dlq.producer(), &[&k.topics.checkpoints], &[])?;
+    let checkpoints = latest_checkpoints(&k.group_id, &all, &stored);
     let resume_from = checkpoints
         .iter()
         .flatten()
@@ -308,13 +312,10 @@ fn run_worker(worker: &mut timely::worker::Worker, sh: &Shared) -> Result<(), Ru
 
     let mut sink_handles = None;
     let sink: Option<Box<dyn dataflow::OutputSink>> = if index == 0 {
-        let written = if sh.config.processing.guarantee == Guarantee::ExactlyOnce && resume_from > 0
-        {
-            written_keys(k, &[&k.topics.sli, &k.topics.service_graph], &prior_out)?
-        } else {
-            Default::default()
-        };
-        let sink = KafkaSink::new(k, resume_from, written, metrics.clone())?;
+        let mut sink = KafkaSink::new(k, resume_from, metrics.clone())?;
+        if sh.config.processing.guarantee == Guarantee::ExactlyOnce && resume_from > 0 {
+            sink.read_back(k, &prior_out)?;
+        }
         sink_handles = Some((sink.log.clone(), sink.failed_flag(), sink.discard.clone()));
         Some(Box::new(sink))
     } else {
@@ -322,7 +323,6 @@ fn run_worker(worker: &mut timely::worker::Worker, sh: &Shared) -> Result<(), Ru
     };
     let (inputs, probe) = dataflow::build(worker, &sh.settings.params, sink);
     let mut ingest = Ingest::new(inputs, sh.settings.clone());
-    let dlq = DlqSink::new(k, metrics.clone())?;
 
     let started = Instant::now();
     let mut mine: Vec<Assigned> = Vec::new();
@@ -351,6 +351,7 @@ fn run_worker(worker: &mut timely::worker::Worker, sh: &Shared) -> Result<(), Ru
             },
             dlq_from: cp.read,
             last_message: started,
+            end_checked: None,
         });
     }
     consumer
@@ -446,7 +447,7 @@ fn run_worker(worker: &mut timely::worker::Worker, sh: &Shared) -> Result<(), Ru
                 break;
             }
         }
-        let watermark = watermark(&consumer, &mine, lateness, idle);
+        let watermark = watermark(&consumer, &mut mine, lateness, idle);
         ingest.advance(watermark);
         let until = Instant::now() + Duration::from_millis(100);
         worker.step();
@@ -474,7 +475,7 @@ fn run_worker(worker: &mut timely::worker::Worker, sh: &Shared) -> Result<(), Ru
                 sh,
             );
             report_health(&consumer, &mine, &ingest, &worker_label, sh);
-            if sh.drain && drained(&consumer, &mine, idle) {
+            if sh.drain && drained(&consumer, &mut mine, idle) {
                 break;
             }
         }
@@ -544,11 +545,12 @@ fn traceparent<M: rdkafka::Message>(m: &M) -> Option<String> {
 }
 
 /// SPEC §2: the minimum watermark of the partitions that are not idle. A
-/// partition is idle once it has had no message for `idle` and is read to its
-/// end. When every partition is idle, the newest of their watermarks.
+/// partition is idle once it has had no message for `idle` and the broker says
+/// it is read to its end. When every partition is idle, the newest of their
+/// watermarks.
 fn watermark(
     consumer: &BaseConsumer<Health>,
-    mine: &[Assigned],
+    mine: &mut [Assigned],
     lateness: u64,
     idle: Duration,
 ) -> u64 {
@@ -556,19 +558,36 @@ fn watermark(
         return u64::MAX;
     }
     let value = |a: &Assigned| a.wm.value(lateness).unwrap_or(0);
-    let active = mine
-        .iter()
-        .filter(|a| {
-            let quiet = a.last_message.elapsed() >= idle;
-            let at_end = consumer
-                .context()
-                .end(&a.part.topic_name, a.part.partition)
-                .is_some_and(|end| a.position as i64 >= end);
-            !(quiet && at_end)
-        })
-        .map(value)
-        .min();
+    let mut active = None;
+    for a in mine.iter_mut() {
+        let is_idle = a.last_message.elapsed() >= idle && a.at_end(consumer);
+        if !is_idle {
+            active = Some(active.map_or(value(a), |m: u64| m.min(value(a))));
+        }
+    }
     active.unwrap_or_else(|| mine.iter().map(value).max().unwrap_or(0))
+}
+
+impl Assigned {
+    /// Whether the partition is read to its end, asked of the broker at most
+    /// once a second.
+    fn at_end(&mut self, consumer: &BaseConsumer<Health>) -> bool {
+        if let Some((when, at_end)) = self.end_checked {
+            if when.elapsed() < Duration::from_secs(1) {
+                return at_end;
+            }
+        }
+        let at_end = consumer
+            .fetch_watermarks(
+                &self.part.topic_name,
+                self.part.partition,
+                Duration::from_secs(1),
+            )
+            .map(|(_, high)| self.position as i64 >= high)
+            .unwrap_or(false);
+        self.end_checked = Some((Instant::now(), at_end));
+        at_end
+    }
 }
 
 /// Worker 0's handles on its sink: the output offset log, the delivery-failure
@@ -592,8 +611,6 @@ fn checkpoint(
     }
     let frontier = probe.with_frontier(|f| f.first().copied().unwrap_or(u64::MAX));
     let emitted = frontier.max(resume_from);
-    // Dead letters below the read position must be durable before it is recorded.
-    dlq.flush();
     let out = match sink {
         Some((log, _, _)) => {
             let o = out_offsets(log, emitted);
@@ -605,33 +622,43 @@ fn checkpoint(
         }
         None => Vec::new(),
     };
+    let k = &sh.config.kafka;
     let mut tpl = TopicPartitionList::new();
     for a in mine.iter_mut() {
         let (restart, max_seen) = a
             .retention
             .restart_point(emitted, a.position, a.wm.max_seen());
-        let cp = Checkpoint {
-            emitted,
-            max_seen,
-            read: a.position,
-            out: out.clone(),
+        let record = CheckpointRecord {
+            offset: restart,
+            checkpoint: Checkpoint {
+                emitted,
+                max_seen,
+                read: a.position,
+                out: out.clone(),
+            },
         };
+        let json = serde_json::to_string(&record).unwrap_or_default();
+        dlq.send_checkpoint(
+            &k.topics.checkpoints,
+            &checkpoint_key(&k.group_id, &a.part),
+            json.as_bytes(),
+        );
         let mut e = tpl.add_partition(&a.part.topic_name, a.part.partition);
-        if e.set_offset(Offset::Offset(restart as i64)).is_err() {
-            continue;
+        if e.set_offset(Offset::Offset(restart as i64)).is_ok() {
+            e.set_metadata(json);
         }
-        e.set_metadata(serde_json::to_string(&cp).unwrap_or_default());
     }
-    match consumer.commit(&tpl, CommitMode::Sync) {
-        Ok(()) => {
-            if emitted != u64::MAX {
-                sh.metrics.checkpoint.set(emitted as i64);
-            }
-        }
-        Err(e) => {
-            eprintln!("causeway run: commit failed (will retry): {e}");
-            sh.metrics.kafka_errors.with_label_values(&["commit"]).inc();
-        }
+    // Dead letters below the read position and the checkpoint records themselves
+    // are durable once this returns: the checkpoint is taken.
+    dlq.flush();
+    if emitted != u64::MAX {
+        sh.metrics.checkpoint.set(emitted as i64);
+    }
+    // The group's committed offsets mirror the checkpoint for lag monitoring
+    // (and carry it as metadata on brokers that keep metadata).
+    if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
+        eprintln!("causeway run: commit failed (will retry): {e}");
+        sh.metrics.kafka_errors.with_label_values(&["commit"]).inc();
     }
 }
 
@@ -666,13 +693,8 @@ fn report_health(
         .set(ingest.held() as i64);
 }
 
-/// True when every partition is read to its end (asked of the broker) and idle.
-fn drained(consumer: &BaseConsumer<Health>, mine: &[Assigned], idle: Duration) -> bool {
-    mine.iter().all(|a| {
-        a.last_message.elapsed() >= idle
-            && consumer
-                .fetch_watermarks(&a.part.topic_name, a.part.partition, Duration::from_secs(5))
-                .map(|(_, high)| a.position as i64 >= high)
-                .unwrap_or(false)
-    })
+/// True when every partition is idle and read to its end.
+fn drained(consumer: &BaseConsumer<Health>, mine: &mut [Assigned], idle: Duration) -> bool {
+    mine.iter_mut()
+        .all(|a| a.last_message.elapsed() >= idle && a.at_end(consumer))
 }

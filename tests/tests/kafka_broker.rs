@@ -10,6 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use causeway::replay::{replay, ReplayOptions};
+use causeway::sources::kafka::CheckpointRecord;
 use causeway_benches::workload::{generate, Format, WorkloadConfig};
 use causeway_schemas::records::{ServiceGraphRecord, SliRecord};
 use causeway_tests::kafka::{
@@ -19,7 +20,7 @@ use causeway_tests::kafka::{
 use causeway_tests::reference::read_jsonl;
 
 /// Short windows so that a few minutes of event time give many windows.
-const TIME: &str = "[time]\nwindow = \"10s\"\ncorrelation_grace = \"10s\"\ntrace_horizon = \"30s\"\nallowed_lateness = \"10s\"\nidle_timeout = \"1s\"\n";
+const TIME: &str = "[time]\nwindow = \"10s\"\ncorrelation_grace = \"10s\"\ntrace_horizon = \"30s\"\nallowed_lateness = \"10s\"\nidle_timeout = \"3s\"\n";
 
 fn scratch(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("causeway-kafka-{name}-{}", std::process::id()));
@@ -69,6 +70,10 @@ fn expected(dir: &Path, input: &Path) -> (Vec<SliRecord>, Vec<ServiceGraphRecord
         read_jsonl(&out.join("service_graph.jsonl")),
     )
 }
+
+/// The tests of this file share two cores: one at a time, so that no partition
+/// looks idle only because its worker was starved.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn setup(name: &str, seed: u64, traces: usize) -> (Tansu, PathBuf, PathBuf) {
     let dir = scratch(name);
@@ -128,6 +133,7 @@ fn wait_ok(mut child: Child, limit: Duration) {
 
 #[test]
 fn run_through_tansu_equals_replay_with_two_workers() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let (tansu, dir, input) = setup("equal", 41, 3000);
     let (want, want_edges) = expected(&dir, &input);
     assert!(want.len() > 100, "workload too small: {}", want.len());
@@ -154,9 +160,15 @@ fn kill_and_restart(name: &str, guarantee: &str) -> (Vec<SliRecord>, Vec<SliReco
     let config = run_config(&dir, &input, &tansu.brokers, name, &extra);
     let mut first = spawn(&config, &["-w", "2"]);
     let deadline = Instant::now() + Duration::from_secs(120);
+    // Kill once output is out and a checkpoint past the first windows is taken,
+    // so the restart really resumes mid-stream.
     let at_kill = loop {
         let n = read_topic(&tansu.brokers, "causeway_sli").len();
-        if n > 0 {
+        let checkpointed = read_topic(&tansu.brokers, "causeway_checkpoints")
+            .iter()
+            .filter_map(|r| serde_json::from_slice::<CheckpointRecord>(&r.value).ok())
+            .any(|c| c.checkpoint.emitted > 0 && c.offset > 0);
+        if n > 0 && checkpointed {
             break n;
         }
         assert!(Instant::now() < deadline, "no output within 120 s");
@@ -182,6 +194,7 @@ fn kill_and_restart(name: &str, guarantee: &str) -> (Vec<SliRecord>, Vec<SliReco
 
 #[test]
 fn kill_9_and_restart_exactly_once_equals_uninterrupted() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let (mut all, want, _) = kill_and_restart("kill-eo", "exactly_once");
     all.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
     // No window missing, none twice.
@@ -190,6 +203,7 @@ fn kill_9_and_restart_exactly_once_equals_uninterrupted() {
 
 #[test]
 fn kill_9_and_restart_at_least_once_repeats_only_identical_records() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let (mut all, want, _) = kill_and_restart("kill-alo", "at_least_once");
     all.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
     let before = all.len();
@@ -207,6 +221,7 @@ fn kill_9_and_restart_at_least_once_repeats_only_identical_records() {
 
 #[test]
 fn two_process_cluster_equals_replay() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let (tansu, dir, input) = setup("cluster", 47, 2000);
     let (want, want_edges) = expected(&dir, &input);
     let config = run_config(&dir, &input, &tansu.brokers, "cluster", TIME);

@@ -157,11 +157,10 @@ pub struct KafkaSink {
 }
 
 impl KafkaSink {
-    /// A sink that skips times below `resume_from` and the keys in `written`.
+    /// A sink that skips times below `resume_from`.
     pub fn new(
         k: &KafkaConfig,
         resume_from: u64,
-        written: HashSet<String>,
         metrics: Option<Arc<Metrics>>,
     ) -> Result<Self, KafkaSetupError> {
         Ok(KafkaSink {
@@ -169,7 +168,7 @@ impl KafkaSink {
             sli_topic: k.topics.sli.clone(),
             edge_topic: k.topics.service_graph.clone(),
             resume_from,
-            written,
+            written: HashSet::new(),
             metrics,
             discard: Default::default(),
             log: Default::default(),
@@ -256,12 +255,22 @@ pub fn out_offsets(log: &OutLog, emitted: u64) -> OutOffsets {
     log[0].1.clone()
 }
 
-/// Keys of the records in `topics` from the given offsets (or the beginning) to the end.
-pub fn written_keys(
+/// The key of a fence record (null value): written on restart to each output
+/// partition, it marks how far the read-back must go. Its value is null, so a
+/// compacted topic drops it and readers skip it.
+pub const FENCE_KEY: &str = "__causeway_fence__";
+
+/// Reads `topics` from the offsets in `from` (the beginning of partitions it
+/// does not name) up to fence records written now with `producer`, and returns
+/// every (key, value) with a value, in partition order. The end is found with
+/// our own fence, not the broker's high watermark, which some brokers (tansu
+/// 0.6) report stale.
+pub fn read_fenced(
     k: &KafkaConfig,
+    producer: &ThreadedProducer<Acks>,
     topics: &[&str],
     from: &[(String, i32, i64)],
-) -> Result<HashSet<String>, KafkaSetupError> {
+) -> Result<Vec<(String, Vec<u8>)>, KafkaSetupError> {
     let op = |what| move |source| KafkaSetupError::Op { what, source };
     let consumer: BaseConsumer = client_config(k)
         .set("group.id", format!("{}-readback", k.group_id))
@@ -269,53 +278,76 @@ pub fn written_keys(
         .create()
         .map_err(KafkaSetupError::Client)?;
     let mut tpl = TopicPartitionList::new();
-    let mut ends = BTreeMap::new();
+    let mut fenced = HashSet::new();
     for topic in topics {
         let md = consumer
             .fetch_metadata(Some(topic), REQUEST_TIMEOUT)
-            .map_err(op("reading output metadata"))?;
-        for t in md.topics() {
-            for p in t.partitions() {
-                let (_, high) = consumer
-                    .fetch_watermarks(topic, p.id(), REQUEST_TIMEOUT)
-                    .map_err(op("reading output offsets"))?;
-                let start = from
-                    .iter()
-                    .find(|(ft, fp, _)| ft == topic && *fp == p.id())
-                    .map(|(_, _, o)| *o)
-                    .unwrap_or(0);
-                if start < high {
-                    tpl.add_partition_offset(topic, p.id(), Offset::Offset(start))
-                        .map_err(op("seeking output"))?;
-                    ends.insert((topic.to_string(), p.id()), high);
-                }
+            .map_err(op("reading topic metadata"))?;
+        for p in md.topics().iter().flat_map(|t| t.partitions()) {
+            let rec = BaseRecord::<str, ()>::to(topic)
+                .key(FENCE_KEY)
+                .partition(p.id());
+            if let Err((source, _)) = producer.send(rec) {
+                return Err(KafkaSetupError::Op {
+                    what: "writing a fence record",
+                    source,
+                });
             }
+            fenced.insert((topic.to_string(), p.id()));
+            let start = from
+                .iter()
+                .find(|(ft, fp, _)| ft == topic && *fp == p.id())
+                .map_or(Offset::Beginning, |(_, _, o)| Offset::Offset(*o));
+            tpl.add_partition_offset(topic, p.id(), start)
+                .map_err(op("seeking"))?;
         }
     }
-    let mut keys = HashSet::new();
-    if ends.is_empty() {
-        return Ok(keys);
-    }
-    consumer
-        .assign(&tpl)
-        .map_err(op("assigning output partitions"))?;
+    flush(producer);
+    let acked = producer
+        .context()
+        .offsets
+        .lock()
+        .map(|o| o.clone())
+        .unwrap_or_default();
+    let mut ends: BTreeMap<(String, i32), i64> = acked
+        .into_iter()
+        .filter(|(id, _)| fenced.contains(id))
+        .collect();
+    consumer.assign(&tpl).map_err(op("assigning partitions"))?;
     drop(tpl);
+    let mut out = Vec::new();
     while !ends.is_empty() {
         match consumer.poll(Duration::from_millis(500)) {
             Some(Ok(m)) => {
-                if let Some(key) = m.key() {
-                    keys.insert(String::from_utf8_lossy(key).into_owned());
+                if let (Some(key), Some(v)) = (m.key(), m.payload()) {
+                    out.push((String::from_utf8_lossy(key).into_owned(), v.to_vec()));
                 }
                 let id = (m.topic().to_string(), m.partition());
-                if ends.get(&id).is_some_and(|end| m.offset() + 1 >= *end) {
+                if ends.get(&id).is_some_and(|fence| m.offset() >= *fence) {
                     ends.remove(&id);
                 }
             }
-            Some(Err(e)) => eprintln!("causeway: reading back outputs: {e}"),
+            Some(Err(e)) => eprintln!("causeway: reading back {topics:?}: {e}"),
             None => {}
         }
     }
-    Ok(keys)
+    Ok(out)
+}
+
+impl KafkaSink {
+    /// Reads back every record written to the output topics since `from` and
+    /// skips those keys from now on (exactly-once restarts).
+    pub fn read_back(
+        &mut self,
+        k: &KafkaConfig,
+        from: &[(String, i32, i64)],
+    ) -> Result<(), KafkaSetupError> {
+        let topics = [self.sli_topic.as_str(), self.edge_topic.as_str()];
+        for (key, _) in read_fenced(k, &self.producer, &topics, from)? {
+            self.written.insert(key);
+        }
+        Ok(())
+    }
 }
 
 /// Dead-letter producer of one worker.
@@ -373,7 +405,17 @@ impl DlqSink {
         );
     }
 
-    /// Blocks until every dead letter is acknowledged.
+    /// Writes one checkpoint record (see `sources::kafka::CheckpointRecord`).
+    pub fn send_checkpoint(&self, topic: &str, key: &str, value: &[u8]) {
+        send(&self.producer, topic, key.as_bytes(), value, None);
+    }
+
+    /// The worker's producer (dead letters, checkpoints, fences).
+    pub fn producer(&self) -> &ThreadedProducer<Acks> {
+        &self.producer
+    }
+
+    /// Blocks until every dead letter and checkpoint is acknowledged.
     pub fn flush(&self) {
         flush(&self.producer)
     }

@@ -7,13 +7,16 @@
 //! timely workers of all processes. Group rebalancing is not used, so a record's
 //! worker never depends on timing.
 //!
-//! **Checkpoints** are the consumer group's committed offsets. For each partition
-//! the committed offset is the *restart point*: the first message still needed to
-//! rebuild correlation state for windows not yet emitted. Its metadata (JSON,
-//! [`Checkpoint`]) holds the emitted frontier, the partition's newest event time
-//! before the restart point (so lateness is judged exactly as before), the read
-//! position (dead letters below it are already written) and, on worker 0, the
-//! output offsets an exactly-once restart reads back.
+//! **Checkpoints** are records of the checkpoint topic ([`CheckpointRecord`],
+//! keyed by group, topic and partition; the newest per key wins). Each holds the
+//! partition's *restart point* (the first message still needed to rebuild
+//! correlation state for windows not yet emitted) and a [`Checkpoint`]: the
+//! emitted frontier, the partition's newest event time before the restart point
+//! (so lateness is judged exactly as before), the read position (dead letters
+//! below it are already written) and, on worker 0, the output offsets an
+//! exactly-once restart reads back. The consumer group's committed offsets mirror
+//! them for lag monitoring; they are not read back, because not every broker
+//! keeps offset-commit metadata (tansu 0.6 drops it).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -22,7 +25,7 @@ use causeway_schemas::Encoding;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use rdkafka::ClientContext;
 use serde::{Deserialize, Serialize};
 
 use crate::config::KafkaConfig;
@@ -234,36 +237,39 @@ pub struct Checkpoint {
 /// A partition's committed restart offset and checkpoint, if it has one.
 pub type Committed = Option<(u64, Checkpoint)>;
 
-/// Reads the committed offsets of `parts`, in order.
-pub fn committed<C: ConsumerContext>(
-    consumer: &BaseConsumer<C>,
+/// One record of the checkpoint topic: the restart offset of a partition and
+/// its checkpoint. Keyed by [`checkpoint_key`]; the newest record of a key wins.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckpointRecord {
+    /// The restart offset.
+    pub offset: u64,
+    /// The checkpoint.
+    #[serde(flatten)]
+    pub checkpoint: Checkpoint,
+}
+
+/// The checkpoint-topic key of a partition for a consumer group.
+pub fn checkpoint_key(group: &str, p: &InputPartition) -> String {
+    format!("{group}|{}|{}", p.topic_name, p.partition)
+}
+
+/// The newest checkpoint of each of `parts`, in order, from the records of the
+/// checkpoint topic.
+pub fn latest_checkpoints(
+    group: &str,
     parts: &[InputPartition],
-) -> Result<Vec<Committed>, KafkaSetupError> {
-    let mut tpl = TopicPartitionList::new();
-    for p in parts {
-        tpl.add_partition(&p.topic_name, p.partition);
-    }
-    let got = consumer
-        .committed_offsets(tpl, REQUEST_TIMEOUT)
-        .map_err(|source| KafkaSetupError::Op {
-            what: "reading committed offsets",
-            source,
-        })?;
-    let mut by_key = BTreeMap::new();
-    for e in got.elements() {
-        if let Offset::Offset(o) = e.offset() {
-            let cp = serde_json::from_str::<Checkpoint>(e.metadata()).unwrap_or_default();
-            by_key.insert(
-                (e.topic().to_string(), e.partition()),
-                (o.max(0) as u64, cp),
-            );
+    records: &[(String, Vec<u8>)],
+) -> Vec<Committed> {
+    let mut latest: BTreeMap<&str, (u64, Checkpoint)> = BTreeMap::new();
+    for (key, value) in records {
+        if let Ok(r) = serde_json::from_slice::<CheckpointRecord>(value) {
+            latest.insert(key.as_str(), (r.offset, r.checkpoint));
         }
     }
-    drop(got);
-    Ok(parts
+    parts
         .iter()
-        .map(|p| by_key.remove(&(p.topic_name.clone(), p.partition)))
-        .collect())
+        .map(|p| latest.get(checkpoint_key(group, p).as_str()).cloned())
+        .collect()
 }
 
 /// Per-partition bookkeeping of which messages are still needed.
