@@ -37,7 +37,7 @@ use crate::sinks::kafka::{
 };
 use crate::sources::kafka::{
     checkpoint_key, client_config, discover, latest_checkpoints, Checkpoint, CheckpointRecord,
-    Health, InputPartition, KafkaSetupError, Retention,
+    Health, InputPartition, KafkaSetupError, Mark, Retention,
 };
 use crate::sources::Message;
 
@@ -270,6 +270,8 @@ struct Assigned {
     position: u64,
     /// Dead letters below this offset were written before the restart.
     dlq_from: u64,
+    /// Timestamp (ms) of the last message read.
+    last_ts: Option<i64>,
     last_message: Instant,
     /// When the broker last said whether the partition is read to its end.
     end_checked: Option<(Instant, bool)>,
@@ -331,9 +333,13 @@ fn run_worker(worker: &mut timely::worker::Worker, sh: &Shared) -> Result<(), Ru
         if i % peers != index {
             continue;
         }
-        let (start, cp) = match cp {
-            Some((o, cp)) => (Offset::Offset(o as i64), cp),
-            None => (Offset::Beginning, Checkpoint::default()),
+        let (restart, cp) = cp.unwrap_or_default();
+        let start = match (restart, cp.ts_ms) {
+            (0, _) => Offset::Beginning,
+            (o, Some(ts)) => seek_by_time(&consumer, p, ts)
+                .filter(|s| *s <= o)
+                .map_or(Offset::Offset(o as i64), |s| Offset::Offset(s as i64)),
+            (o, None) => Offset::Offset(o as i64),
         };
         tpl.add_partition_offset(&p.topic_name, p.partition, start)
             .map_err(|source| KafkaSetupError::Op {
@@ -345,11 +351,9 @@ fn run_worker(worker: &mut timely::worker::Worker, sh: &Shared) -> Result<(), Ru
             part: p.clone(),
             wm: Watermark::restored(cp.max_seen),
             retention: Retention::default(),
-            position: match start {
-                Offset::Offset(o) => o as u64,
-                _ => 0,
-            },
+            position: restart,
             dlq_from: cp.read,
+            last_ts: cp.ts_ms,
             last_message: started,
             end_checked: None,
         });
@@ -412,13 +416,22 @@ fn run_worker(worker: &mut timely::worker::Worker, sh: &Shared) -> Result<(), Ru
             };
             let a = &mut mine[i];
             let offset = m.offset().max(0) as u64;
+            if offset < a.position {
+                // Before the restart point: a timestamp seek lands on the start of
+                // the record batch that holds it.
+                continue;
+            }
             let msg = Message {
                 offset,
                 payload: m.payload().unwrap_or_default().to_vec(),
                 traceparent: traceparent(&m),
                 framing_error: None,
             };
-            let before = a.wm.max_seen();
+            let mark = Mark {
+                offset,
+                max_seen: a.wm.max_seen(),
+                ts_ms: m.timestamp().to_millis(),
+            };
             let first_dead = ingest.dlq.len();
             let needed = ingest.process(
                 &a.name,
@@ -429,7 +442,7 @@ fn run_worker(worker: &mut timely::worker::Worker, sh: &Shared) -> Result<(), Ru
                 &msg,
             );
             if let Some(leave) = needed {
-                a.retention.note(leave, offset, before);
+                a.retention.note(leave, mark);
             }
             if ingest.dlq.len() > first_dead {
                 let headers = copy_headers(&m);
@@ -442,6 +455,7 @@ fn run_worker(worker: &mut timely::worker::Worker, sh: &Shared) -> Result<(), Ru
                 }
             }
             a.position = offset + 1;
+            a.last_ts = mark.ts_ms;
             a.last_message = Instant::now();
             if Instant::now() > deadline {
                 break;
@@ -535,6 +549,24 @@ fn run_worker(worker: &mut timely::worker::Worker, sh: &Shared) -> Result<(), Ru
     Ok(())
 }
 
+/// The first offset whose timestamp is at or after `ts_ms`: on every broker a
+/// safe place to start reading a message with that timestamp (the start of its
+/// record batch on brokers that cannot fetch from inside a batch).
+fn seek_by_time(consumer: &BaseConsumer<Health>, p: &InputPartition, ts_ms: i64) -> Option<u64> {
+    let mut q = TopicPartitionList::new();
+    q.add_partition_offset(&p.topic_name, p.partition, Offset::Offset(ts_ms))
+        .ok()?;
+    let r = consumer
+        .offsets_for_times(q, Duration::from_secs(10))
+        .ok()?;
+    let found = r.elements().first().and_then(|e| match e.offset() {
+        Offset::Offset(o) if o >= 0 => Some(o as u64),
+        _ => None,
+    });
+    drop(r);
+    found
+}
+
 /// The W3C `traceparent` header of a message, if any.
 fn traceparent<M: rdkafka::Message>(m: &M) -> Option<String> {
     let h = m.headers()?;
@@ -625,15 +657,21 @@ fn checkpoint(
     let k = &sh.config.kafka;
     let mut tpl = TopicPartitionList::new();
     for a in mine.iter_mut() {
-        let (restart, max_seen) = a
-            .retention
-            .restart_point(emitted, a.position, a.wm.max_seen());
+        // The next message is `position`; seeking by the last message's
+        // timestamp lands at or before it.
+        let next = Mark {
+            offset: a.position,
+            max_seen: a.wm.max_seen(),
+            ts_ms: a.last_ts,
+        };
+        let restart = a.retention.restart_point(emitted, next);
         let record = CheckpointRecord {
-            offset: restart,
+            offset: restart.offset,
             checkpoint: Checkpoint {
                 emitted,
-                max_seen,
+                max_seen: restart.max_seen,
                 read: a.position,
+                ts_ms: restart.ts_ms,
                 out: out.clone(),
             },
         };
@@ -644,7 +682,7 @@ fn checkpoint(
             json.as_bytes(),
         );
         let mut e = tpl.add_partition(&a.part.topic_name, a.part.partition);
-        if e.set_offset(Offset::Offset(restart as i64)).is_ok() {
+        if e.set_offset(Offset::Offset(restart.offset as i64)).is_ok() {
             e.set_metadata(json);
         }
     }

@@ -294,11 +294,9 @@ pub fn read_fenced(
                 });
             }
             fenced.insert((topic.to_string(), p.id()));
-            let start = from
-                .iter()
-                .find(|(ft, fp, _)| ft == topic && *fp == p.id())
-                .map_or(Offset::Beginning, |(_, _, o)| Offset::Offset(*o));
-            tpl.add_partition_offset(topic, p.id(), start)
+            // From the beginning, skipping what lies before `from`: some brokers
+            // (tansu 0.6) return nothing for a fetch that starts inside a batch.
+            tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
                 .map_err(op("seeking"))?;
         }
     }
@@ -315,12 +313,23 @@ pub fn read_fenced(
         .collect();
     consumer.assign(&tpl).map_err(op("assigning partitions"))?;
     drop(tpl);
+    let skip_below = |topic: &str, partition: i32| {
+        from.iter()
+            .find(|(ft, fp, _)| ft == topic && *fp == partition)
+            .map_or(0, |(_, _, o)| *o)
+    };
     let mut out = Vec::new();
+    let deadline = std::time::Instant::now() + REQUEST_TIMEOUT * 4;
     while !ends.is_empty() {
+        if std::time::Instant::now() > deadline {
+            return Err(KafkaSetupError::ReadBack(topics.join(", ")));
+        }
         match consumer.poll(Duration::from_millis(500)) {
             Some(Ok(m)) => {
                 if let (Some(key), Some(v)) = (m.key(), m.payload()) {
-                    out.push((String::from_utf8_lossy(key).into_owned(), v.to_vec()));
+                    if m.offset() >= skip_below(m.topic(), m.partition()) {
+                        out.push((String::from_utf8_lossy(key).into_owned(), v.to_vec()));
+                    }
                 }
                 let id = (m.topic().to_string(), m.partition());
                 if ends.get(&id).is_some_and(|fence| m.offset() >= *fence) {

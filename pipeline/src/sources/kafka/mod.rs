@@ -59,6 +59,9 @@ pub enum KafkaSetupError {
         /// Config key.
         key: &'static str,
     },
+    /// A topic could not be read back to the fence written at start-up.
+    #[error("reading back {0} did not reach the fence record within 2 minutes; check that the broker is up and the topics are readable")]
+    ReadBack(String),
     /// Another Kafka operation failed.
     #[error("Kafka {what} failed: {source}")]
     Op {
@@ -228,6 +231,9 @@ pub struct Checkpoint {
     pub max_seen: Option<u64>,
     /// The read position: dead letters below it are already written.
     pub read: u64,
+    /// Kafka timestamp (ms) of the restart message, to seek by time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ts_ms: Option<i64>,
     /// Output (topic, partition, offset): every output record of a time at or
     /// after `emitted` is at or after these offsets. Written by worker 0 only.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -272,40 +278,48 @@ pub fn latest_checkpoints(
         .collect()
 }
 
+/// A position in a partition: a message offset, the partition's newest event
+/// time before it, and the message's Kafka timestamp (used to seek: some brokers
+/// (tansu 0.6) return nothing for a fetch that starts inside a record batch, but
+/// a timestamp lookup gives a batch start at or before the message).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Mark {
+    /// Message offset.
+    pub offset: u64,
+    /// Newest event time (ns) of the partition before this message.
+    pub max_seen: Option<u64>,
+    /// The message's timestamp (ms), if known.
+    pub ts_ms: Option<i64>,
+}
+
 /// Per-partition bookkeeping of which messages are still needed.
 ///
 /// A message is needed while some output time at or after the emitted frontier
 /// may depend on it: while the latest retraction time of its records is at or
 /// past the frontier (a record present until `leave` counts in windows final at
-/// times up to `leave`). Keyed by that time, each entry keeps the first offset
-/// and the partition's newest event time before it.
+/// times up to `leave`). Keyed by that time, each entry keeps the first
+/// message's [`Mark`].
 #[derive(Debug, Default, Clone)]
 pub struct Retention {
-    by_leave: BTreeMap<u64, (u64, Option<u64>)>,
+    by_leave: BTreeMap<u64, Mark>,
 }
 
 impl Retention {
-    /// Notes that the message at `offset` is needed up to time `leave`;
-    /// `max_seen` is the partition's newest event time before it.
-    pub fn note(&mut self, leave: u64, offset: u64, max_seen: Option<u64>) {
-        self.by_leave.entry(leave).or_insert((offset, max_seen));
+    /// Notes that the message at `mark` is needed up to time `leave`.
+    pub fn note(&mut self, leave: u64, mark: Mark) {
+        self.by_leave.entry(leave).or_insert(mark);
     }
 
-    /// The restart point once every output before `emitted` is durable:
-    /// the first needed offset and the newest event time before it, or
-    /// (`position`, `current_max`) when nothing is needed.
-    pub fn restart_point(
-        &mut self,
-        emitted: u64,
-        position: u64,
-        current_max: Option<u64>,
-    ) -> (u64, Option<u64>) {
+    /// The restart point once every output before `emitted` is durable: the
+    /// first needed message, or `next` (the next message to read) when nothing
+    /// is needed.
+    pub fn restart_point(&mut self, emitted: u64, next: Mark) -> Mark {
         self.by_leave = self.by_leave.split_off(&emitted);
         self.by_leave
             .values()
-            .min_by_key(|(o, _)| *o)
+            .min_by_key(|m| m.offset)
             .copied()
-            .unwrap_or((position, current_max))
+            .unwrap_or(next)
     }
 }
 
@@ -315,17 +329,22 @@ mod tests {
 
     #[test]
     fn restart_point_is_the_first_message_still_needed() {
+        let mark = |offset, seen| Mark {
+            offset,
+            max_seen: Some(seen),
+            ts_ms: Some(seen as i64),
+        };
         let mut r = Retention::default();
-        r.note(200, 10, Some(1));
-        r.note(140, 11, Some(2));
-        r.note(200, 12, Some(3));
-        r.note(260, 13, Some(4));
+        r.note(200, mark(10, 1));
+        r.note(140, mark(11, 2));
+        r.note(200, mark(12, 3));
+        r.note(260, mark(13, 4));
         // Nothing emitted: the first message.
-        assert_eq!(r.restart_point(0, 14, Some(5)), (10, Some(1)));
+        assert_eq!(r.restart_point(0, mark(14, 5)), mark(10, 1));
         // Times below 201 are emitted: messages needed only up to 200 are not.
-        assert_eq!(r.restart_point(201, 14, Some(5)), (13, Some(4)));
-        // Everything emitted: the read position.
-        assert_eq!(r.restart_point(300, 14, Some(5)), (14, Some(5)));
+        assert_eq!(r.restart_point(201, mark(14, 5)), mark(13, 4));
+        // Everything emitted: the next message.
+        assert_eq!(r.restart_point(300, mark(14, 5)), mark(14, 5));
     }
 
     #[test]
@@ -334,6 +353,7 @@ mod tests {
             emitted: 1_700_000_120,
             max_seen: Some(1_700_000_100_000_000_000),
             read: 42,
+            ts_ms: Some(1_700_000_100_000),
             out: vec![("causeway_sli".into(), 0, 7)],
         };
         let s = serde_json::to_string(&cp).unwrap();
