@@ -307,7 +307,7 @@ pub fn run_config(dir: &Path, input: &Path, brokers: &str, group: &str, extra: &
     );
     // Defaults for the tests, unless `extra` sets the section itself.
     if !extra.contains("[time]") {
-        text.push_str("[time]\nidle_timeout = \"1s\"\n\n");
+        text.push_str("[time]\nidle_timeout = \"3s\"\n\n");
     }
     if !extra.contains("[metrics]") {
         text.push_str("[metrics]\nbind = \"\"\n\n");

@@ -16,15 +16,31 @@ use causeway_tests::kafka::{
 };
 use causeway_tests::reference::read_jsonl;
 
+/// The body of `GET path`, or "" if the server is not (yet) answering.
 fn http_get(addr: &str, path: &str) -> String {
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
+        return String::new();
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
     let mut buf = String::new();
-    s.read_to_string(&mut buf).unwrap();
+    if write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").is_err()
+        || s.read_to_string(&mut buf).is_err()
+    {
+        return String::new();
+    }
     buf.split_once("\r\n\r\n")
         .map(|(_, b)| b.to_string())
         .unwrap_or_default()
+}
+
+/// Kills a child process when dropped (a failing test leaves nothing behind).
+struct Reaper(std::process::Child);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 fn encode(q: &str) -> String {
@@ -68,12 +84,14 @@ fn prometheus_scrapes_what_the_records_say_and_sigterm_is_graceful() {
         "prom",
         &format!("\n[metrics]\nbind = \"127.0.0.1:{metrics_port}\"\n"),
     );
-    let mut child = Command::new(causeway_binary())
-        .args(["run", "--config"])
-        .arg(&config)
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
+    let mut child = Reaper(
+        Command::new(causeway_binary())
+            .args(["run", "--config"])
+            .arg(&config)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
 
     // Wait until the output stops growing: every window the watermark allows is out.
     let deadline = Instant::now() + Duration::from_secs(90);
@@ -133,7 +151,7 @@ fn prometheus_scrapes_what_the_records_say_and_sigterm_is_graceful() {
         ),
     )
     .unwrap();
-    let mut prometheus = Command::new("prometheus")
+    let prometheus = Command::new("prometheus")
         .arg(format!("--config.file={}", prom_config.display()))
         .arg(format!(
             "--storage.tsdb.path={}",
@@ -144,6 +162,7 @@ fn prometheus_scrapes_what_the_records_say_and_sigterm_is_graceful() {
         .stderr(Stdio::null())
         .spawn()
         .expect("prometheus (Debian package prometheus; bash .ci/run installs it)");
+    let prometheus = Reaper(prometheus);
     let prom = format!("127.0.0.1:{prom_port}");
     let deadline = Instant::now() + Duration::from_secs(60);
     let (mut got_good, mut got_bad) = (None, None);
@@ -155,8 +174,7 @@ fn prometheus_scrapes_what_the_records_say_and_sigterm_is_graceful() {
         }
         std::thread::sleep(Duration::from_millis(500));
     }
-    let _ = prometheus.kill();
-    let _ = prometheus.wait();
+    drop(prometheus);
     assert_eq!(
         got_good,
         Some(good as f64),
@@ -170,13 +188,13 @@ fn prometheus_scrapes_what_the_records_say_and_sigterm_is_graceful() {
 
     // SIGTERM: flush, commit, exit 0.
     let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &child.0.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
     let deadline = Instant::now() + Duration::from_secs(30);
     let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
+        if let Some(s) = child.0.try_wait().unwrap() {
             break s;
         }
         assert!(Instant::now() < deadline, "no exit within 30 s of SIGTERM");
