@@ -59,6 +59,7 @@ pub struct Tansu {
     pub brokers: String,
     port: u16,
     storage: String,
+    dir: Option<PathBuf>,
 }
 
 impl Tansu {
@@ -69,12 +70,31 @@ impl Tansu {
 
     /// Starts tansu with the given storage engine URL.
     pub fn start_with(storage: String) -> Tansu {
-        Self::spawn(free_port(), storage)
+        Self::spawn(free_port(), storage, None)
     }
 
-    fn spawn(port: u16, storage: String) -> Tansu {
+    /// Produces every message of `dir`'s input files (see [`produce_inputs`]).
+    pub fn produce(&self, dir: &Path) -> usize {
+        produce_inputs(&self.brokers, dir)
+    }
+
+    /// Starts tansu with SQLite storage in `dir`, which survives a restart.
+    pub fn start_persistent(dir: &Path) -> Tansu {
+        std::fs::create_dir_all(dir).expect("broker dir");
+        Self::spawn(
+            free_port(),
+            "sqlite://tansu.db".into(),
+            Some(dir.to_path_buf()),
+        )
+    }
+
+    fn spawn(port: u16, storage: String, dir: Option<PathBuf>) -> Tansu {
         let bin = tansu_binary();
-        let child = Command::new(&bin)
+        let mut cmd = Command::new(&bin);
+        if let Some(d) = &dir {
+            cmd.current_dir(d);
+        }
+        let child = cmd
             .args([
                 "broker",
                 "--listener-url",
@@ -100,6 +120,7 @@ impl Tansu {
             brokers,
             port,
             storage,
+            dir,
         };
         t.wait_ready();
         t
@@ -124,7 +145,7 @@ impl Tansu {
 
     /// Starts it again on the same port and storage.
     pub fn restart(&mut self) {
-        let again = Self::spawn(self.port, self.storage.clone());
+        let again = Self::spawn(self.port, self.storage.clone(), self.dir.clone());
         // The old process is already gone; dropping it only reaps nothing.
         drop(std::mem::replace(self, again));
     }
