@@ -1,0 +1,315 @@
+//! Kafka harness shared by the integration tests and the broker benchmark: a
+//! real broker (tansu) or librdkafka's mock cluster, input
+//! files produced as the OpenTelemetry Collector's `kafka` exporter would (one
+//! OTLP batch per message), and output topics read back.
+//!
+//! Each input file of a `replay` directory becomes one partition of its topic
+//! (files of a topic in sorted order → partitions 0, 1, ...), with its messages in
+//! file order, so `run` sees the same per-partition sequences as `replay`.
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use causeway::sources::file::{list_inputs, open};
+use causeway::sources::Topic;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{Message, Offset, TopicPartitionList};
+
+/// The output topics `run` writes.
+pub const OUTPUT_TOPICS: [&str; 5] = [
+    "causeway_sli",
+    "causeway_service_graph",
+    "causeway_dlq",
+    "causeway_alerts",
+    "causeway_checkpoints",
+];
+
+/// A free loopback port.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// The tansu binary: `$TANSU`, else `~/.cargo/bin/tansu`, else `tansu` on `PATH`.
+pub fn tansu_binary() -> PathBuf {
+    if let Ok(p) = std::env::var("TANSU") {
+        return PathBuf::from(p);
+    }
+    let home = std::env::var("HOME").unwrap_or_default();
+    let cargo = Path::new(&home).join(".cargo/bin/tansu");
+    if cargo.exists() {
+        return cargo;
+    }
+    PathBuf::from("tansu")
+}
+
+/// A tansu broker on a loopback port, killed when dropped.
+pub struct Tansu {
+    child: Child,
+    /// `127.0.0.1:port`.
+    pub brokers: String,
+    port: u16,
+    storage: String,
+    dir: Option<PathBuf>,
+}
+
+impl Tansu {
+    /// Starts tansu with in-memory storage.
+    pub fn start() -> Tansu {
+        Self::start_with("memory://tansu/".to_string())
+    }
+
+    /// Starts tansu with the given storage engine URL.
+    pub fn start_with(storage: String) -> Tansu {
+        Self::spawn(free_port(), storage, None)
+    }
+
+    /// Produces every message of `dir`'s input files (see [`produce_inputs`]).
+    pub fn produce(&self, dir: &Path) -> usize {
+        produce_inputs(&self.brokers, dir)
+    }
+
+    /// Starts tansu with SQLite storage in `dir`, which survives a restart.
+    pub fn start_persistent(dir: &Path) -> Tansu {
+        std::fs::create_dir_all(dir).expect("broker dir");
+        Self::spawn(
+            free_port(),
+            "sqlite://tansu.db".into(),
+            Some(dir.to_path_buf()),
+        )
+    }
+
+    fn spawn(port: u16, storage: String, dir: Option<PathBuf>) -> Tansu {
+        let bin = tansu_binary();
+        let mut cmd = Command::new(&bin);
+        if let Some(d) = &dir {
+            cmd.current_dir(d);
+        }
+        let child = cmd
+            .args([
+                "broker",
+                "--listener-url",
+                &format!("tcp://127.0.0.1:{port}"),
+                "--advertised-listener-url",
+                &format!("tcp://127.0.0.1:{port}"),
+                "--storage-engine",
+                &storage,
+            ])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start tansu ({}): {e}. Install it with `cargo install tansu --version 0.6.0 --locked --features dynostore,libsql` (bash .ci/run does) or set TANSU",
+                    bin.display()
+                )
+            });
+        let brokers = format!("127.0.0.1:{port}");
+        let t = Tansu {
+            child,
+            brokers,
+            port,
+            storage,
+            dir,
+        };
+        t.wait_ready();
+        t
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect(&self.brokers).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("tansu did not listen on {} within 30 s", self.brokers);
+    }
+
+    /// Kills the broker (the outage begins).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts it again on the same port and storage.
+    pub fn restart(&mut self) {
+        let again = Self::spawn(self.port, self.storage.clone(), self.dir.clone());
+        // The old process is already gone; dropping it only reaps nothing.
+        drop(std::mem::replace(self, again));
+    }
+}
+
+impl Drop for Tansu {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Creates `topic` with `partitions` partitions through the admin API.
+pub fn create_topic(brokers: &str, topic: &str, partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .expect("admin client");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let results = rt
+        .block_on(admin.create_topics(
+            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+        ))
+        .expect("create_topics");
+    for r in results {
+        r.unwrap_or_else(|(t, e)| panic!("creating {t}: {e}"));
+    }
+}
+
+/// The input files of `dir` grouped by topic, each list in partition order.
+pub fn layout(dir: &Path) -> BTreeMap<Topic, Vec<PathBuf>> {
+    let mut by_topic: BTreeMap<Topic, Vec<PathBuf>> = BTreeMap::new();
+    for (path, topic, _) in list_inputs(dir).expect("input dir") {
+        by_topic.entry(topic).or_default().push(path);
+    }
+    by_topic
+}
+
+/// Creates the input topics (one partition per file; one for a topic without
+/// files) and the output topics, with `create(topic, partitions)`.
+pub fn create_topics(dir: &Path, mut create: impl FnMut(&str, i32)) {
+    let l = layout(dir);
+    for t in Topic::ALL {
+        let n = l.get(&t).map_or(1, |files| files.len().max(1));
+        create(t.default_name(), n as i32);
+    }
+    for t in OUTPUT_TOPICS {
+        create(t, 1);
+    }
+}
+
+/// Produces every message of every input file to its topic and partition.
+/// Returns the number of messages produced.
+pub fn produce_inputs(brokers: &str, dir: &Path) -> usize {
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .set("message.max.bytes", "10000000")
+        .create()
+        .expect("producer");
+    let mut n = 0;
+    for (topic, files) in layout(dir) {
+        for (p, path) in files.iter().enumerate() {
+            let enc = list_inputs(dir)
+                .expect("input dir")
+                .into_iter()
+                .find(|(f, _, _)| f == path)
+                .map(|(_, _, e)| e)
+                .expect("listed");
+            let mut part = open(path, topic, enc, 0).expect("open input");
+            while let Some(m) = part.reader.next_message().expect("read input") {
+                let mut rec = BaseRecord::<(), [u8]>::to(topic.default_name())
+                    .partition(p as i32)
+                    .payload(&m.payload);
+                if let Some(tp) = &m.traceparent {
+                    rec = rec.headers(OwnedHeaders::new().insert(Header {
+                        key: "traceparent",
+                        value: Some(tp.as_bytes()),
+                    }));
+                }
+                let mut rec = rec;
+                loop {
+                    match producer.send(rec) {
+                        Ok(()) => break,
+                        Err((_, back)) => {
+                            rec = back;
+                            std::thread::sleep(Duration::from_millis(5));
+                        }
+                    }
+                }
+                n += 1;
+            }
+        }
+    }
+    producer
+        .flush(Duration::from_secs(60))
+        .expect("flush inputs");
+    n
+}
+
+/// One record read back: key, value and headers.
+#[derive(Debug, Clone)]
+pub struct Record {
+    /// Key.
+    pub key: String,
+    /// Value.
+    pub value: Vec<u8>,
+    /// Headers.
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+/// How long `read_topic` waits without a new record before it stops. Some
+/// brokers (tansu 0.6) report a stale high watermark, so the end of a topic is
+/// found by quiet, not by `ListOffsets`.
+const QUIET: Duration = Duration::from_millis(1500);
+
+/// Every record of every partition of `topic`, partition by partition.
+pub fn read_topic(brokers: &str, topic: &str) -> Vec<Record> {
+    use rdkafka::message::Headers;
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "causeway-test-reader")
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "50")
+        .create()
+        .expect("consumer");
+    let md = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("metadata");
+    let mut tpl = TopicPartitionList::new();
+    for p in md.topics().iter().flat_map(|t| t.partitions()) {
+        tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
+            .expect("tpl");
+    }
+    consumer.assign(&tpl).expect("assign");
+    drop(tpl);
+    let mut by_partition: BTreeMap<i32, Vec<Record>> = BTreeMap::new();
+    let mut last = Instant::now();
+    while last.elapsed() < QUIET {
+        let Some(m) = consumer.poll(Duration::from_millis(50)) else {
+            continue;
+        };
+        let m = m.expect("consume");
+        last = Instant::now();
+        let headers = m
+            .headers()
+            .map(|hs| {
+                hs.iter()
+                    .map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        // Fence records (null value) mark the read-back point of a restart.
+        let Some(value) = m.payload() else { continue };
+        by_partition.entry(m.partition()).or_default().push(Record {
+            key: String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
+            value: value.to_vec(),
+            headers,
+        });
+    }
+    by_partition.into_values().flatten().collect()
+}
