@@ -36,8 +36,8 @@ use crate::sinks::kafka::{
     copy_headers, out_offsets, read_fenced, DlqSink, KafkaSink, OutLog, OutOffsets,
 };
 use crate::sources::kafka::{
-    checkpoint_key, client_config, discover, latest_checkpoints, Checkpoint, CheckpointRecord,
-    Health, InputPartition, KafkaSetupError, Mark, Retention,
+    checkpoint_key, client_config, default_setting, discover, latest_checkpoints, Checkpoint,
+    CheckpointRecord, Health, InputPartition, KafkaSetupError, Mark, Retention,
 };
 use crate::sources::Message;
 
@@ -281,7 +281,11 @@ fn run_worker(worker: &mut timely::worker::Worker, sh: &Shared) -> Result<(), Ru
     let (index, peers) = (worker.index(), worker.peers());
     let k = &sh.config.kafka;
     let metrics = Some(sh.metrics.clone());
-    let consumer: BaseConsumer<Health> = client_config(k)
+    let mut consumer_config = client_config(k);
+    // One consumer reads many partitions, some empty or idle: a fetch must not
+    // wait the default 500 ms for them.
+    default_setting(&mut consumer_config, k, "fetch.wait.max.ms", "20");
+    let consumer: BaseConsumer<Health> = consumer_config
         .set("group.id", &k.group_id)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")

@@ -24,7 +24,9 @@ use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use crate::config::KafkaConfig;
 use crate::dataflow::OutputSink;
 use crate::metrics::Metrics;
-use crate::sources::kafka::{client_config, Health, KafkaSetupError, REQUEST_TIMEOUT};
+use crate::sources::kafka::{
+    client_config, default_setting, Health, KafkaSetupError, REQUEST_TIMEOUT,
+};
 
 /// Producer context: remembers the newest acknowledged offset per partition and
 /// whether any delivery failed for good.
@@ -83,11 +85,8 @@ pub fn producer(
     let mut c = client_config(k);
     c.set("enable.idempotence", "true")
         .set("acks", "all")
-        .set("message.timeout.ms", "0")
-        .set("linger.ms", "5");
-    for (key, v) in &k.librdkafka {
-        c.set(key, v);
-    }
+        .set("message.timeout.ms", "0");
+    default_setting(&mut c, k, "linger.ms", "5");
     c.create_with_context(acks).map_err(KafkaSetupError::Client)
 }
 

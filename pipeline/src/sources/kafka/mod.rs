@@ -146,6 +146,13 @@ pub fn client_config(k: &KafkaConfig) -> ClientConfig {
     c
 }
 
+/// Sets `key` unless the passthrough settings chose a value.
+pub fn default_setting(c: &mut ClientConfig, k: &KafkaConfig, key: &str, value: &str) {
+    if !k.librdkafka.contains_key(key) {
+        c.set(key, value);
+    }
+}
+
 /// One input partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InputPartition {
