@@ -262,12 +262,10 @@ pub struct Record {
     pub headers: Vec<(String, Vec<u8>)>,
 }
 
-/// How long `read_topic` waits without a new record before it stops. Some
-/// brokers (tansu 0.6) report a stale high watermark, so the end of a topic is
-/// found by quiet, not by `ListOffsets`.
-const QUIET: Duration = Duration::from_millis(1500);
-
-/// Every record of every partition of `topic`, partition by partition.
+/// Every record of every partition of `topic`, partition by partition, up to
+/// a fence record written first to each partition (some brokers, tansu 0.6,
+/// report a stale high watermark, so the end is not taken from `ListOffsets`).
+/// Fence records (null values, also written by Causeway's restarts) are skipped.
 pub fn read_topic(brokers: &str, topic: &str) -> Vec<Record> {
     use rdkafka::message::Headers;
     let consumer: BaseConsumer = ClientConfig::new()
@@ -280,21 +278,48 @@ pub fn read_topic(brokers: &str, topic: &str) -> Vec<Record> {
     let md = consumer
         .fetch_metadata(Some(topic), Duration::from_secs(10))
         .expect("metadata");
+    let partitions: Vec<i32> = md
+        .topics()
+        .iter()
+        .flat_map(|t| t.partitions())
+        .map(|p| p.id())
+        .collect();
+    let fence = format!("__test_fence__/{}/{:?}", std::process::id(), Instant::now());
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .expect("producer");
     let mut tpl = TopicPartitionList::new();
-    for p in md.topics().iter().flat_map(|t| t.partitions()) {
-        tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
+    for p in &partitions {
+        producer
+            .send(BaseRecord::<str, ()>::to(topic).key(&fence).partition(*p))
+            .map_err(|(e, _)| e)
+            .expect("fence");
+        tpl.add_partition_offset(topic, *p, Offset::Beginning)
             .expect("tpl");
     }
+    producer
+        .flush(Duration::from_secs(30))
+        .expect("flush fence");
     consumer.assign(&tpl).expect("assign");
     drop(tpl);
+    let mut open: std::collections::BTreeSet<i32> = partitions.into_iter().collect();
     let mut by_partition: BTreeMap<i32, Vec<Record>> = BTreeMap::new();
-    let mut last = Instant::now();
-    while last.elapsed() < QUIET {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !open.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "reading {topic} did not reach the fence"
+        );
         let Some(m) = consumer.poll(Duration::from_millis(50)) else {
             continue;
         };
         let m = m.expect("consume");
-        last = Instant::now();
+        let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
+        if key == fence {
+            open.remove(&m.partition());
+            continue;
+        }
         let headers = m
             .headers()
             .map(|hs| {
@@ -303,10 +328,9 @@ pub fn read_topic(brokers: &str, topic: &str) -> Vec<Record> {
                     .collect()
             })
             .unwrap_or_default();
-        // Fence records (null value) mark the read-back point of a restart.
         let Some(value) = m.payload() else { continue };
         by_partition.entry(m.partition()).or_default().push(Record {
-            key: String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
+            key,
             value: value.to_vec(),
             headers,
         });

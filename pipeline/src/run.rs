@@ -272,6 +272,8 @@ struct Assigned {
     dlq_from: u64,
     /// Timestamp (ms) of the last message read.
     last_ts: Option<i64>,
+    /// The last checkpoint written (an unchanged one is not written again).
+    last_checkpoint: Option<CheckpointRecord>,
     last_message: Instant,
     /// When the broker last said whether the partition is read to its end.
     end_checked: Option<(Instant, bool)>,
@@ -358,6 +360,7 @@ fn run_worker(worker: &mut timely::worker::Worker, sh: &Shared) -> Result<(), Ru
             position: restart,
             dlq_from: cp.read,
             last_ts: cp.ts_ms,
+            last_checkpoint: None,
             last_message: started,
             end_checked: None,
         });
@@ -680,6 +683,10 @@ fn checkpoint(
             },
         };
         let json = serde_json::to_string(&record).unwrap_or_default();
+        if a.last_checkpoint.as_ref() == Some(&record) {
+            continue;
+        }
+        a.last_checkpoint = Some(record);
         dlq.send_checkpoint(
             &k.topics.checkpoints,
             &checkpoint_key(&k.group_id, &a.part),

@@ -9,13 +9,14 @@
 //! `causeway run --drain` with a fresh consumer group and prints spans/s, the
 //! wall time, and the child's peak RSS. `--drain` ends after every partition has
 //! been idle for `idle_timeout` (2 s here); that wait is subtracted and shown.
-//! Finally it kills a non-draining run with SIGKILL once a checkpoint past the
-//! first windows exists and times the restart until every window is out.
+//! Finally it kills a non-draining run with SIGKILL once it has checkpointed an
+//! emitted window, and times the restart until every window is out.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use causeway::sources::kafka::CheckpointRecord;
 use causeway_benches::kafka::{create_topic, create_topics, produce_inputs, read_topic, Tansu};
 use causeway_benches::workload::{generate, Format, WorkloadConfig};
 
@@ -125,9 +126,15 @@ fn main() {
         .stderr(Stdio::null())
         .spawn()
         .expect("causeway");
-    let before = read_topic(&tansu.brokers, "causeway_checkpoints").len();
     let deadline = Instant::now() + Duration::from_secs(600);
-    while read_topic(&tansu.brokers, "causeway_checkpoints").len() < before + 12 {
+    let checkpointed = || {
+        read_topic(&tansu.brokers, "causeway_checkpoints")
+            .iter()
+            .filter(|r| r.key.starts_with("bench-restart|"))
+            .filter_map(|r| serde_json::from_slice::<CheckpointRecord>(&r.value).ok())
+            .any(|c| c.checkpoint.emitted > 0)
+    };
+    while !checkpointed() {
         assert!(Instant::now() < deadline, "no checkpoint");
         std::thread::sleep(Duration::from_millis(200));
     }
