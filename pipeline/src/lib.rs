@@ -8,6 +8,7 @@ pub mod dataflow;
 pub mod ingest;
 pub mod metrics;
 pub mod replay;
+pub mod rules;
 pub mod run;
 pub mod sinks;
 pub mod sources;

@@ -38,6 +38,15 @@ enum Command {
         #[arg(long)]
         quiet: bool,
     },
+    /// Write Prometheus recording and alerting rules (Sloth naming) for the SLOs of a config.
+    Rules {
+        /// Config file (TOML) with [[slo]] sections.
+        #[arg(long)]
+        config: PathBuf,
+        /// Output file (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Run the jobs on Kafka until SIGTERM/SIGINT: read the input topics, write
     /// causeway_sli, causeway_service_graph and causeway_dlq, serve /metrics.
     #[command(disable_help_flag = true)]
@@ -115,6 +124,31 @@ fn print_summary(s: &Summary) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Rules { config, out } => {
+            let config = match causeway::config::Config::load(Some(&config)) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("causeway rules: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let yaml = causeway::rules::rules_yaml(&config);
+            let written = match out {
+                Some(path) => std::fs::write(&path, yaml)
+                    .map_err(|e| format!("cannot write {}: {e}", path.display())),
+                None => {
+                    print!("{yaml}");
+                    Ok(())
+                }
+            };
+            match written {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("causeway rules: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::Run {
             config,
             workers,
