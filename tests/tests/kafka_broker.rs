@@ -175,11 +175,6 @@ fn kill_and_restart(name: &str, guarantee: &str) -> (Vec<SliRecord>, Vec<SliReco
         std::thread::sleep(Duration::from_millis(50));
     };
     first.kill().unwrap(); // SIGKILL
-    if std::env::var("CW_DEBUG").is_ok() {
-        for r in read_topic(&tansu.brokers, "causeway_checkpoints") {
-            eprintln!("DEBUG {} {}", r.key, String::from_utf8_lossy(&r.value));
-        }
-    }
     let _ = first.wait();
     assert!(
         at_kill < want.len(),
