@@ -100,3 +100,21 @@ fn bad_records_are_not_fatal() {
     let dlq = std::fs::read_to_string(d.join("out/dlq.jsonl")).unwrap();
     assert!(dlq.contains("\"reason\":\"malformed_json\""), "{dlq}");
 }
+
+#[test]
+fn run_with_a_bad_config_names_the_key_before_connecting() {
+    let d = scratch("run-config");
+    let cfg = d.join("causeway.toml");
+    std::fs::write(&cfg, "[kafka.encodings]\nspans = \"json\"\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_causeway"))
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("kafka.encodings.spans") && err.contains("otlp_proto"),
+        "{err}"
+    );
+}
