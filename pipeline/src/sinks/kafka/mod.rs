@@ -1,5 +1,6 @@
 //! Kafka sinks for `causeway run`: `causeway_sli`, `causeway_service_graph`
-//! (keyed JSON, on worker 0) and `causeway_dlq` (original bytes, per worker).
+//! (keyed JSON, on worker 0), and per worker `causeway_dlq` (original bytes) and
+//! `causeway_checkpoints`.
 //!
 //! Output records are keyed by their dimensions, so a repeat after a crash (the
 //! `at_least_once` guarantee) has the same key and value as the first write. Each
@@ -358,7 +359,8 @@ impl KafkaSink {
     }
 }
 
-/// Dead-letter producer of one worker.
+/// The producer of one worker: its dead letters and its checkpoint records,
+/// flushed together before the worker's checkpoint counts as taken.
 pub struct DlqSink {
     producer: ThreadedProducer<Acks>,
     topic: String,
