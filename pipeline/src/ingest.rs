@@ -110,7 +110,6 @@ pub struct Ingest {
     pub advances: Vec<(u64, std::time::Instant)>,
     /// Records held in state, by the time they are retracted.
     leaving: BTreeMap<u64, u64>,
-    held: u64,
 }
 
 struct Source<'a> {
@@ -131,13 +130,12 @@ impl Ingest {
             deploys: Vec::new(),
             advances: Vec::new(),
             leaving: BTreeMap::new(),
-            held: 0,
         }
     }
 
     /// Input records currently held in correlation state by this worker.
     pub fn held(&self) -> u64 {
-        self.held
+        self.leaving.values().sum()
     }
 
     /// The current input time (second).
@@ -260,7 +258,6 @@ impl Ingest {
         input.update_at(record.clone(), enter, 1);
         input.update_at(record, leave, -1);
         *self.leaving.entry(leave).or_default() += 1;
-        self.held += 1;
         *newest = (*newest).max(Some(t));
         self.count_accepted(src.topic);
         true
@@ -313,9 +310,7 @@ impl Ingest {
         let t = Params::tick(watermark_ns).max(self.time());
         if t > self.time() {
             self.advances.push((t, std::time::Instant::now()));
-            let still = self.leaving.split_off(&(t + 1));
-            self.held -= self.leaving.values().sum::<u64>();
-            self.leaving = still;
+            self.leaving = self.leaving.split_off(&(t + 1));
         }
         self.inputs.spans.advance_to(t);
         self.inputs.logs.advance_to(t);

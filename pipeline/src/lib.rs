@@ -3,6 +3,7 @@
 //! The dataflow itself lives in `causeway-jobs`; this crate moves bytes in and
 //! records out.
 
+pub mod background;
 pub mod config;
 pub mod dataflow;
 pub mod ingest;

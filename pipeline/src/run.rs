@@ -236,28 +236,21 @@ fn cluster_config(opts: &RunOptions) -> Result<timely::Config, RunError> {
 
 /// Sets `flag` on SIGTERM or SIGINT.
 fn watch_signals(flag: Arc<AtomicBool>) {
-    let _ = std::thread::Builder::new()
-        .name("causeway-signals".into())
-        .spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async move {
-                use tokio::signal::unix::{signal, SignalKind};
-                let Ok(mut term) = signal(SignalKind::terminate()) else {
-                    return;
-                };
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-                eprintln!("causeway run: shutting down: flushing and committing");
-                flag.store(true, Ordering::SeqCst);
-            });
-        });
+    let watcher = crate::background::spawn("causeway-signals", move || async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut term) = signal(SignalKind::terminate()) else {
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        eprintln!("causeway run: shutting down: flushing and committing");
+        flag.store(true, Ordering::SeqCst);
+    });
+    if let Err(e) = watcher {
+        eprintln!("causeway run: cannot watch for SIGTERM/SIGINT: {e}");
+    }
 }
 
 /// One input partition as a worker reads it.
@@ -318,13 +311,17 @@ fn run_worker(worker: &mut timely::worker::Worker, sh: &Shared) -> Result<(), Ru
     }
     let prior_out: OutOffsets = prior_out.into_iter().map(|((t, p), o)| (t, p, o)).collect();
 
-    let mut sink_handles = None;
+    let mut resume = Resume {
+        from: resume_from,
+        prior_out,
+        sink: None,
+    };
     let sink: Option<Box<dyn dataflow::OutputSink>> = if index == 0 {
         let mut sink = KafkaSink::new(k, resume_from, metrics.clone())?;
         if sh.config.processing.guarantee == Guarantee::ExactlyOnce && resume_from > 0 {
-            sink.read_back(k, &prior_out)?;
+            sink.read_back(k, &resume.prior_out)?;
         }
-        sink_handles = Some((sink.log.clone(), sink.failed_flag(), sink.discard.clone()));
+        resume.sink = Some((sink.log.clone(), sink.failed_flag(), sink.discard.clone()));
         Some(Box::new(sink))
     } else {
         None
@@ -379,11 +376,14 @@ fn run_worker(worker: &mut timely::worker::Worker, sh: &Shared) -> Result<(), Ru
             .map_err(|_| RunError::Workers("poisoned".into()))?;
         s.partitions += mine.len();
     }
-    let lookup: HashMap<(String, i32), usize> = mine
-        .iter()
-        .enumerate()
-        .map(|(i, a)| ((a.part.topic_name.clone(), a.part.partition), i))
-        .collect();
+    // topic → partition → index in `mine`, looked up without allocating per message.
+    let mut lookup: HashMap<String, HashMap<i32, usize>> = HashMap::new();
+    for (i, a) in mine.iter().enumerate() {
+        lookup
+            .entry(a.part.topic_name.clone())
+            .or_default()
+            .insert(a.part.partition, i);
+    }
 
     let lateness = sh.settings.allowed_lateness_ns;
     let idle = Duration::from_nanos(sh.settings.idle_timeout_ns);
@@ -418,7 +418,7 @@ fn run_worker(worker: &mut timely::worker::Worker, sh: &Shared) -> Result<(), Ru
                 Some(Ok(m)) => m,
             };
             sh.metrics.kafka_up.set(1);
-            let Some(&i) = lookup.get(&(m.topic().to_string(), m.partition())) else {
+            let Some(&i) = lookup.get(m.topic()).and_then(|p| p.get(&m.partition())) else {
                 continue;
             };
             let a = &mut mine[i];
@@ -480,21 +480,10 @@ fn run_worker(worker: &mut timely::worker::Worker, sh: &Shared) -> Result<(), Ru
 
         if last_commit.elapsed() >= commit_every {
             last_commit = Instant::now();
-            if let Some((_, failed, _)) = &sink_handles {
-                if failed.load(Ordering::SeqCst) || dlq.failed() {
-                    return Err(RunError::Delivery);
-                }
+            if resume.output_failed() || dlq.failed() {
+                return Err(RunError::Delivery);
             }
-            checkpoint(
-                &consumer,
-                &probe,
-                &mut mine,
-                &dlq,
-                resume_from,
-                &sink_handles,
-                &prior_out,
-                sh,
-            );
+            checkpoint(&consumer, &probe, &mut mine, &dlq, &resume, sh);
             report_health(&consumer, &mine, &ingest, &worker_label, sh);
             if sh.drain && drained(&consumer, &mut mine, idle) {
                 break;
@@ -505,24 +494,13 @@ fn run_worker(worker: &mut timely::worker::Worker, sh: &Shared) -> Result<(), Ru
     if sh.drain && !sh.shutdown.load(Ordering::SeqCst) {
         // Every partition is read to its end: close the inputs so the last
         // windows are emitted, as `replay` does at the end of its files.
-        checkpoint(
-            &consumer,
-            &probe,
-            &mut mine,
-            &dlq,
-            resume_from,
-            &sink_handles,
-            &prior_out,
-            sh,
-        );
+        checkpoint(&consumer, &probe, &mut mine, &dlq, &resume, sh);
         let closed = ingest.close();
         while !probe.done() {
             worker.step_or_park(Some(Duration::from_millis(1)));
         }
-        if let Some((_, failed, _)) = &sink_handles {
-            if failed.load(Ordering::SeqCst) {
-                return Err(RunError::Delivery);
-            }
+        if resume.output_failed() {
+            return Err(RunError::Delivery);
         }
         let mut s = sh
             .summary
@@ -531,16 +509,7 @@ fn run_worker(worker: &mut timely::worker::Worker, sh: &Shared) -> Result<(), Ru
         s.stats.merge(&closed.stats);
         return Ok(());
     }
-    checkpoint(
-        &consumer,
-        &probe,
-        &mut mine,
-        &dlq,
-        resume_from,
-        &sink_handles,
-        &prior_out,
-        sh,
-    );
+    checkpoint(&consumer, &probe, &mut mine, &dlq, &resume, sh);
     {
         let mut s = sh
             .summary
@@ -550,7 +519,7 @@ fn run_worker(worker: &mut timely::worker::Worker, sh: &Shared) -> Result<(), Ru
     }
     // Every local worker has committed; what the teardown emits is not final.
     sh.barrier.wait();
-    if let Some((_, _, discard)) = &sink_handles {
+    if let Some((_, _, discard)) = &resume.sink {
         discard.store(true, Ordering::SeqCst);
     }
     Ok(())
@@ -629,38 +598,55 @@ impl Assigned {
     }
 }
 
-/// Worker 0's handles on its sink: the output offset log, the delivery-failure
-/// flag and the discard switch.
-type SinkHandles = Option<(OutLog, Arc<AtomicBool>, Arc<AtomicBool>)>;
+/// Where a worker resumed, and (worker 0) its handles on the sink: the output
+/// offset log, the delivery-failure flag and the discard switch.
+struct Resume {
+    /// Output times below this were emitted before the restart.
+    from: u64,
+    /// Output offsets of the newest checkpoints (where a read-back starts).
+    prior_out: OutOffsets,
+    sink: Option<(OutLog, Arc<AtomicBool>, Arc<AtomicBool>)>,
+}
+
+impl Resume {
+    /// True if an output record could not be delivered.
+    fn output_failed(&self) -> bool {
+        self.sink
+            .as_ref()
+            .is_some_and(|(_, failed, _)| failed.load(Ordering::SeqCst))
+    }
+
+    /// Output offsets every record of a time at or after `emitted` is at or after.
+    fn out_offsets(&self, emitted: u64) -> OutOffsets {
+        match &self.sink {
+            Some((log, _, _)) => {
+                let o = out_offsets(log, emitted);
+                if o.is_empty() {
+                    self.prior_out.clone()
+                } else {
+                    o
+                }
+            }
+            None => Vec::new(),
+        }
+    }
+}
 
 /// Commits each partition's restart point for the current emitted frontier.
-#[allow(clippy::too_many_arguments)]
 fn checkpoint(
     consumer: &BaseConsumer<Health>,
     probe: &timely::dataflow::ProbeHandle<u64>,
     mine: &mut [Assigned],
     dlq: &DlqSink,
-    resume_from: u64,
-    sink: &SinkHandles,
-    prior_out: &OutOffsets,
+    resume: &Resume,
     sh: &Shared,
 ) {
     if mine.is_empty() {
         return;
     }
     let frontier = probe.with_frontier(|f| f.first().copied().unwrap_or(u64::MAX));
-    let emitted = frontier.max(resume_from);
-    let out = match sink {
-        Some((log, _, _)) => {
-            let o = out_offsets(log, emitted);
-            if o.is_empty() {
-                prior_out.clone()
-            } else {
-                o
-            }
-        }
-        None => Vec::new(),
-    };
+    let emitted = frontier.max(resume.from);
+    let out = resume.out_offsets(emitted);
     let k = &sh.config.kafka;
     let mut tpl = TopicPartitionList::new();
     for a in mine.iter_mut() {
@@ -682,10 +668,10 @@ fn checkpoint(
                 out: out.clone(),
             },
         };
-        let json = serde_json::to_string(&record).unwrap_or_default();
         if a.last_checkpoint.as_ref() == Some(&record) {
             continue;
         }
+        let json = serde_json::to_string(&record).unwrap_or_default();
         a.last_checkpoint = Some(record);
         dlq.send_checkpoint(
             &k.topics.checkpoints,

@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex};
 use causeway_jobs::operators::finalize::decode_histogram;
 use causeway_schemas::records::{ServiceGraphRecord, SliRecord};
 use prometheus::{
-    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -87,7 +87,7 @@ pub struct Metrics {
     /// `causeway_state_records{worker}`: records held in correlation state.
     pub state_records: IntGaugeVec,
     /// `causeway_windows_emitted_total`.
-    windows: IntCounterVec,
+    windows: IntCounter,
     /// `causeway_output_records_total{topic}`.
     pub output_records: IntCounterVec,
     /// `causeway_kafka_errors_total{kind}`.
@@ -98,54 +98,72 @@ pub struct Metrics {
     pub checkpoint: IntGauge,
 }
 
+/// Registers `m` in `r` and returns it. The names are constants of this module,
+/// so a failure is a programming error.
+fn register<M: prometheus::core::Collector + Clone + 'static>(r: &Registry, m: M) -> M {
+    r.register(Box::new(m.clone())).expect("unique metric");
+    m
+}
+
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
-    r.register(Box::new(c.clone())).expect("unique metric");
-    c
+    register(
+        r,
+        IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric"),
+    )
 }
 
 fn int_gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
-    let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
-    r.register(Box::new(g.clone())).expect("unique metric");
-    g
+    register(
+        r,
+        IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric"),
+    )
 }
 
 fn gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
-    let g = GaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
-    r.register(Box::new(g.clone())).expect("unique metric");
-    g
+    register(
+        r,
+        GaugeVec::new(Opts::new(name, help), labels).expect("valid metric"),
+    )
 }
 
 impl Metrics {
     /// Registers every metric; services past `max_series` become [`OVERFLOW`].
     pub fn new(max_series: usize) -> Self {
         let r = Registry::new();
-        let latency = HistogramVec::new(
-            HistogramOpts::new(
-                "traces_spanmetrics_latency",
-                "Entry-span durations in seconds, from final latency windows",
+        let latency = register(
+            &r,
+            HistogramVec::new(
+                HistogramOpts::new(
+                    "traces_spanmetrics_latency",
+                    "Entry-span durations in seconds, from final latency windows",
+                )
+                .buckets(LATENCY_BUCKETS.to_vec()),
+                &["service", "span_kind", "status_code"],
             )
-            .buckets(LATENCY_BUCKETS.to_vec()),
-            &["service", "span_kind", "status_code"],
-        )
-        .expect("valid metric");
-        r.register(Box::new(latency.clone()))
-            .expect("unique metric");
-        let kafka_up = IntGauge::new(
-            "causeway_kafka_up",
-            "1 while Causeway's Kafka clients reach the brokers, 0 after a transport error",
-        )
-        .expect("valid metric");
-        r.register(Box::new(kafka_up.clone()))
-            .expect("unique metric");
+            .expect("valid metric"),
+        );
+        let kafka_up = register(
+            &r,
+            IntGauge::new(
+                "causeway_kafka_up",
+                "1 while Causeway's Kafka clients reach the brokers, 0 after a transport error",
+            )
+            .expect("valid metric"),
+        );
         kafka_up.set(1);
-        let checkpoint = IntGauge::new(
+        let checkpoint = register(&r, IntGauge::new(
             "causeway_checkpoint_emitted_time_seconds",
             "Event time (Unix seconds) before which every window is emitted, acknowledged and committed",
         )
-        .expect("valid metric");
-        r.register(Box::new(checkpoint.clone()))
-            .expect("unique metric");
+        .expect("valid metric"));
+        let windows = register(
+            &r,
+            IntCounter::new(
+                "causeway_windows_emitted_total",
+                "Finalization times whose SLI records were written",
+            )
+            .expect("valid metric"),
+        );
         Metrics {
             cap: LabelCap::new(max_series),
             sli_events: counter(
@@ -221,12 +239,7 @@ impl Metrics {
                 "Input records held in correlation state (inside horizon and grace)",
                 &["worker"],
             ),
-            windows: counter(
-                &r,
-                "causeway_windows_emitted_total",
-                "Final windows emitted",
-                &[],
-            ),
+            windows,
             output_records: counter(
                 &r,
                 "causeway_output_records_total",
@@ -247,7 +260,7 @@ impl Metrics {
 
     /// Counts one final time's SLI records.
     pub fn observe_sli(&self, records: &[SliRecord]) {
-        self.windows.with_label_values::<&str>(&[]).inc();
+        self.windows.inc();
         for r in records {
             let service = self.cap.label(&r.service);
             if let (Some(good), Some(total)) = (r.good, r.total) {
@@ -360,30 +373,20 @@ pub fn serve(bind: &str, metrics: Arc<Metrics>) -> std::io::Result<Server> {
     let addr = listener.local_addr()?;
     let stop = Arc::new(AtomicBool::new(false));
     let stop2 = stop.clone();
-    let thread = std::thread::Builder::new()
-        .name("causeway-metrics".into())
-        .spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
+    let thread = crate::background::spawn("causeway-metrics", move || async move {
+        let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
+            return;
+        };
+        while !stop2.load(Ordering::SeqCst) {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
             };
-            rt.block_on(async move {
-                let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
-                    return;
-                };
-                while !stop2.load(Ordering::SeqCst) {
-                    let Ok((stream, _)) = listener.accept().await else {
-                        continue;
-                    };
-                    let m = metrics.clone();
-                    tokio::spawn(async move {
-                        let _ = respond(stream, &m).await;
-                    });
-                }
+            let m = metrics.clone();
+            tokio::spawn(async move {
+                let _ = respond(stream, &m).await;
             });
-        })?;
+        }
+    })?;
     Ok(Server {
         addr,
         stop,
