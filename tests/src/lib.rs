@@ -2,4 +2,5 @@
 //! Kafka harness of the `run` integration tests.
 
 pub mod kafka;
+pub mod process;
 pub mod reference;

@@ -3,8 +3,7 @@
 //! outage in its health metrics, resumes when the broker returns, and in the end
 //! nothing is lost and (exactly-once) nothing is written twice.
 
-use std::io::{Read, Write};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use causeway::replay::{replay, ReplayOptions};
@@ -14,6 +13,7 @@ use causeway_tests::kafka::{
     assert_same, causeway_binary, create_topic, create_topics, free_port, read_topic, run_config,
     Tansu,
 };
+use causeway_tests::process::{http_get, terminate, Reaper};
 use causeway_tests::reference::read_jsonl;
 
 /// No partition may count as idle before the second half arrives (SPEC §2: the
@@ -21,24 +21,8 @@ use causeway_tests::reference::read_jsonl;
 /// the final drain overrides this to 3 s.
 const TIME: &str = "[time]\nwindow = \"10s\"\ncorrelation_grace = \"10s\"\ntrace_horizon = \"30s\"\nallowed_lateness = \"10s\"\nidle_timeout = \"300s\"\n";
 
-struct Reaper(Child);
-
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn metrics(addr: &str) -> String {
-    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
-        return String::new();
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    let mut buf = String::new();
-    let _ = write!(s, "GET /metrics HTTP/1.0\r\n\r\n");
-    let _ = s.read_to_string(&mut buf);
-    buf
+    http_get(addr, "/metrics")
 }
 
 fn gauge(text: &str, name: &str) -> Option<f64> {
@@ -139,18 +123,7 @@ fn thirty_second_broker_outage_loses_nothing() {
         spans_in(&addr) > first_half
     });
     std::thread::sleep(Duration::from_secs(3));
-    Command::new("kill")
-        .args(["-TERM", &run.0.id().to_string()])
-        .status()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(s) = run.0.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "no exit after SIGTERM");
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = terminate(&mut run.0, Duration::from_secs(30));
     assert!(status.success(), "{status}");
     // The rest: restart and drain.
     let status = Command::new(causeway_binary())

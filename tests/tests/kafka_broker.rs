@@ -17,6 +17,7 @@ use causeway_tests::kafka::{
     assert_same, causeway_binary, create_topic, create_topics, free_port, produce_inputs,
     read_topic, run_config, Tansu,
 };
+use causeway_tests::process::wait_exit;
 use causeway_tests::reference::read_jsonl;
 
 /// Short windows so that a few minutes of event time give many windows.
@@ -117,18 +118,8 @@ fn spawn(config: &Path, args: &[&str]) -> Child {
 }
 
 fn wait_ok(mut child: Child, limit: Duration) {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            assert!(status.success(), "causeway run exited with {status}");
-            return;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("causeway run did not finish within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let status = wait_exit(&mut child, limit);
+    assert!(status.success(), "causeway run exited with {status}");
 }
 
 #[test]

@@ -3,7 +3,7 @@
 //! metrics` accepts the exposition; SIGTERM flushes, commits and exits 0, and a
 //! restart completes the output without a window missing.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -14,34 +14,8 @@ use causeway_tests::kafka::{
     assert_same, causeway_binary, create_topic, create_topics, free_port, produce_inputs,
     read_topic, run_config, Tansu,
 };
+use causeway_tests::process::{http_get, terminate, Reaper};
 use causeway_tests::reference::read_jsonl;
-
-/// The body of `GET path`, or "" if the server is not (yet) answering.
-fn http_get(addr: &str, path: &str) -> String {
-    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
-        return String::new();
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
-    let mut buf = String::new();
-    if write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").is_err()
-        || s.read_to_string(&mut buf).is_err()
-    {
-        return String::new();
-    }
-    buf.split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default()
-}
-
-/// Kills a child process when dropped (a failing test leaves nothing behind).
-struct Reaper(std::process::Child);
-
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn encode(q: &str) -> String {
     q.bytes()
@@ -187,19 +161,7 @@ fn prometheus_scrapes_what_the_records_say_and_sigterm_is_graceful() {
     );
 
     // SIGTERM: flush, commit, exit 0.
-    let status = Command::new("kill")
-        .args(["-TERM", &child.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(s) = child.0.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "no exit within 30 s of SIGTERM");
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = terminate(&mut child.0, Duration::from_secs(30));
     assert!(status.success(), "exit status after SIGTERM: {status}");
 
     // The restart picks up from the commit: with --drain the output completes,

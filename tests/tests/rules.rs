@@ -21,6 +21,19 @@ fn promtool(args: &[&str], dir: &Path) {
     );
 }
 
+/// `causeway rules --config config --out dir/file`, then `promtool check rules`.
+fn write_and_check_rules(config: &Path, dir: &Path, file: &str) {
+    let status = Command::new(causeway_binary())
+        .args(["rules", "--config"])
+        .arg(config)
+        .arg("--out")
+        .arg(dir.join(file))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    promtool(&["check", "rules", file], dir);
+}
+
 /// A unit test of the rules: `bad` and `good` events per minute for two hours,
 /// and the alerts expected at 70 minutes.
 fn case(bad: u32, good: u32, alerts: &[&str]) -> String {
@@ -53,26 +66,10 @@ fn generated_rules_check_and_page_at_burn_above_14_4() {
         "[[slo]]\nname = \"checkout-availability\"\nservice = \"checkout\"\nsli = \"availability\"\nobjective = 0.999\n",
     )
     .unwrap();
-    let status = Command::new(causeway_binary())
-        .args(["rules", "--config"])
-        .arg(&config)
-        .arg("--out")
-        .arg(dir.join("rules.yml"))
-        .status()
-        .unwrap();
-    assert!(status.success());
-    promtool(&["check", "rules", "rules.yml"], &dir);
+    write_and_check_rules(&config, &dir, "rules.yml");
     // The shipped example's SLOs (one per service, custom policy) check too.
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/causeway.example.toml");
-    let status = Command::new(causeway_binary())
-        .args(["rules", "--config"])
-        .arg(&example)
-        .arg("--out")
-        .arg(dir.join("example.yml"))
-        .status()
-        .unwrap();
-    assert!(status.success());
-    promtool(&["check", "rules", "example.yml"], &dir);
+    write_and_check_rules(&example, &dir, "example.yml");
 
     // Error ratio 1.45% against a 0.1% budget: burn 14.5 over 1h and 5m pages
     // (and 14.5 >= 1 over 3d/6h raises the ticket). Burn 5 is below both page
