@@ -61,16 +61,20 @@ fn join(c: &mut Criterion) {
                     let (s_in, s) = scope.new_collection();
                     let (l_in, l) = scope.new_collection();
                     let (_a_in, a) = scope.new_collection();
+                    let (_d_in, d) = scope.new_collection();
                     let out = build(
                         Inputs {
                             spans: s,
                             logs: l,
                             audits: a,
+                            deploys: d,
                         },
                         &params,
                     );
                     out.sli.probe_with(&probe);
                     out.service_graph.probe_with(&probe);
+                    out.exemplars.probe_with(&probe);
+                    out.changes.probe_with(&probe);
                     (s_in, l_in)
                 });
                 for s in spans {

@@ -34,6 +34,8 @@ pub struct Params {
     pub max_span_duration_ns: u64,
     /// How far a span may start before its parent and still have valid timing (default 1 s).
     pub skew_tolerance_ns: u64,
+    /// Exemplar traces kept per (sli, service, environment, window) (default 5).
+    pub exemplars: usize,
 }
 
 impl Default for Params {
@@ -44,6 +46,7 @@ impl Default for Params {
             horizon_s: 600,
             max_span_duration_ns: 3600 * NANOS_PER_SEC,
             skew_tolerance_ns: NANOS_PER_SEC,
+            exemplars: 5,
         }
     }
 }

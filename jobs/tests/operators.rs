@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use causeway_jobs::{build, Inputs, Params};
-use causeway_schemas::records::{ServiceGraphRecord, SliRecord};
+use causeway_schemas::records::{ExemplarRecord, ServiceGraphRecord, SliRecord};
 use causeway_schemas::{Resource, Span, SpanKind, SpanStatus};
 use differential_dataflow::input::Input;
 use timely::dataflow::operators::capture::Event;
@@ -40,11 +40,23 @@ fn span(id: u64, parent: u64, start_s: u64, end_s: u64, service: &str, status: S
 type Captured<T> = Vec<(u64, Vec<T>)>;
 
 fn run(spans: Vec<Span>) -> (Captured<SliRecord>, Captured<ServiceGraphRecord>) {
+    let (sli, graph, _) = run_with_exemplars(spans);
+    (sli, graph)
+}
+
+fn run_with_exemplars(
+    spans: Vec<Span>,
+) -> (
+    Captured<SliRecord>,
+    Captured<ServiceGraphRecord>,
+    Captured<ExemplarRecord>,
+) {
     let params = Params::default();
-    let (sli, graph) = timely::example(move |scope| {
+    let (sli, graph, exemplars) = timely::example(move |scope| {
         let (mut input, spans_c) = scope.new_collection::<Span, isize>();
         let (_logs_in, logs) = scope.new_collection();
         let (_audits_in, audits) = scope.new_collection();
+        let (_deploys_in, deploys) = scope.new_collection();
         for s in &spans {
             let (enter, leave) = params.span_lifetime(s.event_time());
             input.update_at(s.clone(), enter, 1);
@@ -55,12 +67,17 @@ fn run(spans: Vec<Span>) -> (Captured<SliRecord>, Captured<ServiceGraphRecord>) 
                 spans: spans_c,
                 logs,
                 audits,
+                deploys,
             },
             &params,
         );
-        (out.sli.capture(), out.service_graph.capture())
+        (
+            out.sli.capture(),
+            out.service_graph.capture(),
+            out.exemplars.capture(),
+        )
     });
-    (collect(sli), collect(graph))
+    (collect(sli), collect(graph), collect(exemplars))
 }
 
 fn collect<T>(rx: std::sync::mpsc::Receiver<Event<u64, Vec<T>>>) -> Vec<(u64, Vec<T>)> {
@@ -140,4 +157,42 @@ fn a_parent_beyond_the_horizon_does_not_resolve() {
         (Some(0), Some(1))
     );
     assert!(graph.iter().all(|(_, v)| v.is_empty()));
+}
+
+#[test]
+fn exemplars_name_the_deepest_error_span_service() {
+    let t0 = 1_800_000_000;
+    // gateway (ERROR, root) -> checkout (ERROR) -> payments (ERROR, deepest);
+    // an OK leaf under the gateway is deeper than nothing but not an error.
+    let spans = vec![
+        span(1, 0, t0, t0 + 3, "gateway", SpanStatus::Error),
+        span(2, 1, t0, t0 + 2, "checkout", SpanStatus::Error),
+        span(3, 2, t0, t0 + 1, "payments", SpanStatus::Error),
+        span(4, 1, t0, t0 + 1, "inventory", SpanStatus::Unset),
+    ];
+    let (_, _, exemplars) = run_with_exemplars(spans);
+    let params = Params::default();
+    let window = t0 - t0 % 60;
+    assert_eq!(exemplars.len(), 1);
+    assert_eq!(exemplars[0].0, params.final_at(window));
+    let availability: Vec<&ExemplarRecord> = exemplars[0]
+        .1
+        .iter()
+        .filter(|x| x.sli == "availability")
+        .collect();
+    // Only the root is an entry span (the others are CLIENT spans with parents).
+    assert_eq!(availability.len(), 1);
+    assert_eq!(availability[0].service, "gateway");
+    assert_eq!(availability[0].exemplars.len(), 1);
+    let x = &availability[0].exemplars[0];
+    assert_eq!(x.trace_id, format!("{:032x}", 7));
+    assert_eq!(x.deepest_error_service, "payments");
+    assert_eq!(x.duration_us, 3_000_000);
+    let latency: Vec<&ExemplarRecord> = exemplars[0]
+        .1
+        .iter()
+        .filter(|x| x.sli == "latency")
+        .collect();
+    assert_eq!(latency.len(), 1);
+    assert_eq!(latency[0].exemplars[0].duration_us, 3_000_000);
 }

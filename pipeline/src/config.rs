@@ -8,9 +8,11 @@
 
 use std::path::Path;
 
+use causeway_jobs::obs::Sli;
+use causeway_jobs::slo::{AlertOptions, Maintenance, Row, Severity, SloSpec};
 use causeway_jobs::Params;
 use causeway_schemas::pii::PiiDetector;
-use causeway_schemas::time::NANOS_PER_SEC;
+use causeway_schemas::time::{parse_rfc3339, NANOS_PER_SEC};
 use causeway_schemas::{DecodeOptions, Encoding};
 use serde::Deserialize;
 
@@ -54,6 +56,96 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// SLOs (SPEC §4); evaluated by the alerting job.
     pub slo: Vec<SloConfig>,
+    /// Alert evidence and maintenance windows (SPEC §5).
+    pub alerting: AlertingConfig,
+    /// Where `causeway dispatch` delivers alerts.
+    pub dispatch: DispatchConfig,
+}
+
+/// Alert evidence and maintenance windows (SPEC §5).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertingConfig {
+    /// Exemplar trace ids per alert (K). Default 5.
+    pub exemplars: usize,
+    /// Deploys this long before an alert starts are suspects. Default `1h`.
+    pub change_lookback: String,
+    /// Link added to every alert (annotation `runbook_url`).
+    pub runbook_url: Option<String>,
+    /// Alerts starting inside one of these are recorded as suppressed, not paged.
+    pub maintenance: Vec<MaintenanceConfig>,
+}
+
+impl Default for AlertingConfig {
+    fn default() -> Self {
+        AlertingConfig {
+            exemplars: 5,
+            change_lookback: "1h".into(),
+            runbook_url: None,
+            maintenance: Vec::new(),
+        }
+    }
+}
+
+/// One maintenance window.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaintenanceConfig {
+    /// Start, RFC 3339 (inclusive).
+    pub start: String,
+    /// End, RFC 3339 (exclusive).
+    pub end: String,
+    /// Services covered; empty or absent means all.
+    #[serde(default)]
+    pub services: Vec<String>,
+}
+
+/// Alert delivery (`causeway dispatch`). Secrets are never in this file: they are
+/// read from the environment variable or file named here.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DispatchConfig {
+    /// Consumer group of the dispatcher. Default `causeway-dispatch`.
+    pub group_id: String,
+    /// Alertmanager base URL (`http://host:9093`); alerts go to `POST /api/v2/alerts`.
+    pub alertmanager_url: Option<String>,
+    /// PagerDuty Events API v2 endpoint. Default `https://events.pagerduty.com/v2/enqueue`
+    /// (used only when a routing key is configured).
+    pub pagerduty_url: String,
+    /// Environment variable holding the PagerDuty routing key.
+    pub pagerduty_routing_key_env: Option<String>,
+    /// File holding the PagerDuty routing key.
+    pub pagerduty_routing_key_file: Option<String>,
+    /// Generic webhook URL (Alertmanager webhook JSON).
+    pub webhook_url: Option<String>,
+    /// Environment variable holding a bearer token for the webhook.
+    pub webhook_token_env: Option<String>,
+    /// How often firing alerts are re-sent to Alertmanager. Default `1m`.
+    pub resend_interval: String,
+    /// First retry delay; doubles up to `max_backoff`. Default `500ms`.
+    pub initial_backoff: String,
+    /// Longest retry delay. Default `30s`.
+    pub max_backoff: String,
+    /// Per-request timeout. Default `10s`.
+    pub request_timeout: String,
+}
+
+impl Default for DispatchConfig {
+    fn default() -> Self {
+        DispatchConfig {
+            group_id: "causeway-dispatch".into(),
+            alertmanager_url: None,
+            pagerduty_url: "https://events.pagerduty.com/v2/enqueue".into(),
+            pagerduty_routing_key_env: None,
+            pagerduty_routing_key_file: None,
+            webhook_url: None,
+            webhook_token_env: None,
+            resend_interval: "1m".into(),
+            initial_backoff: "500ms".into(),
+            max_backoff: "30s".into(),
+            request_timeout: "10s".into(),
+        }
+    }
 }
 
 /// Kafka settings.
@@ -107,8 +199,10 @@ pub struct TopicsConfig {
     pub service_graph: String,
     /// Dead letters out. Default `causeway_dlq`.
     pub dlq: String,
-    /// Alerts out. Default `causeway_alerts`.
+    /// Alerts out, keyed by dedup key. Default `causeway_alerts`.
     pub alerts: String,
+    /// Burn rates and budgets out, one record per SLO target and window. Default `causeway_slo`.
+    pub slo: String,
     /// Checkpoints: one record per input partition and commit, keyed by group,
     /// topic and partition. Create it with `cleanup.policy=compact`. Default
     /// `causeway_checkpoints`.
@@ -126,6 +220,7 @@ impl Default for TopicsConfig {
             service_graph: "causeway_service_graph".into(),
             dlq: "causeway_dlq".into(),
             alerts: "causeway_alerts".into(),
+            slo: "causeway_slo".into(),
             checkpoints: "causeway_checkpoints".into(),
         }
     }
@@ -346,6 +441,10 @@ pub struct Settings {
     pub idle_timeout_ns: u64,
     /// Decoder options.
     pub decode: DecodeOptions,
+    /// SLOs, resolved.
+    pub slos: Vec<SloSpec>,
+    /// Alerting options, resolved.
+    pub alerting: AlertOptions,
 }
 
 impl Config {
@@ -394,9 +493,10 @@ impl Config {
         let config: Config = toml::Value::Table(doc)
             .try_into()
             .map_err(|e: toml::de::Error| ConfigError::Parse(e.to_string()))?;
-        config.settings()?;
         config.validate_kafka()?;
         config.validate_slos()?;
+        config.validate_alerting()?;
+        config.settings()?;
         Ok(config)
     }
 
@@ -409,6 +509,7 @@ impl Config {
             horizon_s: whole_seconds("time.trace_horizon", &t.trace_horizon, true)?,
             max_span_duration_ns: duration("time.max_span_duration", &t.max_span_duration)?,
             skew_tolerance_ns: duration("time.skew_tolerance", &t.skew_tolerance)?,
+            exemplars: self.alerting.exemplars,
         };
         let pii = PiiDetector::with_patterns(&self.decode.pii_patterns).map_err(|e| {
             ConfigError::Value {
@@ -417,7 +518,6 @@ impl Config {
             }
         })?;
         Ok(Settings {
-            params,
             allowed_lateness_ns: duration("time.allowed_lateness", &t.allowed_lateness)?,
             idle_timeout_ns: duration("time.idle_timeout", &t.idle_timeout)?,
             decode: DecodeOptions {
@@ -426,7 +526,141 @@ impl Config {
                 request_attributes: self.decode.request_attributes.clone(),
                 ..DecodeOptions::default()
             },
+            slos: self.slo_specs()?,
+            alerting: AlertOptions {
+                window_s: params.window_s,
+                exemplars: self.alerting.exemplars,
+                change_lookback_s: whole_seconds(
+                    "alerting.change_lookback",
+                    &self.alerting.change_lookback,
+                    true,
+                )?,
+                maintenance: self.maintenance()?,
+                runbook_url: self.alerting.runbook_url.clone(),
+            },
+            params,
         })
+    }
+
+    /// The SLOs, resolved (defaults applied, durations parsed).
+    fn slo_specs(&self) -> Result<Vec<SloSpec>, ConfigError> {
+        self.slo
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let key = |k: &str| format!("slo[{i}].{k}");
+                let policy = s
+                    .policy
+                    .clone()
+                    .unwrap_or_else(crate::rules::default_policy);
+                let rows = policy
+                    .iter()
+                    .enumerate()
+                    .map(|(j, r)| {
+                        let key = |k: &str| format!("slo[{i}].policy[{j}].{k}");
+                        Ok(Row {
+                            severity: if r.severity == "page" {
+                                Severity::Page
+                            } else {
+                                Severity::Ticket
+                            },
+                            long: (whole_seconds(&key("long"), &r.long, false)?, r.long.clone()),
+                            short: (
+                                whole_seconds(&key("short"), &r.short, false)?,
+                                r.short.clone(),
+                            ),
+                            factor: r.factor,
+                        })
+                    })
+                    .collect::<Result<Vec<Row>, ConfigError>>()?;
+                Ok(SloSpec {
+                    name: s.name.clone(),
+                    service: (s.service != "*").then(|| s.service.clone()),
+                    environment: s.environment.clone(),
+                    sli: Sli::parse(&s.sli).ok_or_else(|| value(&key("sli"), "is unknown"))?,
+                    objective: s.objective,
+                    period_s: whole_seconds(&key("period"), &s.period, false)?,
+                    threshold_us: s
+                        .threshold
+                        .as_deref()
+                        .map(|t| duration(&key("threshold"), t).map(|ns| ns / 1000))
+                        .transpose()?,
+                    min_events: s.min_events,
+                    policy: rows,
+                })
+            })
+            .collect()
+    }
+
+    fn maintenance(&self) -> Result<Vec<Maintenance>, ConfigError> {
+        self.alerting
+            .maintenance
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                let at = |k: &str, v: &str| {
+                    parse_rfc3339(v)
+                        .map(|ns| ns / NANOS_PER_SEC)
+                        .ok_or_else(|| {
+                            value(
+                                &format!("alerting.maintenance[{i}].{k}"),
+                                &format!("is {v:?}; use RFC 3339, e.g. \"2026-11-24T10:00:00Z\""),
+                            )
+                        })
+                };
+                let (start, end) = (at("start", &m.start)?, at("end", &m.end)?);
+                if end <= start {
+                    return Err(value(
+                        &format!("alerting.maintenance[{i}].end"),
+                        "must be after start",
+                    ));
+                }
+                Ok(Maintenance {
+                    start,
+                    end,
+                    services: m.services.clone(),
+                })
+            })
+            .collect()
+    }
+
+    /// Checks `[alerting]` and `[dispatch]`.
+    fn validate_alerting(&self) -> Result<(), ConfigError> {
+        if self.alerting.exemplars == 0 || self.alerting.exemplars > 100 {
+            return Err(value("alerting.exemplars", "must be between 1 and 100"));
+        }
+        let d = &self.dispatch;
+        for (key, v) in [
+            ("dispatch.resend_interval", &d.resend_interval),
+            ("dispatch.initial_backoff", &d.initial_backoff),
+            ("dispatch.max_backoff", &d.max_backoff),
+            ("dispatch.request_timeout", &d.request_timeout),
+        ] {
+            if duration(key, v)? == 0 {
+                return Err(value(key, "must be positive"));
+            }
+        }
+        for (key, url) in [
+            ("dispatch.alertmanager_url", d.alertmanager_url.as_deref()),
+            ("dispatch.webhook_url", d.webhook_url.as_deref()),
+            ("dispatch.pagerduty_url", Some(d.pagerduty_url.as_str())),
+        ] {
+            if let Some(u) = url {
+                if !(u.starts_with("http://") || u.starts_with("https://")) {
+                    return Err(value(
+                        key,
+                        &format!("is {u:?}; it must start with http:// or https://"),
+                    ));
+                }
+            }
+        }
+        if d.pagerduty_routing_key_env.is_some() && d.pagerduty_routing_key_file.is_some() {
+            return Err(value(
+                "dispatch.pagerduty_routing_key_file",
+                "and pagerduty_routing_key_env are both set; keep one",
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -472,6 +706,7 @@ impl Config {
             ("service_graph", &t.service_graph),
             ("dlq", &t.dlq),
             ("alerts", &t.alerts),
+            ("slo", &t.slo),
             ("checkpoints", &t.checkpoints),
         ];
         for (i, (key, name)) in names.iter().enumerate() {
@@ -535,6 +770,12 @@ impl Config {
                 return Err(value(
                     &key("sli"),
                     &format!("is {:?}; use one of {}", s.sli, ids.join(", ")),
+                ));
+            }
+            if s.sli == "sampling_bias" {
+                return Err(value(
+                    &key("sli"),
+                    "is sampling_bias, a gauge without good/total events; an SLO needs a ratio SLI",
                 ));
             }
             if !(s.objective > 0.0 && s.objective < 1.0) {

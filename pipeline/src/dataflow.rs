@@ -1,18 +1,22 @@
 //! Worker setup: the input sessions, the jobs, and the sinks they feed.
 
-use causeway_jobs::{Inputs as JobInputs, Params};
-use causeway_schemas::records::{ServiceGraphRecord, SliRecord};
+use causeway_jobs::slo::{Evaluator, Final};
+use causeway_jobs::Inputs as JobInputs;
+use causeway_schemas::records::{
+    AlertRecord, ChangeRecord, ExemplarRecord, ServiceGraphRecord, SliRecord, SloRecord,
+};
 use differential_dataflow::input::Input;
+use serde::{Deserialize, Serialize};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::probe::Handle as ProbeHandle;
 use timely::dataflow::operators::vec::Map;
-use timely::dataflow::operators::Capability;
-use timely::dataflow::operators::Probe;
+use timely::dataflow::operators::{Capability, Concat, Probe};
 use timely::dataflow::StreamVec;
 use timely::worker::Worker;
 
+use crate::config::Settings;
 use crate::ingest::Inputs;
 
 /// Receives the final outputs, one sorted batch per finalization time, on worker 0.
@@ -21,94 +25,140 @@ pub trait OutputSink {
     fn sli(&mut self, time: u64, records: &[SliRecord]);
     /// Final service-graph edges of one time, sorted by (window_start, client, server).
     fn edges(&mut self, time: u64, records: &[ServiceGraphRecord]);
+    /// Burn rates and budgets evaluated at one time, sorted by (slo, service).
+    fn slo(&mut self, time: u64, records: &[SloRecord]);
+    /// Alert state changes of one time, sorted by dedup key.
+    fn alerts(&mut self, time: u64, records: &[AlertRecord]);
+}
+
+/// Everything the jobs finalize, on its way to worker 0.
+///
+/// SLI records omit absent fields in JSON (`skip_serializing_if`), which bincode,
+/// timely's wire format between processes, cannot round-trip: they travel as
+/// their JSON text.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+enum Output {
+    Sli(String),
+    Edge(ServiceGraphRecord),
+    Exemplar(ExemplarRecord),
+    Change(ChangeRecord),
 }
 
 /// Builds the dataflow on `worker`. `sink` is used only on worker 0, where every
-/// output is gathered.
+/// output is gathered and the SLOs are evaluated.
 pub fn build(
     worker: &mut Worker,
-    params: &Params,
+    settings: &Settings,
     sink: Option<Box<dyn OutputSink>>,
 ) -> (Inputs, ProbeHandle<u64>) {
-    let params = params.clone();
+    let params = settings.params.clone();
+    let mut evaluator = Evaluator::new(settings.slos.clone(), settings.alerting.clone());
     worker.dataflow::<u64, _, _>(move |scope| {
         let (spans_in, spans) = scope.new_collection();
         let (logs_in, logs) = scope.new_collection();
         let (audits_in, audits) = scope.new_collection();
+        let (deploys_in, deploys) = scope.new_collection();
         let out = causeway_jobs::build(
             JobInputs {
                 spans,
                 logs,
                 audits,
+                deploys,
             },
             &params,
         );
-        let sink = std::rc::Rc::new(std::cell::RefCell::new(sink));
+        let mut sink = sink;
         let probe = ProbeHandle::new();
-        let s1 = sink.clone();
-        // SLI records omit absent fields in JSON (`skip_serializing_if`), which
-        // bincode, timely's wire format between processes, cannot round-trip: they
-        // cross to worker 0 as their JSON text.
-        let sli_json = out
+        let all = out
             .sli
-            .map(|r| serde_json::to_string(&r).unwrap_or_default());
-        gather_sorted(
-            sli_json,
-            "SliSink",
-            |a: &String, b: &String| a.cmp(b),
-            move |t, batch| {
-                let mut records: Vec<SliRecord> = batch
-                    .iter()
-                    .filter_map(|j| serde_json::from_str(j).ok())
-                    .collect();
-                records.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
-                if let Some(s) = s1.borrow_mut().as_mut() {
-                    s.sli(t, &records)
-                }
-            },
-        )
-        .probe_with(&probe);
-        gather_sorted(
-            out.service_graph,
-            "EdgeSink",
-            |a: &ServiceGraphRecord, b: &ServiceGraphRecord| {
-                (a.window_start, &a.client, &a.server).cmp(&(b.window_start, &b.client, &b.server))
-            },
-            move |t, batch| {
-                if let Some(s) = sink.borrow_mut().as_mut() {
-                    s.edges(t, batch)
-                }
-            },
-        )
+            .map(|r| Output::Sli(serde_json::to_string(&r).unwrap_or_default()))
+            .concat(out.service_graph.map(Output::Edge))
+            .concat(out.exemplars.map(Output::Exemplar))
+            .concat(out.changes.map(Output::Change));
+        let (window, grace) = (params.window_s, params.grace_s);
+        gather(all, "Outputs", move |t, batch| {
+            let Some(sink) = sink.as_mut() else { return };
+            let mut f = Finalized::from(batch);
+            // Every output of time t belongs to the window that is final at t.
+            let window_start = t.saturating_sub(window + grace);
+            let evaluation = (!evaluator.is_empty()).then(|| {
+                evaluator.evaluate(Final {
+                    window_start,
+                    sli: &f.sli,
+                    edges: &f.edges,
+                    exemplars: &f.exemplars,
+                    changes: &f.changes,
+                })
+            });
+            let evaluation = evaluation.unwrap_or_default();
+            if !evaluation.sli.is_empty() {
+                f.sli.extend(evaluation.sli);
+                f.sli.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+            }
+            sink.sli(t, &f.sli);
+            sink.edges(t, &f.edges);
+            sink.slo(t, &evaluation.slo);
+            sink.alerts(t, &evaluation.alerts);
+        })
         .probe_with(&probe);
         (
             Inputs {
                 spans: spans_in,
                 logs: logs_in,
                 audits: audits_in,
+                deploys: deploys_in,
             },
             probe,
         )
     })
 }
 
-/// Gathers `stream` on worker 0 and hands each completed time's records, sorted
-/// by `order`, to `write`.
+/// One time's outputs, split by kind and sorted.
+struct Finalized {
+    sli: Vec<SliRecord>,
+    edges: Vec<ServiceGraphRecord>,
+    exemplars: Vec<ExemplarRecord>,
+    changes: Vec<ChangeRecord>,
+}
+
+impl Finalized {
+    fn from(batch: Vec<Output>) -> Self {
+        let mut f = Finalized {
+            sli: Vec::new(),
+            edges: Vec::new(),
+            exemplars: Vec::new(),
+            changes: Vec::new(),
+        };
+        for o in batch {
+            match o {
+                Output::Sli(j) => f.sli.extend(serde_json::from_str::<SliRecord>(&j).ok()),
+                Output::Edge(e) => f.edges.push(e),
+                Output::Exemplar(x) => f.exemplars.push(x),
+                Output::Change(c) => f.changes.push(c),
+            }
+        }
+        f.sli.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+        f.edges.sort();
+        f.exemplars.sort();
+        f.changes.sort();
+        f
+    }
+}
+
+/// Gathers `stream` on worker 0 and hands each completed time's records to `write`.
 ///
 /// The operator holds a capability for every time it still has to write, so its
 /// output frontier (which the probe watches) passes `t` only after `write` has
 /// returned for `t`. A sink that blocks until its writes are acknowledged thereby
 /// tells every worker of every process which outputs are safe.
-fn gather_sorted<'s, T, F, W>(
+fn gather<'s, T, W>(
     stream: StreamVec<'s, u64, T>,
     name: &str,
-    order: F,
     mut write: W,
 ) -> StreamVec<'s, u64, ()>
 where
     T: timely::ExchangeData + Clone,
-    F: Fn(&T, &T) -> std::cmp::Ordering + 'static,
-    W: FnMut(u64, &[T]) + 'static,
+    W: FnMut(u64, Vec<T>) + 'static,
 {
     type Pending<T> = std::collections::BTreeMap<u64, (Capability<u64>, Vec<T>)>;
     stream.unary_frontier::<CapacityContainerBuilder<Vec<()>>, _, _, _>(
@@ -137,9 +187,8 @@ where
                         break;
                     }
                     let t = *entry.key();
-                    let (cap, mut batch) = entry.remove();
-                    batch.sort_by(|a, b| order(a, b));
-                    write(t, &batch);
+                    let (cap, batch) = entry.remove();
+                    write(t, batch);
                     drop(cap);
                 }
             }

@@ -94,6 +94,8 @@ pub struct Inputs {
     pub logs: InputSession<u64, LogRecord, isize>,
     /// Audit records.
     pub audits: InputSession<u64, AuditRecord, isize>,
+    /// Deploy events.
+    pub deploys: InputSession<u64, DeployEvent, isize>,
 }
 
 /// Per-worker ingest state.
@@ -104,8 +106,6 @@ pub struct Ingest {
     pub stats: Stats,
     /// Dead letters.
     pub dlq: Vec<DlqRecord>,
-    /// Accepted deploy events (consumed by the alerting jobs).
-    pub deploys: Vec<DeployEvent>,
     /// When the input frontier reached each new time (for finalization latency).
     pub advances: Vec<(u64, std::time::Instant)>,
     /// Records held in state, by the time they are retracted.
@@ -127,7 +127,6 @@ impl Ingest {
             settings,
             stats: Stats::default(),
             dlq: Vec::new(),
-            deploys: Vec::new(),
             advances: Vec::new(),
             leaving: BTreeMap::new(),
         }
@@ -220,12 +219,14 @@ impl Ingest {
                 Err(r) => self.reject(&src, r),
             },
             Topic::Deploys => match cdevents::decode_deploy(&msg.payload, origin, tp, opts) {
-                Ok(d) if self.is_late(d.time, watermark) => self.late(&src, 0),
                 Ok(d) => {
-                    newest = Some(d.time);
-                    needed = Some(self.settings.params.record_lifetime(d.time).1);
-                    self.deploys.push(d);
-                    self.count_accepted(topic);
+                    let t = d.time;
+                    let life = self.settings.params.record_lifetime(t);
+                    if self.admit(&src, 0, t, watermark, &mut newest, d, life, |i| {
+                        &mut i.deploys
+                    }) {
+                        needed = needed.max(Some(life.1));
+                    }
                 }
                 Err(r) => self.reject(&src, r),
             },
@@ -315,6 +316,7 @@ impl Ingest {
         self.inputs.spans.advance_to(t);
         self.inputs.logs.advance_to(t);
         self.inputs.audits.advance_to(t);
+        self.inputs.deploys.advance_to(t);
         self.flush();
     }
 
@@ -323,6 +325,7 @@ impl Ingest {
         self.inputs.spans.flush();
         self.inputs.logs.flush();
         self.inputs.audits.flush();
+        self.inputs.deploys.flush();
     }
 
     /// Closes the inputs: no more data will come from this worker.
@@ -331,7 +334,6 @@ impl Ingest {
         Closed {
             stats: self.stats,
             dlq: self.dlq,
-            deploys: self.deploys,
             advances: self.advances,
         }
     }
@@ -343,8 +345,6 @@ pub struct Closed {
     pub stats: Stats,
     /// Dead letters.
     pub dlq: Vec<DlqRecord>,
-    /// Accepted deploy events.
-    pub deploys: Vec<DeployEvent>,
     /// Frontier advances with their wall-clock instants; the last is the close.
     pub advances: Vec<(u64, std::time::Instant)>,
 }

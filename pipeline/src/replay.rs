@@ -203,7 +203,7 @@ fn run_worker(
     let (index, peers) = (worker.index(), worker.peers());
     let sink: Option<Box<dyn dataflow::OutputSink>> =
         (index == 0).then(|| Box::new(FileSink(outputs)) as _);
-    let (inputs, probe) = dataflow::build(worker, &settings.params, sink);
+    let (inputs, probe) = dataflow::build(worker, &settings, sink);
     let lateness = settings.allowed_lateness_ns;
     let mut ingest = Ingest::new(inputs, settings);
 

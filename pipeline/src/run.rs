@@ -326,7 +326,7 @@ fn run_worker(worker: &mut timely::worker::Worker, sh: &Shared) -> Result<(), Ru
     } else {
         None
     };
-    let (inputs, probe) = dataflow::build(worker, &sh.settings.params, sink);
+    let (inputs, probe) = dataflow::build(worker, &sh.settings, sink);
     let mut ingest = Ingest::new(inputs, sh.settings.clone());
 
     let started = Instant::now();

@@ -3,6 +3,8 @@
 //! Their JSON shapes are the contract of `sli.jsonl`, `service_graph.jsonl`,
 //! `dlq.jsonl` and the `causeway_sli` / `causeway_service_graph` topics.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// One SLI record per (sli, service, environment, version, window).
@@ -144,4 +146,143 @@ pub struct DlqRecord {
     pub reason: String,
     /// What was wrong, without attribute values.
     pub detail: String,
+}
+
+/// Bad-event exemplars of one (sli, service, environment, window), chosen
+/// deterministically: for `availability`, the smallest trace ids of `ERROR` entry
+/// spans; for `latency`, the slowest entry spans (ties by trace id).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ExemplarRecord {
+    /// SLI id.
+    pub sli: String,
+    /// Service name.
+    pub service: String,
+    /// Deployment environment.
+    pub environment: String,
+    /// Window start, Unix seconds.
+    pub window_start: u64,
+    /// The exemplars, best first.
+    pub exemplars: Vec<Exemplar>,
+}
+
+/// One exemplar trace.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Exemplar {
+    /// Trace id, 32 lowercase hex digits.
+    pub trace_id: String,
+    /// Duration of the bad entry span, microseconds.
+    pub duration_us: u64,
+    /// Service owning the deepest `ERROR` span of the trace (ties: smallest name);
+    /// empty when the trace has no `ERROR` span.
+    pub deepest_error_service: String,
+}
+
+/// A final deploy event with the actor of its correlated audit record.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ChangeRecord {
+    /// Event time, Unix nanoseconds.
+    pub time_unix_nano: u64,
+    /// Service deployed.
+    pub service: String,
+    /// Environment, empty if unknown.
+    pub environment: String,
+    /// `deployed`, `upgraded`, `rolledback` or `removed`.
+    pub action: String,
+    /// Version deployed, empty if unknown.
+    pub version: String,
+    /// Artifact id, empty if unknown.
+    pub artifact: String,
+    /// CDEvents `context.id`.
+    pub id: String,
+    /// Actor of the audit record sharing the deploy's trace id (the smallest, when
+    /// several do); empty when none does.
+    pub actor: String,
+}
+
+/// Burn rates and budget of one SLO target, evaluated when a window became final.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SloRecord {
+    /// SLO name.
+    pub slo: String,
+    /// Service (a `*` SLO has one record per service seen).
+    pub service: String,
+    /// Environment the SLO is restricted to; empty for all.
+    pub environment: String,
+    /// SLI id.
+    pub sli: String,
+    /// End of the window that became final (evaluation time), Unix seconds.
+    pub evaluated_at: u64,
+    /// Objective.
+    pub objective: f64,
+    /// Burn rate per policy window (`"5m"`, `"1h"`, ...), in the policy's order.
+    pub burn_rates: Vec<WindowBurn>,
+    /// `1 - bad(period) / (total(period) * (1 - objective))`.
+    pub error_budget_remaining: f64,
+    /// Bad events in the period.
+    pub period_bad: u64,
+    /// Events in the period.
+    pub period_total: u64,
+}
+
+/// The burn rate over one window.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WindowBurn {
+    /// Window, as written in the policy (`"1h"`).
+    pub window: String,
+    /// Bad events in the window.
+    pub bad: u64,
+    /// Events in the window.
+    pub total: u64,
+    /// Burn rate; 0 below `min_events`.
+    pub burn_rate: f64,
+}
+
+/// One alert state change (SPEC §5), the record of `alerts.jsonl` and `causeway_alerts`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AlertRecord {
+    /// Stable hash of (slo, service, environment, severity), 16 hex digits.
+    pub dedup_key: String,
+    /// Hash of (culprit, suspected deploy id): alerts with one cause share it.
+    pub group_key: String,
+    /// `firing` or `resolved`.
+    pub status: String,
+    /// True when the alert started inside a maintenance window: recorded, not paged.
+    pub suppressed: bool,
+    /// When the alert started firing (a window end), RFC 3339.
+    pub starts_at: String,
+    /// When it resolved, RFC 3339; absent while firing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ends_at: Option<String>,
+    /// The window end this record was evaluated at, RFC 3339.
+    pub evaluated_at: String,
+    /// `alertname`, `slo`, `service`, `environment`, `severity`.
+    pub labels: BTreeMap<String, String>,
+    /// One-line description.
+    pub summary: String,
+    /// SLI id.
+    pub sli: String,
+    /// Objective.
+    pub objective: f64,
+    /// Burn rates of every policy window at evaluation.
+    pub burn_rates: Vec<WindowBurn>,
+    /// Error budget remaining over the period.
+    pub error_budget_remaining: f64,
+    /// Up to K exemplar trace ids of bad events.
+    pub exemplar_trace_ids: Vec<String>,
+    /// Deploys of the service and its direct downstream dependencies in
+    /// `[starts_at - change_lookback, starts_at]`, newest first.
+    pub suspected_changes: Vec<ChangeRecord>,
+    /// Service owning the deepest `ERROR` span most often among the exemplars;
+    /// the alert's own service when no exemplar has an `ERROR` span.
+    pub culprit: String,
+    /// Runbook link, when configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runbook_url: Option<String>,
+}
+
+impl AlertRecord {
+    /// A label's value, empty when absent.
+    pub fn label(&self, name: &str) -> &str {
+        self.labels.get(name).map_or("", String::as_str)
+    }
 }

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use causeway_jobs::operators::finalize::decode_histogram;
-use causeway_schemas::records::{ServiceGraphRecord, SliRecord};
+use causeway_schemas::records::{ServiceGraphRecord, SliRecord, SloRecord};
 use prometheus::{
     Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
@@ -69,9 +69,9 @@ pub struct Metrics {
     pub registry: Registry,
     cap: LabelCap,
     sli_events: IntCounterVec,
-    /// `causeway_slo_burn_rate{slo,window}`.
+    /// `causeway_slo_burn_rate{slo,service,environment,window}`.
     pub burn_rate: GaugeVec,
-    /// `causeway_slo_error_budget_remaining_ratio{slo}`.
+    /// `causeway_slo_error_budget_remaining_ratio{slo,service,environment}`.
     pub budget_remaining: GaugeVec,
     calls: IntCounterVec,
     latency: HistogramVec,
@@ -176,13 +176,13 @@ impl Metrics {
                 &r,
                 "causeway_slo_burn_rate",
                 "Error-budget burn rate of an SLO over a window",
-                &["slo", "window"],
+                &["slo", "service", "environment", "window"],
             ),
             budget_remaining: gauge(
                 &r,
                 "causeway_slo_error_budget_remaining_ratio",
                 "Fraction of the SLO period's error budget left",
-                &["slo"],
+                &["slo", "service", "environment"],
             ),
             calls: counter(
                 &r,
@@ -293,6 +293,21 @@ impl Metrics {
                     }
                 }
             }
+        }
+    }
+
+    /// Sets the burn-rate and budget gauges from one evaluation.
+    pub fn observe_slo(&self, records: &[SloRecord]) {
+        for r in records {
+            let service = self.cap.label(&r.service);
+            for b in &r.burn_rates {
+                self.burn_rate
+                    .with_label_values(&[r.slo.as_str(), service, &r.environment, &b.window])
+                    .set(b.burn_rate);
+            }
+            self.budget_remaining
+                .with_label_values(&[r.slo.as_str(), service, &r.environment])
+                .set(r.error_budget_remaining);
         }
     }
 

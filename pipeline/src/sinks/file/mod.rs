@@ -1,11 +1,12 @@
-//! File sink for `causeway replay`: `sli.jsonl` and `service_graph.jsonl`.
+//! File sink for `causeway replay`: `sli.jsonl`, `service_graph.jsonl`,
+//! `slo.jsonl` (burn rates and budgets) and `alerts.jsonl`.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use causeway_schemas::records::{ServiceGraphRecord, SliRecord};
+use causeway_schemas::records::{AlertRecord, ServiceGraphRecord, SliRecord, SloRecord};
 
 use crate::dataflow::OutputSink;
 
@@ -13,6 +14,10 @@ use crate::dataflow::OutputSink;
 pub struct FileOutputs {
     sli: BufWriter<File>,
     edges: BufWriter<File>,
+    slo: BufWriter<File>,
+    alerts: BufWriter<File>,
+    /// Alert records written.
+    pub alert_records: u64,
     /// SLI records written.
     pub sli_records: u64,
     /// Service-graph records written.
@@ -25,11 +30,14 @@ pub struct FileOutputs {
 }
 
 impl FileOutputs {
-    /// Creates `sli.jsonl` and `service_graph.jsonl` in `dir`.
+    /// Creates the output files in `dir`.
     pub fn create(dir: &Path) -> std::io::Result<Self> {
         Ok(FileOutputs {
             sli: BufWriter::new(File::create(dir.join("sli.jsonl"))?),
             edges: BufWriter::new(File::create(dir.join("service_graph.jsonl"))?),
+            slo: BufWriter::new(File::create(dir.join("slo.jsonl"))?),
+            alerts: BufWriter::new(File::create(dir.join("alerts.jsonl"))?),
+            alert_records: 0,
             sli_records: 0,
             edge_records: 0,
             windows: 0,
@@ -38,13 +46,15 @@ impl FileOutputs {
         })
     }
 
-    /// Flushes both files, reporting the first write error seen.
+    /// Flushes every file, reporting the first write error seen.
     pub fn finish(&mut self) -> std::io::Result<()> {
         if let Some(e) = self.error.take() {
             return Err(e);
         }
         self.sli.flush()?;
-        self.edges.flush()
+        self.edges.flush()?;
+        self.slo.flush()?;
+        self.alerts.flush()
     }
 
     fn write_lines<T: serde::Serialize>(
@@ -77,6 +87,21 @@ impl OutputSink for FileSink {
         let Ok(mut o) = self.0.lock() else { return };
         o.edge_records += records.len() as u64;
         if let Err(e) = FileOutputs::write_lines(&mut o.edges, records) {
+            o.error.get_or_insert(e);
+        }
+    }
+
+    fn slo(&mut self, _time: u64, records: &[SloRecord]) {
+        let Ok(mut o) = self.0.lock() else { return };
+        if let Err(e) = FileOutputs::write_lines(&mut o.slo, records) {
+            o.error.get_or_insert(e);
+        }
+    }
+
+    fn alerts(&mut self, _time: u64, records: &[AlertRecord]) {
+        let Ok(mut o) = self.0.lock() else { return };
+        o.alert_records += records.len() as u64;
+        if let Err(e) = FileOutputs::write_lines(&mut o.alerts, records) {
             o.error.get_or_insert(e);
         }
     }

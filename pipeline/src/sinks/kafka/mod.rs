@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use causeway_schemas::records::{DlqRecord, ServiceGraphRecord, SliRecord};
+use causeway_schemas::records::{AlertRecord, DlqRecord, ServiceGraphRecord, SliRecord, SloRecord};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
@@ -134,6 +134,25 @@ pub fn edge_key(r: &ServiceGraphRecord) -> String {
     format!("{}|{}|{}", r.client, r.server, r.window_start)
 }
 
+/// The key of an SLO record: SLO target and evaluation time.
+pub fn slo_key(r: &SloRecord) -> String {
+    format!(
+        "{}|{}|{}|{}",
+        r.slo, r.service, r.environment, r.evaluated_at
+    )
+}
+
+/// The Kafka key of an alert record: its dedup key, so a compacted topic keeps
+/// each alert's latest state.
+pub fn alert_key(r: &AlertRecord) -> String {
+    r.dedup_key.clone()
+}
+
+/// What identifies one alert record among its dedup key's updates.
+pub fn alert_ident(r: &AlertRecord) -> String {
+    format!("{}|{}|{}", r.dedup_key, r.status, r.evaluated_at)
+}
+
 /// Output offsets: (topic, partition, offset).
 pub type OutOffsets = Vec<(String, i32, i64)>;
 
@@ -145,6 +164,8 @@ pub struct KafkaSink {
     producer: ThreadedProducer<Acks>,
     sli_topic: String,
     edge_topic: String,
+    slo_topic: String,
+    alert_topic: String,
     /// Times below this were emitted before the restart.
     resume_from: u64,
     /// Keys already written since the last checkpoint (exactly-once restarts).
@@ -167,6 +188,8 @@ impl KafkaSink {
             producer: producer(k, metrics.clone())?,
             sli_topic: k.topics.sli.clone(),
             edge_topic: k.topics.service_graph.clone(),
+            slo_topic: k.topics.slo.clone(),
+            alert_topic: k.topics.alerts.clone(),
             resume_from,
             written: HashSet::new(),
             metrics,
@@ -175,19 +198,21 @@ impl KafkaSink {
         })
     }
 
+    /// Writes `records` keyed by `key`, skipping those whose `ident` was read back.
     fn write<T: serde::Serialize>(
         &mut self,
         time: u64,
         topic: &str,
         records: &[T],
         key: fn(&T) -> String,
+        ident: fn(&T) -> String,
     ) -> usize {
         let mut n = 0;
         for r in records {
-            let k = key(r);
-            if self.written.contains(&k) {
+            if !self.written.is_empty() && self.written.contains(&ident(r)) {
                 continue;
             }
+            let k = key(r);
             let Ok(v) = serde_json::to_vec(r) else {
                 continue;
             };
@@ -224,7 +249,7 @@ impl OutputSink for KafkaSink {
             return;
         }
         let topic = self.sli_topic.clone();
-        self.write(time, &topic, records, sli_key);
+        self.write(time, &topic, records, sli_key, sli_key);
         if let Some(m) = &self.metrics {
             m.observe_sli(records);
         }
@@ -235,10 +260,29 @@ impl OutputSink for KafkaSink {
             return;
         }
         let topic = self.edge_topic.clone();
-        self.write(time, &topic, records, edge_key);
+        self.write(time, &topic, records, edge_key, edge_key);
         if let Some(m) = &self.metrics {
             m.observe_edges(records);
         }
+    }
+
+    fn slo(&mut self, time: u64, records: &[SloRecord]) {
+        if let Some(m) = &self.metrics {
+            m.observe_slo(records);
+        }
+        if time < self.resume_from || self.discard.load(Ordering::SeqCst) || records.is_empty() {
+            return;
+        }
+        let topic = self.slo_topic.clone();
+        self.write(time, &topic, records, slo_key, slo_key);
+    }
+
+    fn alerts(&mut self, time: u64, records: &[AlertRecord]) {
+        if time < self.resume_from || self.discard.load(Ordering::SeqCst) || records.is_empty() {
+            return;
+        }
+        let topic = self.alert_topic.clone();
+        self.write(time, &topic, records, alert_key, alert_ident);
     }
 }
 
@@ -351,9 +395,18 @@ impl KafkaSink {
         k: &KafkaConfig,
         from: &[(String, i32, i64)],
     ) -> Result<(), KafkaSetupError> {
-        let topics = [self.sli_topic.as_str(), self.edge_topic.as_str()];
-        for (key, _) in read_fenced(k, &self.producer, &topics, from)? {
-            self.written.insert(key);
+        let topics = [
+            self.sli_topic.as_str(),
+            self.edge_topic.as_str(),
+            self.slo_topic.as_str(),
+            self.alert_topic.as_str(),
+        ];
+        for (key, value) in read_fenced(k, &self.producer, &topics, from)? {
+            // Alert records share their dedup key across updates: identify them by content.
+            match serde_json::from_slice::<AlertRecord>(&value) {
+                Ok(a) if a.dedup_key == key => self.written.insert(alert_ident(&a)),
+                _ => self.written.insert(key),
+            };
         }
         Ok(())
     }

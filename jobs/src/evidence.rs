@@ -1,0 +1,250 @@
+//! Evidence for alerts (SPEC §5): exemplar traces of bad events with the service
+//! owning each trace's deepest `ERROR` span, and deploy events with the actor of
+//! their correlated audit record. Both are emitted per window when it is final,
+//! like the SLI records, so the alert evaluator sees them at the same time.
+//!
+//! - **Availability exemplars**: `ERROR` entry spans. The `params.exemplars`
+//!   smallest trace ids per (service, environment, window) are kept. Each is
+//!   joined with its trace's spans to find the deepest `ERROR` span (depth = hops
+//!   from the trace's top-most resolvable span; ties go to the smallest service).
+//! - **Latency exemplars**: the `params.exemplars` slowest entry spans per
+//!   (service, environment, window), ties by trace id; the evaluator keeps those
+//!   slower than each latency SLO's threshold.
+//! - **Changes**: a deploy event joins the audit records with the same trace id
+//!   whose lifetimes overlap (both are present until their window is final); the
+//!   smallest actor wins. A deploy without trace context has no actor.
+
+use std::collections::{BTreeMap, HashMap};
+
+use causeway_schemas::ids::trace_hex;
+use causeway_schemas::records::{ChangeRecord, Exemplar, ExemplarRecord};
+use causeway_schemas::{AuditRecord, DeployAction, DeployEvent, SpanStatus};
+use differential_dataflow::VecCollection;
+use serde::{Deserialize, Serialize};
+use timely::dataflow::StreamVec;
+
+use crate::correlate::SpansByTrace;
+use crate::obs::Sli;
+use crate::operators::finalize::{finalize, stable_hash};
+use crate::params::Params;
+
+/// A bad entry span that may serve as an exemplar.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Candidate {
+    /// `Availability` or `Latency`.
+    pub sli: Sli,
+    /// Window start of the entry span.
+    pub window: u64,
+    /// Service.
+    pub service: String,
+    /// Environment.
+    pub environment: String,
+    /// Trace id.
+    pub trace: u128,
+    /// Entry span duration, microseconds.
+    pub duration_us: u64,
+    /// Service of the trace's deepest `ERROR` span (availability only).
+    pub deepest_error: String,
+}
+
+impl Candidate {
+    /// Ranking inside its group: smaller is better.
+    fn rank(&self) -> (std::cmp::Reverse<u64>, u128) {
+        match self.sli {
+            Sli::Latency => (std::cmp::Reverse(self.duration_us), self.trace),
+            _ => (std::cmp::Reverse(0), self.trace),
+        }
+    }
+}
+
+/// Final exemplar records, one per (sli, service, environment, window) with bad events.
+pub fn exemplars<'s>(
+    spans: &SpansByTrace<'s>,
+    params: &Params,
+) -> StreamVec<'s, u64, ExemplarRecord> {
+    let p = params.clone();
+    let entries = spans.clone().flat_map_ref(move |_, f| {
+        let s = &f.span;
+        s.is_entry().then(|| Candidate {
+            sli: if s.status == SpanStatus::Error {
+                Sli::Availability
+            } else {
+                Sli::Latency
+            },
+            window: p.window_of(s.event_time()),
+            service: s.resource.service.clone(),
+            environment: s.resource.environment.clone(),
+            trace: s.trace,
+            duration_us: s.end.saturating_sub(s.start) / 1000,
+            deepest_error: String::new(),
+        })
+    });
+    // An ERROR entry span is also a latency candidate.
+    let latency = entries.clone().map(|c| Candidate {
+        sli: Sli::Latency,
+        ..c
+    });
+    let errors = entries.filter(|c| c.sli == Sli::Availability);
+    let error_traces = errors.clone().map(|c| (c.trace, ())).distinct();
+    let deepest = error_traces
+        .arrange_by_key_named("ErrorTraces")
+        .join_core(spans.clone(), |trace, _, f| {
+            Some((
+                *trace,
+                (
+                    f.span.span,
+                    f.span.parent,
+                    f.span.status == SpanStatus::Error,
+                    f.span.resource.service.clone(),
+                ),
+            ))
+        })
+        .reduce(|_trace, input, output| {
+            let spans: Vec<&(u64, u64, bool, String)> = input.iter().map(|(s, _)| *s).collect();
+            if let Some(service) = deepest_error(&spans) {
+                output.push((service, 1));
+            }
+        });
+    let availability = errors
+        .map(|c| (c.trace, c))
+        .join_map(deepest, |_, c, service| Candidate {
+            deepest_error: service.clone(),
+            ..c.clone()
+        });
+    finalize(
+        availability.concat(latency),
+        "FinalizeExemplars",
+        params,
+        |c| c.window,
+        |c| stable_hash(&(c.sli, &c.service, &c.environment, c.window)),
+        |c| (c.sli, c.service.clone(), c.environment.clone(), c.window),
+        |acc: &mut BTreeMap<Candidate, i64>, c, diff| {
+            *acc.entry(c.clone()).or_default() += diff as i64
+        },
+        emit_exemplars,
+    )
+}
+
+type ExemplarKey = (Sli, String, String, u64);
+
+fn emit_exemplars(
+    groups: BTreeMap<ExemplarKey, BTreeMap<Candidate, i64>>,
+    params: &Params,
+) -> Vec<ExemplarRecord> {
+    groups
+        .into_iter()
+        .filter_map(|((sli, service, environment, window), cands)| {
+            let mut present: Vec<&Candidate> = cands
+                .iter()
+                .filter(|(_, n)| **n > 0)
+                .map(|(c, _)| c)
+                .collect();
+            present.sort_by_key(|c| c.rank());
+            present.dedup_by_key(|c| c.trace);
+            present.truncate(params.exemplars);
+            (!present.is_empty()).then(|| ExemplarRecord {
+                sli: sli.as_str().to_string(),
+                service,
+                environment,
+                window_start: window,
+                exemplars: present
+                    .into_iter()
+                    .map(|c| Exemplar {
+                        trace_id: trace_hex(c.trace),
+                        duration_us: c.duration_us,
+                        deepest_error_service: c.deepest_error.clone(),
+                    })
+                    .collect(),
+            })
+        })
+        .collect()
+}
+
+/// The service of the deepest `ERROR` span among `(span id, parent id, is error,
+/// service)`; ties go to the smallest service name.
+pub fn deepest_error(spans: &[&(u64, u64, bool, String)]) -> Option<String> {
+    let parent: HashMap<u64, u64> = spans.iter().map(|(s, p, _, _)| (*s, *p)).collect();
+    let depth = |mut id: u64| {
+        let mut d = 0usize;
+        // Bounded by the trace size, so a cycle of bad parent ids cannot loop forever.
+        while let Some(&p) = parent.get(&id) {
+            if p == 0 || !parent.contains_key(&p) || d > parent.len() {
+                break;
+            }
+            d += 1;
+            id = p;
+        }
+        d
+    };
+    spans
+        .iter()
+        .filter(|(_, _, err, _)| *err)
+        .map(|(s, _, _, service)| (std::cmp::Reverse(depth(*s)), service))
+        .min()
+        .map(|(_, service)| service.clone())
+}
+
+/// Final change records: deploy events with the actor of a correlated audit record.
+pub fn changes<'s>(
+    deploys: VecCollection<'s, u64, DeployEvent>,
+    audits: VecCollection<'s, u64, AuditRecord>,
+    params: &Params,
+) -> StreamVec<'s, u64, ChangeRecord> {
+    let actors = audits
+        .filter(|a| a.trace != 0 && !a.actor.is_empty())
+        .map(|a| (a.trace, a.actor));
+    let p = params.clone();
+    let deploys = deploys.map(move |d| (p.window_of(d.time), d));
+    let with_actor = deploys
+        .clone()
+        .filter(|(_, d)| d.trace != 0)
+        .map(|(w, d)| (d.trace, (w, d)))
+        .join_map(actors, |_, (w, d), actor| {
+            (*w, d.clone(), Some(actor.clone()))
+        });
+    finalize(
+        deploys.map(|(w, d)| (w, d, None)).concat(with_actor),
+        "FinalizeChanges",
+        params,
+        |(w, _, _)| *w,
+        |(w, _, _)| stable_hash(w),
+        |(w, d, _)| (*w, d.clone()),
+        |acc: &mut BTreeMap<Option<String>, i64>, (_, _, actor), diff| {
+            *acc.entry(actor.clone()).or_default() += diff as i64
+        },
+        emit_changes,
+    )
+}
+
+fn emit_changes(
+    groups: BTreeMap<(u64, DeployEvent), BTreeMap<Option<String>, i64>>,
+    _: &Params,
+) -> Vec<ChangeRecord> {
+    groups
+        .into_iter()
+        .filter(|(_, actors)| actors.get(&None).is_some_and(|n| *n > 0))
+        .map(|((_, d), actors)| ChangeRecord {
+            time_unix_nano: d.time,
+            action: action_name(d.action).to_string(),
+            actor: actors
+                .iter()
+                .find_map(|(a, n)| a.clone().filter(|_| *n > 0))
+                .unwrap_or_default(),
+            service: d.service,
+            environment: d.environment,
+            version: d.version,
+            artifact: d.artifact,
+            id: d.id,
+        })
+        .collect()
+}
+
+/// The CDEvents predicate of a deploy action.
+pub fn action_name(a: DeployAction) -> &'static str {
+    match a {
+        DeployAction::Deployed => "deployed",
+        DeployAction::Upgraded => "upgraded",
+        DeployAction::Rolledback => "rolledback",
+        DeployAction::Removed => "removed",
+    }
+}
