@@ -11,5 +11,6 @@ pub mod metrics;
 pub mod replay;
 pub mod rules;
 pub mod run;
+pub mod scenario;
 pub mod sinks;
 pub mod sources;

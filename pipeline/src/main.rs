@@ -20,7 +20,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the jobs over input files and write sli.jsonl, service_graph.jsonl and dlq.jsonl.
+    /// Run the jobs over input files and write sli.jsonl, service_graph.jsonl,
+    /// slo.jsonl, alerts.jsonl and dlq.jsonl.
     Replay {
         /// Directory of input files named otlp_spans*, otlp_logs*, deploys*, audit* (.jsonl, .json, .pb).
         #[arg(long)]
@@ -38,6 +39,16 @@ enum Command {
         #[arg(long)]
         quiet: bool,
     },
+    /// Write the incident scenario (a bad deploy behind a gateway, then a rollback)
+    /// as replay inputs in OUT/input and its SLO config in OUT/causeway.toml.
+    Scenario {
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// First request, RFC 3339 (default: 2 hours ago, rounded down to the minute).
+        #[arg(long)]
+        start: Option<String>,
+    },
     /// Write Prometheus recording and alerting rules (Sloth naming) for the SLOs of a config.
     Rules {
         /// Config file (TOML) with [[slo]] sections.
@@ -48,7 +59,8 @@ enum Command {
         out: Option<PathBuf>,
     },
     /// Run the jobs on Kafka until SIGTERM/SIGINT: read the input topics, write
-    /// causeway_sli, causeway_service_graph and causeway_dlq, serve /metrics.
+    /// causeway_sli, causeway_service_graph, causeway_slo, causeway_alerts and
+    /// causeway_dlq, serve /metrics.
     #[command(disable_help_flag = true)]
     Run {
         /// Config file (TOML); see deploy/causeway.example.toml.
@@ -119,11 +131,53 @@ fn print_summary(s: &Summary) {
         "  windows emitted  {} ({} SLI records, {} service-graph edges)",
         s.windows, s.sli_records, s.edge_records
     );
+    eprintln!(
+        "  alerts           {} records (alerts.jsonl; burn rates in slo.jsonl)",
+        s.alert_records
+    );
+}
+
+fn scenario(out: &std::path::Path, start: Option<&str>) -> Result<String, String> {
+    use causeway_schemas::time::{now_ns, parse_rfc3339};
+    let start = match start {
+        Some(s) => {
+            parse_rfc3339(s).ok_or_else(|| {
+                format!("--start {s:?} is not RFC 3339, e.g. 2026-11-20T10:00:00Z")
+            })? / 1_000_000_000
+        }
+        None => (now_ns() / 1_000_000_000 - 7200) / 60 * 60,
+    };
+    let s = causeway::scenario::Scenario::standard(start);
+    let input = out.join("input");
+    let spans = s
+        .write(&input)
+        .map_err(|e| format!("cannot write {}: {e}", input.display()))?;
+    let config = out.join("causeway.toml");
+    std::fs::write(&config, s.config_toml())
+        .map_err(|e| format!("cannot write {}: {e}", config.display()))?;
+    Ok(format!(
+        "causeway scenario: {spans} spans, bad deploy at {}, rollback at {}\n  try: causeway replay --input {} --config {} --out {}",
+        causeway_schemas::time::format_rfc3339(s.bad_deploy_at),
+        causeway_schemas::time::format_rfc3339(s.rollback_at),
+        input.display(),
+        config.display(),
+        out.join("out").display()
+    ))
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Scenario { out, start } => match scenario(&out, start.as_deref()) {
+            Ok(msg) => {
+                eprintln!("{msg}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("causeway scenario: {e}");
+                ExitCode::from(2)
+            }
+        },
         Command::Rules { config, out } => {
             let config = match causeway::config::Config::load(Some(&config)) {
                 Ok(c) => c,

@@ -62,6 +62,8 @@ pub struct Summary {
     pub sli_records: u64,
     /// Service-graph records written.
     pub edge_records: u64,
+    /// Alert records written.
+    pub alert_records: u64,
     /// Finalization latency per window, microseconds: from the moment every worker's
     /// watermark had passed the window's final time to the moment its records were written.
     pub finalize_latency_us: Vec<u64>,
@@ -146,6 +148,7 @@ pub fn replay(opts: &ReplayOptions) -> Result<Summary, ReplayError> {
     summary.windows = o.windows;
     summary.sli_records = o.sli_records;
     summary.edge_records = o.edge_records;
+    summary.alert_records = o.alert_records;
     summary.finalize_latency_us = finalize_latencies(&o.emitted, &advances);
     summary.elapsed = started.elapsed();
     dlq.sort_by(|a, b| {

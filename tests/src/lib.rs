@@ -4,3 +4,4 @@
 pub mod kafka;
 pub mod process;
 pub mod reference;
+pub mod scenario;
