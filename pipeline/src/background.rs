@@ -26,3 +26,22 @@ where
             }
         })
 }
+
+/// Sets `flag` on SIGTERM or SIGINT; `who` names the command in the message.
+pub fn watch_signals(who: &'static str, flag: std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    let watcher = spawn("causeway-signals", move || async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut term) = signal(SignalKind::terminate()) else {
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        eprintln!("{who}: shutting down: finishing the current step and committing");
+        flag.store(true, std::sync::atomic::Ordering::SeqCst);
+    });
+    if let Err(e) = watcher {
+        eprintln!("{who}: cannot watch for SIGTERM/SIGINT: {e}");
+    }
+}

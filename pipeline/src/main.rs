@@ -39,6 +39,16 @@ enum Command {
         #[arg(long)]
         quiet: bool,
     },
+    /// Consume causeway_alerts and deliver to Alertmanager, PagerDuty and a webhook
+    /// ([dispatch] in the config), committing each record after delivery.
+    Dispatch {
+        /// Config file (TOML) with a [dispatch] section.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Exit once the topic is read to its end and quiet for time.idle_timeout.
+        #[arg(long)]
+        drain: bool,
+    },
     /// Write the incident scenario (a bad deploy behind a gateway, then a rollback)
     /// as replay inputs in OUT/input and its SLO config in OUT/causeway.toml.
     Scenario {
@@ -168,6 +178,24 @@ fn scenario(out: &std::path::Path, start: Option<&str>) -> Result<String, String
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Dispatch { config, drain } => {
+            match causeway::dispatch::dispatch(&causeway::dispatch::DispatchOptions {
+                config,
+                drain,
+            }) {
+                Ok(s) => {
+                    eprintln!(
+                        "causeway dispatch: stopped; {} records delivered ({} suppressed, not paged), {} rejected by a channel, {} retries, {} malformed",
+                        s.delivered, s.suppressed, s.rejected, s.retries, s.malformed
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("causeway dispatch: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::Scenario { out, start } => match scenario(&out, start.as_deref()) {
             Ok(msg) => {
                 eprintln!("{msg}");

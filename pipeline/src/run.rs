@@ -126,7 +126,7 @@ pub fn run(opts: &RunOptions) -> Result<RunSummary, RunError> {
         }
     };
     let shutdown = Arc::new(AtomicBool::new(false));
-    watch_signals(shutdown.clone());
+    crate::background::watch_signals("causeway run", shutdown.clone());
     let shared = Arc::new(Shared {
         config,
         settings,
@@ -232,25 +232,6 @@ fn cluster_config(opts: &RunOptions) -> Result<timely::Config, RunError> {
         communication,
         worker: timely::WorkerConfig::default(),
     })
-}
-
-/// Sets `flag` on SIGTERM or SIGINT.
-fn watch_signals(flag: Arc<AtomicBool>) {
-    let watcher = crate::background::spawn("causeway-signals", move || async move {
-        use tokio::signal::unix::{signal, SignalKind};
-        let Ok(mut term) = signal(SignalKind::terminate()) else {
-            return;
-        };
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
-        }
-        eprintln!("causeway run: shutting down: flushing and committing");
-        flag.store(true, Ordering::SeqCst);
-    });
-    if let Err(e) = watcher {
-        eprintln!("causeway run: cannot watch for SIGTERM/SIGINT: {e}");
-    }
 }
 
 /// One input partition as a worker reads it.

@@ -57,3 +57,105 @@ pub fn http_get(addr: &str, path: &str) -> String {
         .map(|(_, b)| b.to_string())
         .unwrap_or_default()
 }
+
+/// One request a [`Receiver`] got.
+#[derive(Debug, Clone)]
+pub struct Received {
+    /// Request path.
+    pub path: String,
+    /// Headers, names lowercased.
+    pub headers: Vec<(String, String)>,
+    /// Body, parsed as JSON.
+    pub body: serde_json::Value,
+}
+
+/// A loopback HTTP receiver (PagerDuty / webhook stand-in) that records every
+/// request. Its first `fail_first` requests get `503`, the rest `202`.
+pub struct Receiver {
+    /// `127.0.0.1:port`.
+    pub addr: String,
+    /// Requests answered with 202, in order.
+    pub requests: std::sync::Arc<std::sync::Mutex<Vec<Received>>>,
+    /// Requests answered with 503.
+    pub failed: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Receiver {
+    /// Starts the receiver on a free port.
+    pub fn start(fail_first: usize) -> Receiver {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let failed = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (reqs, fails) = (requests.clone(), failed.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut s) = stream else { continue };
+                let Some(r) = read_request(&mut s) else {
+                    continue;
+                };
+                let fail = fails.load(Ordering::SeqCst) < fail_first;
+                let status = if fail {
+                    fails.fetch_add(1, Ordering::SeqCst);
+                    "503 Service Unavailable"
+                } else {
+                    reqs.lock().expect("lock").push(r);
+                    "202 Accepted"
+                };
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+                );
+            }
+        });
+        Receiver {
+            addr,
+            requests,
+            failed,
+        }
+    }
+
+    /// The requests to `path` so far.
+    pub fn to(&self, path: &str) -> Vec<Received> {
+        self.requests
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|r| r.path == path)
+            .cloned()
+            .collect()
+    }
+}
+
+fn read_request(s: &mut std::net::TcpStream) -> Option<Received> {
+    use std::io::BufRead;
+    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+    let mut r = std::io::BufReader::new(s.try_clone().ok()?);
+    let mut line = String::new();
+    r.read_line(&mut line).ok()?;
+    let path = line.split_whitespace().nth(1)?.to_string();
+    let mut headers = Vec::new();
+    let mut len = 0usize;
+    loop {
+        line.clear();
+        r.read_line(&mut line).ok()?;
+        let l = line.trim_end();
+        if l.is_empty() {
+            break;
+        }
+        let (k, v) = l.split_once(':')?;
+        let (k, v) = (k.trim().to_ascii_lowercase(), v.trim().to_string());
+        if k == "content-length" {
+            len = v.parse().ok()?;
+        }
+        headers.push((k, v));
+    }
+    let mut body = vec![0u8; len];
+    r.read_exact(&mut body).ok()?;
+    Some(Received {
+        path,
+        headers,
+        body: serde_json::from_slice(&body).ok()?,
+    })
+}
