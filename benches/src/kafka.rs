@@ -24,12 +24,13 @@ use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedPr
 use rdkafka::{Message, Offset, TopicPartitionList};
 
 /// The output topics `run` writes.
-pub const OUTPUT_TOPICS: [&str; 6] = [
+pub const OUTPUT_TOPICS: [&str; 7] = [
     "causeway_sli",
     "causeway_service_graph",
     "causeway_dlq",
     "causeway_alerts",
     "causeway_slo",
+    "causeway_evidence",
     "causeway_checkpoints",
 ];
 

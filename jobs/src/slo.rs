@@ -32,6 +32,9 @@ use causeway_schemas::time::{format_rfc3339, NANOS_PER_SEC};
 use crate::obs::Sli;
 use crate::operators::finalize::decode_histogram;
 
+/// The SLI id of M7, whose records the evaluator writes.
+pub const CORRELATED_ALERT_RATE: &str = "correlated_alert_rate";
+
 /// The `alertname` label of every Causeway SLO alert.
 pub const ALERT_NAME: &str = "CausewaySLOErrorBudgetBurn";
 
@@ -204,6 +207,9 @@ pub struct Evaluator {
     /// Changes, by (time, id).
     changes: BTreeMap<(u64, String), ChangeRecord>,
     firing: BTreeMap<String, Firing>,
+    /// The newest window evaluated: older ones are not evaluated again (a
+    /// restarted pipeline recomputes windows whose effect was rebuilt).
+    last: Option<u64>,
 }
 
 impl Evaluator {
@@ -217,6 +223,7 @@ impl Evaluator {
             edges: BTreeMap::new(),
             changes: BTreeMap::new(),
             firing: BTreeMap::new(),
+            last: None,
         }
     }
 
@@ -261,9 +268,14 @@ impl Evaluator {
         longest.max(self.opts.change_lookback_s)
     }
 
-    /// Evaluates every SLO at the end of the window `f.window_start`.
+    /// Evaluates every SLO at the end of the window `f.window_start`. Windows at
+    /// or before the newest one evaluated are ignored.
     pub fn evaluate(&mut self, f: Final<'_>) -> Evaluation {
         let w = f.window_start;
+        if self.last.is_some_and(|l| w <= l) {
+            return Evaluation::default();
+        }
+        self.last = Some(w);
         let end = w + self.opts.window_s;
         for r in f.sli {
             for (i, spec) in self.specs.iter().enumerate() {
@@ -556,7 +568,7 @@ impl Evaluator {
             .into_iter()
             .map(|((service, env), (good, total))| {
                 SliRecord::ratio(
-                    "correlated_alert_rate",
+                    CORRELATED_ALERT_RATE,
                     (service, env, ""),
                     (w, w + self.opts.window_s),
                     good,

@@ -203,6 +203,9 @@ pub struct TopicsConfig {
     pub alerts: String,
     /// Burn rates and budgets out, one record per SLO target and window. Default `causeway_slo`.
     pub slo: String,
+    /// Alert evidence out (exemplars, deploys with actors); read back at restart
+    /// to rebuild the alert state. Default `causeway_evidence`.
+    pub evidence: String,
     /// Checkpoints: one record per input partition and commit, keyed by group,
     /// topic and partition. Create it with `cleanup.policy=compact`. Default
     /// `causeway_checkpoints`.
@@ -221,6 +224,7 @@ impl Default for TopicsConfig {
             dlq: "causeway_dlq".into(),
             alerts: "causeway_alerts".into(),
             slo: "causeway_slo".into(),
+            evidence: "causeway_evidence".into(),
             checkpoints: "causeway_checkpoints".into(),
         }
     }
@@ -707,6 +711,7 @@ impl Config {
             ("dlq", &t.dlq),
             ("alerts", &t.alerts),
             ("slo", &t.slo),
+            ("evidence", &t.evidence),
             ("checkpoints", &t.checkpoints),
         ];
         for (i, (key, name)) in names.iter().enumerate() {

@@ -1,9 +1,10 @@
 //! Worker setup: the input sessions, the jobs, and the sinks they feed.
 
-use causeway_jobs::slo::{Evaluator, Final};
+use causeway_jobs::slo::{Evaluation, Evaluator, Final};
 use causeway_jobs::Inputs as JobInputs;
 use causeway_schemas::records::{
-    AlertRecord, ChangeRecord, ExemplarRecord, ServiceGraphRecord, SliRecord, SloRecord,
+    AlertRecord, ChangeRecord, EvidenceRecord, ExemplarRecord, ServiceGraphRecord, SliRecord,
+    SloRecord,
 };
 use differential_dataflow::input::Input;
 use serde::{Deserialize, Serialize};
@@ -27,6 +28,8 @@ pub trait OutputSink {
     fn edges(&mut self, time: u64, records: &[ServiceGraphRecord]);
     /// Burn rates and budgets evaluated at one time, sorted by (slo, service).
     fn slo(&mut self, time: u64, records: &[SloRecord]);
+    /// The evidence the alert evaluator consumed at one time (exemplars, changes).
+    fn evidence(&mut self, time: u64, records: &[EvidenceRecord]);
     /// Alert state changes of one time, sorted by dedup key.
     fn alerts(&mut self, time: u64, records: &[AlertRecord]);
 }
@@ -44,15 +47,20 @@ enum Output {
     Change(ChangeRecord),
 }
 
-/// Builds the dataflow on `worker`. `sink` is used only on worker 0, where every
-/// output is gathered and the SLOs are evaluated.
+/// The SLO evaluator for `settings`, with no history.
+pub fn evaluator(settings: &Settings) -> Evaluator {
+    Evaluator::new(settings.slos.clone(), settings.alerting.clone())
+}
+
+/// Builds the dataflow on `worker`. `sink` and `evaluator` are used only on
+/// worker 0, where every output is gathered and the SLOs are evaluated.
 pub fn build(
     worker: &mut Worker,
     settings: &Settings,
     sink: Option<Box<dyn OutputSink>>,
+    mut evaluator: Evaluator,
 ) -> (Inputs, ProbeHandle<u64>) {
     let params = settings.params.clone();
-    let mut evaluator = Evaluator::new(settings.slos.clone(), settings.alerting.clone());
     worker.dataflow::<u64, _, _>(move |scope| {
         let (spans_in, spans) = scope.new_collection();
         let (logs_in, logs) = scope.new_collection();
@@ -81,22 +89,14 @@ pub fn build(
             let mut f = Finalized::from(batch);
             // Every output of time t belongs to the window that is final at t.
             let window_start = t.saturating_sub(window + grace);
-            let evaluation = (!evaluator.is_empty()).then(|| {
-                evaluator.evaluate(Final {
-                    window_start,
-                    sli: &f.sli,
-                    edges: &f.edges,
-                    exemplars: &f.exemplars,
-                    changes: &f.changes,
-                })
-            });
-            let evaluation = evaluation.unwrap_or_default();
+            let evaluation = f.evaluate(&mut evaluator, window_start);
             if !evaluation.sli.is_empty() {
                 f.sli.extend(evaluation.sli);
                 f.sli.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
             }
             sink.sli(t, &f.sli);
             sink.edges(t, &f.edges);
+            sink.evidence(t, &f.evidence());
             sink.slo(t, &evaluation.slo);
             sink.alerts(t, &evaluation.alerts);
         })
@@ -113,22 +113,22 @@ pub fn build(
     })
 }
 
-/// One time's outputs, split by kind and sorted.
-struct Finalized {
-    sli: Vec<SliRecord>,
-    edges: Vec<ServiceGraphRecord>,
-    exemplars: Vec<ExemplarRecord>,
-    changes: Vec<ChangeRecord>,
+/// One window's final outputs, split by kind.
+#[derive(Default)]
+pub struct Finalized {
+    /// SLI records.
+    pub sli: Vec<SliRecord>,
+    /// Service-graph edges.
+    pub edges: Vec<ServiceGraphRecord>,
+    /// Exemplars.
+    pub exemplars: Vec<ExemplarRecord>,
+    /// Deploy events with actors.
+    pub changes: Vec<ChangeRecord>,
 }
 
 impl Finalized {
     fn from(batch: Vec<Output>) -> Self {
-        let mut f = Finalized {
-            sli: Vec::new(),
-            edges: Vec::new(),
-            exemplars: Vec::new(),
-            changes: Vec::new(),
-        };
+        let mut f = Finalized::default();
         for o in batch {
             match o {
                 Output::Sli(j) => f.sli.extend(serde_json::from_str::<SliRecord>(&j).ok()),
@@ -137,11 +137,41 @@ impl Finalized {
                 Output::Change(c) => f.changes.push(c),
             }
         }
-        f.sli.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
-        f.edges.sort();
-        f.exemplars.sort();
-        f.changes.sort();
+        f.sort();
         f
+    }
+
+    /// Sorts every kind into its output order.
+    pub fn sort(&mut self) {
+        self.sli.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+        self.edges.sort();
+        self.exemplars.sort();
+        self.changes.sort();
+    }
+
+    /// Evaluates the SLOs at the end of window `window_start` (nothing when no SLO
+    /// is configured).
+    pub fn evaluate(&self, evaluator: &mut Evaluator, window_start: u64) -> Evaluation {
+        if evaluator.is_empty() {
+            return Evaluation::default();
+        }
+        evaluator.evaluate(Final {
+            window_start,
+            sli: &self.sli,
+            edges: &self.edges,
+            exemplars: &self.exemplars,
+            changes: &self.changes,
+        })
+    }
+
+    /// The exemplars and changes as evidence records.
+    pub fn evidence(&self) -> Vec<EvidenceRecord> {
+        self.exemplars
+            .iter()
+            .cloned()
+            .map(EvidenceRecord::Exemplars)
+            .chain(self.changes.iter().cloned().map(EvidenceRecord::Change))
+            .collect()
     }
 }
 

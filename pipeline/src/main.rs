@@ -250,13 +250,21 @@ fn main() -> ExitCode {
             };
             match run(&opts) {
                 Ok(s) => {
+                    let rejected: Vec<String> = s
+                        .stats
+                        .rejected
+                        .iter()
+                        .map(|((t, r), n)| format!("{} {} {n}", t.default_name(), r.as_str()))
+                        .collect();
                     eprintln!(
-                        "causeway run: stopped; {} partitions, {} messages, {} records ({} accepted, {} rejected)",
+                        "causeway run: stopped; {} partitions, {} messages, {} records ({} accepted, {} rejected{}{})",
                         s.partitions,
                         s.stats.messages,
                         s.stats.records,
                         s.stats.accepted_total(),
-                        s.stats.rejected_total()
+                        s.stats.rejected_total(),
+                        if rejected.is_empty() { "" } else { ": " },
+                        rejected.join(", ")
                     );
                     ExitCode::SUCCESS
                 }

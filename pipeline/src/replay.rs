@@ -206,7 +206,7 @@ fn run_worker(
     let (index, peers) = (worker.index(), worker.peers());
     let sink: Option<Box<dyn dataflow::OutputSink>> =
         (index == 0).then(|| Box::new(FileSink(outputs)) as _);
-    let (inputs, probe) = dataflow::build(worker, &settings, sink);
+    let (inputs, probe) = dataflow::build(worker, &settings, sink, dataflow::evaluator(&settings));
     let lateness = settings.allowed_lateness_ns;
     let mut ingest = Ingest::new(inputs, settings);
 

@@ -234,6 +234,63 @@ fn cluster_config(opts: &RunOptions) -> Result<timely::Config, RunError> {
     })
 }
 
+/// Rebuilds the SLO evaluator's state after a restart by feeding it, window by
+/// window, the outputs it consumed before: the SLI records, edges and evidence
+/// of every window final before `resume_from`, read back from the output topics
+/// (repeats of at-least-once delivery counted once). Evaluation is deterministic,
+/// so the state, firing alerts included, is the one the first run had.
+fn rebuild(
+    evaluator: &mut causeway_jobs::slo::Evaluator,
+    params: &causeway_jobs::Params,
+    topics: &crate::config::TopicsConfig,
+    back: &[crate::sinks::kafka::Stored],
+    resume_from: u64,
+) {
+    use causeway_schemas::records::{EvidenceRecord, ServiceGraphRecord, SliRecord};
+    let mut windows: BTreeMap<u64, dataflow::Finalized> = BTreeMap::new();
+    let mut seen = std::collections::HashSet::new();
+    for r in back {
+        if !seen.insert((r.topic.as_str(), r.key.as_str())) {
+            continue;
+        }
+        let v = &r.value;
+        if r.topic == topics.sli {
+            if let Ok(x) = serde_json::from_slice::<SliRecord>(v) {
+                // M7 records are the evaluator's own output, not its input.
+                if x.sli != causeway_jobs::slo::CORRELATED_ALERT_RATE {
+                    windows.entry(x.window_start).or_default().sli.push(x);
+                }
+            }
+        } else if r.topic == topics.service_graph {
+            if let Ok(x) = serde_json::from_slice::<ServiceGraphRecord>(v) {
+                windows.entry(x.window_start).or_default().edges.push(x);
+            }
+        } else if r.topic == topics.evidence {
+            match serde_json::from_slice::<EvidenceRecord>(v) {
+                Ok(EvidenceRecord::Exemplars(x)) => {
+                    windows.entry(x.window_start).or_default().exemplars.push(x)
+                }
+                Ok(EvidenceRecord::Change(c)) => windows
+                    .entry(params.window_of(c.time_unix_nano))
+                    .or_default()
+                    .changes
+                    .push(c),
+                Err(_) => {}
+            }
+        }
+    }
+    let mut n = 0;
+    for (w, mut f) in windows {
+        if params.final_at(w) >= resume_from {
+            break;
+        }
+        f.sort();
+        f.evaluate(evaluator, w);
+        n += 1;
+    }
+    eprintln!("causeway run: alert state rebuilt from {n} emitted windows");
+}
+
 /// One input partition as a worker reads it.
 struct Assigned {
     part: InputPartition,
@@ -275,7 +332,7 @@ fn run_worker(worker: &mut timely::worker::Worker, sh: &Shared) -> Result<(), Ru
         .map_err(KafkaSetupError::Client)?;
     let all = discover(&consumer, k)?;
     let dlq = DlqSink::new(k, metrics.clone())?;
-    let stored = read_fenced(k, dlq.producer(), &[&k.topics.checkpoints], &[])?;
+    let stored = read_fenced(k, dlq.producer(), &[&k.topics.checkpoints])?;
     let checkpoints = latest_checkpoints(&k.group_id, &all, &stored);
     let resume_from = checkpoints
         .iter()
@@ -297,17 +354,28 @@ fn run_worker(worker: &mut timely::worker::Worker, sh: &Shared) -> Result<(), Ru
         prior_out,
         sink: None,
     };
+    let mut evaluator = dataflow::evaluator(&sh.settings);
     let sink: Option<Box<dyn dataflow::OutputSink>> = if index == 0 {
         let mut sink = KafkaSink::new(k, resume_from, metrics.clone())?;
-        if sh.config.processing.guarantee == Guarantee::ExactlyOnce && resume_from > 0 {
-            sink.read_back(k, &resume.prior_out)?;
+        if resume_from > 0 {
+            let exactly_once = sh.config.processing.guarantee == Guarantee::ExactlyOnce;
+            let back = sink.read_back(k, &resume.prior_out, exactly_once)?;
+            if !evaluator.is_empty() {
+                rebuild(
+                    &mut evaluator,
+                    &sh.settings.params,
+                    &k.topics,
+                    &back,
+                    resume_from,
+                );
+            }
         }
         resume.sink = Some((sink.log.clone(), sink.failed_flag(), sink.discard.clone()));
         Some(Box::new(sink))
     } else {
         None
     };
-    let (inputs, probe) = dataflow::build(worker, &sh.settings, sink);
+    let (inputs, probe) = dataflow::build(worker, &sh.settings, sink, evaluator);
     let mut ingest = Ingest::new(inputs, sh.settings.clone());
 
     let started = Instant::now();
@@ -549,7 +617,10 @@ fn watermark(
     let value = |a: &Assigned| a.wm.value(lateness).unwrap_or(0);
     let mut active = None;
     for a in mine.iter_mut() {
-        let is_idle = a.last_message.elapsed() >= idle && a.at_end(consumer);
+        // A partition still re-reading what it had read before a restart is never
+        // idle, however slow its first fetch: its records are known to exist.
+        let rereading = a.position < a.dlq_from;
+        let is_idle = !rereading && a.last_message.elapsed() >= idle && a.at_end(consumer);
         if !is_idle {
             active = Some(active.map_or(value(a), |m: u64| m.min(value(a))));
         }

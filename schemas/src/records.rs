@@ -199,6 +199,17 @@ pub struct ChangeRecord {
     pub actor: String,
 }
 
+/// The evidence the alert evaluator consumed, as written to `causeway_evidence`
+/// (so that a restart can rebuild the evaluator's state exactly).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum EvidenceRecord {
+    /// Exemplars of one (sli, service, environment, window).
+    Exemplars(ExemplarRecord),
+    /// A deploy event.
+    Change(ChangeRecord),
+}
+
 /// Burn rates and budget of one SLO target, evaluated when a window became final.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SloRecord {

@@ -1,12 +1,15 @@
 //! File sink for `causeway replay`: `sli.jsonl`, `service_graph.jsonl`,
-//! `slo.jsonl` (burn rates and budgets) and `alerts.jsonl`.
+//! `slo.jsonl` (burn rates and budgets), `evidence.jsonl` (exemplars and
+//! deploys) and `alerts.jsonl`.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use causeway_schemas::records::{AlertRecord, ServiceGraphRecord, SliRecord, SloRecord};
+use causeway_schemas::records::{
+    AlertRecord, EvidenceRecord, ServiceGraphRecord, SliRecord, SloRecord,
+};
 
 use crate::dataflow::OutputSink;
 
@@ -15,6 +18,7 @@ pub struct FileOutputs {
     sli: BufWriter<File>,
     edges: BufWriter<File>,
     slo: BufWriter<File>,
+    evidence: BufWriter<File>,
     alerts: BufWriter<File>,
     /// Alert records written.
     pub alert_records: u64,
@@ -36,6 +40,7 @@ impl FileOutputs {
             sli: BufWriter::new(File::create(dir.join("sli.jsonl"))?),
             edges: BufWriter::new(File::create(dir.join("service_graph.jsonl"))?),
             slo: BufWriter::new(File::create(dir.join("slo.jsonl"))?),
+            evidence: BufWriter::new(File::create(dir.join("evidence.jsonl"))?),
             alerts: BufWriter::new(File::create(dir.join("alerts.jsonl"))?),
             alert_records: 0,
             sli_records: 0,
@@ -54,6 +59,7 @@ impl FileOutputs {
         self.sli.flush()?;
         self.edges.flush()?;
         self.slo.flush()?;
+        self.evidence.flush()?;
         self.alerts.flush()
     }
 
@@ -94,6 +100,13 @@ impl OutputSink for FileSink {
     fn slo(&mut self, _time: u64, records: &[SloRecord]) {
         let Ok(mut o) = self.0.lock() else { return };
         if let Err(e) = FileOutputs::write_lines(&mut o.slo, records) {
+            o.error.get_or_insert(e);
+        }
+    }
+
+    fn evidence(&mut self, _time: u64, records: &[EvidenceRecord]) {
+        let Ok(mut o) = self.0.lock() else { return };
+        if let Err(e) = FileOutputs::write_lines(&mut o.evidence, records) {
             o.error.get_or_insert(e);
         }
     }

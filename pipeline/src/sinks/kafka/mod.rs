@@ -16,7 +16,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use causeway_schemas::records::{AlertRecord, DlqRecord, ServiceGraphRecord, SliRecord, SloRecord};
+use causeway_schemas::records::{
+    AlertRecord, DlqRecord, EvidenceRecord, ServiceGraphRecord, SliRecord, SloRecord,
+};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
@@ -142,6 +144,17 @@ pub fn slo_key(r: &SloRecord) -> String {
     )
 }
 
+/// The key of an evidence record.
+pub fn evidence_key(r: &EvidenceRecord) -> String {
+    match r {
+        EvidenceRecord::Exemplars(x) => format!(
+            "exemplars|{}|{}|{}|{}",
+            x.sli, x.service, x.environment, x.window_start
+        ),
+        EvidenceRecord::Change(c) => format!("change|{}|{}", c.id, c.time_unix_nano),
+    }
+}
+
 /// The Kafka key of an alert record: its dedup key, so a compacted topic keeps
 /// each alert's latest state.
 pub fn alert_key(r: &AlertRecord) -> String {
@@ -166,6 +179,7 @@ pub struct KafkaSink {
     edge_topic: String,
     slo_topic: String,
     alert_topic: String,
+    evidence_topic: String,
     /// Times below this were emitted before the restart.
     resume_from: u64,
     /// Keys already written since the last checkpoint (exactly-once restarts).
@@ -190,6 +204,7 @@ impl KafkaSink {
             edge_topic: k.topics.service_graph.clone(),
             slo_topic: k.topics.slo.clone(),
             alert_topic: k.topics.alerts.clone(),
+            evidence_topic: k.topics.evidence.clone(),
             resume_from,
             written: HashSet::new(),
             metrics,
@@ -277,6 +292,14 @@ impl OutputSink for KafkaSink {
         self.write(time, &topic, records, slo_key, slo_key);
     }
 
+    fn evidence(&mut self, time: u64, records: &[EvidenceRecord]) {
+        if time < self.resume_from || self.discard.load(Ordering::SeqCst) || records.is_empty() {
+            return;
+        }
+        let topic = self.evidence_topic.clone();
+        self.write(time, &topic, records, evidence_key, evidence_key);
+    }
+
     fn alerts(&mut self, time: u64, records: &[AlertRecord]) {
         if time < self.resume_from || self.discard.load(Ordering::SeqCst) || records.is_empty() {
             return;
@@ -304,17 +327,30 @@ pub fn out_offsets(log: &OutLog, emitted: u64) -> OutOffsets {
 /// compacted topic drops it and readers skip it.
 pub const FENCE_KEY: &str = "__causeway_fence__";
 
-/// Reads `topics` from the offsets in `from` (the beginning of partitions it
-/// does not name) up to fence records written now with `producer`, and returns
-/// every (key, value) with a value, in partition order. The end is found with
-/// our own fence, not the broker's high watermark, which some brokers (tansu
-/// 0.6) report stale.
+/// One record read back from a topic.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// Offset.
+    pub offset: i64,
+    /// Key (lossy UTF-8).
+    pub key: String,
+    /// Value.
+    pub value: Vec<u8>,
+}
+
+/// Reads `topics` from the beginning up to fence records written now with
+/// `producer`, and returns every record with a value, in partition order. The
+/// end is found with our own fence, not the broker's high watermark, which some
+/// brokers (tansu 0.6) report stale.
 pub fn read_fenced(
     k: &KafkaConfig,
     producer: &ThreadedProducer<Acks>,
     topics: &[&str],
-    from: &[(String, i32, i64)],
-) -> Result<Vec<(String, Vec<u8>)>, KafkaSetupError> {
+) -> Result<Vec<Stored>, KafkaSetupError> {
     let op = |what| move |source| KafkaSetupError::Op { what, source };
     let consumer: BaseConsumer = client_config(k)
         .set("group.id", format!("{}-readback", k.group_id))
@@ -338,8 +374,8 @@ pub fn read_fenced(
                 });
             }
             fenced.insert((topic.to_string(), p.id()));
-            // From the beginning, skipping what lies before `from`: some brokers
-            // (tansu 0.6) return nothing for a fetch that starts inside a batch.
+            // From the beginning: some brokers (tansu 0.6) return nothing for a
+            // fetch that starts inside a batch.
             tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
                 .map_err(op("seeking"))?;
         }
@@ -357,11 +393,6 @@ pub fn read_fenced(
         .collect();
     consumer.assign(&tpl).map_err(op("assigning partitions"))?;
     drop(tpl);
-    let skip_below = |topic: &str, partition: i32| {
-        from.iter()
-            .find(|(ft, fp, _)| ft == topic && *fp == partition)
-            .map_or(0, |(_, _, o)| *o)
-    };
     let mut out = Vec::new();
     let deadline = std::time::Instant::now() + REQUEST_TIMEOUT * 4;
     while !ends.is_empty() {
@@ -371,9 +402,13 @@ pub fn read_fenced(
         match consumer.poll(Duration::from_millis(500)) {
             Some(Ok(m)) => {
                 if let (Some(key), Some(v)) = (m.key(), m.payload()) {
-                    if m.offset() >= skip_below(m.topic(), m.partition()) {
-                        out.push((String::from_utf8_lossy(key).into_owned(), v.to_vec()));
-                    }
+                    out.push(Stored {
+                        topic: m.topic().to_string(),
+                        partition: m.partition(),
+                        offset: m.offset(),
+                        key: String::from_utf8_lossy(key).into_owned(),
+                        value: v.to_vec(),
+                    });
                 }
                 let id = (m.topic().to_string(), m.partition());
                 if ends.get(&id).is_some_and(|fence| m.offset() >= *fence) {
@@ -388,27 +423,45 @@ pub fn read_fenced(
 }
 
 impl KafkaSink {
-    /// Reads back every record written to the output topics since `from` and
-    /// skips those keys from now on (exactly-once restarts).
+    /// The output topics, in the order [`read_fenced`] should read them back.
+    pub fn topics(&self) -> [&str; 5] {
+        [
+            &self.sli_topic,
+            &self.edge_topic,
+            &self.evidence_topic,
+            &self.slo_topic,
+            &self.alert_topic,
+        ]
+    }
+
+    /// Reads back every output record and returns them. Under exactly-once,
+    /// the records written since `from` (the checkpointed output offsets) are
+    /// skipped from now on.
     pub fn read_back(
         &mut self,
         k: &KafkaConfig,
         from: &[(String, i32, i64)],
-    ) -> Result<(), KafkaSetupError> {
-        let topics = [
-            self.sli_topic.as_str(),
-            self.edge_topic.as_str(),
-            self.slo_topic.as_str(),
-            self.alert_topic.as_str(),
-        ];
-        for (key, value) in read_fenced(k, &self.producer, &topics, from)? {
-            // Alert records share their dedup key across updates: identify them by content.
-            match serde_json::from_slice::<AlertRecord>(&value) {
-                Ok(a) if a.dedup_key == key => self.written.insert(alert_ident(&a)),
-                _ => self.written.insert(key),
-            };
+        exactly_once: bool,
+    ) -> Result<Vec<Stored>, KafkaSetupError> {
+        let topics = self.topics();
+        let back = read_fenced(k, &self.producer, &topics)?;
+        if exactly_once {
+            for r in &back {
+                let since = from
+                    .iter()
+                    .find(|(t, p, _)| *t == r.topic && *p == r.partition)
+                    .map_or(0, |(_, _, o)| *o);
+                if r.offset < since {
+                    continue;
+                }
+                // Alert records share their dedup key across updates: identify them by content.
+                match serde_json::from_slice::<AlertRecord>(&r.value) {
+                    Ok(a) if r.topic == self.alert_topic => self.written.insert(alert_ident(&a)),
+                    _ => self.written.insert(r.key.clone()),
+                };
+            }
         }
-        Ok(())
+        Ok(back)
     }
 }
 

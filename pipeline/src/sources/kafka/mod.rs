@@ -271,12 +271,12 @@ pub fn checkpoint_key(group: &str, p: &InputPartition) -> String {
 pub fn latest_checkpoints(
     group: &str,
     parts: &[InputPartition],
-    records: &[(String, Vec<u8>)],
+    records: &[crate::sinks::kafka::Stored],
 ) -> Vec<Committed> {
     let mut latest: BTreeMap<&str, (u64, Checkpoint)> = BTreeMap::new();
-    for (key, value) in records {
-        if let Ok(r) = serde_json::from_slice::<CheckpointRecord>(value) {
-            latest.insert(key.as_str(), (r.offset, r.checkpoint));
+    for s in records {
+        if let Ok(r) = serde_json::from_slice::<CheckpointRecord>(&s.value) {
+            latest.insert(s.key.as_str(), (r.offset, r.checkpoint));
         }
     }
     parts
