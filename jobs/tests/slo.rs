@@ -10,7 +10,8 @@ use causeway_schemas::records::{
 };
 
 const W: u64 = 60;
-const T0: u64 = 1_800_000_000 - 1_800_000_000 % 60;
+/// A window start (a multiple of 60).
+const T0: u64 = 1_800_000_000;
 
 fn workbook_policy() -> Vec<Row> {
     let row = |severity, long: u64, ll: &str, short: u64, sl: &str, factor| Row {
@@ -323,4 +324,34 @@ fn maintenance_suppresses_and_evaluation_is_deterministic() {
     let fired: Vec<_> = a.iter().flat_map(|e| &e.alerts).collect();
     assert!(!fired.is_empty());
     assert!(fired.iter().all(|f| f.suppressed));
+}
+
+/// A latency SLO reads good events from the window's HDR histogram: requests at
+/// or under the threshold are good.
+#[test]
+fn latency_slo_counts_from_the_histogram() {
+    use causeway_jobs::operators::finalize::encode_histogram;
+    let mut h = hdrhistogram::Histogram::<u64>::new(3).unwrap();
+    h.record_n(50_000, 90).unwrap(); // 50 ms
+    h.record_n(300_000, 10).unwrap(); // 300 ms
+    let mut record = SliRecord::bare("latency", ("checkout", "prod", "1.0"), (T0, T0 + W));
+    record.total = Some(100);
+    record.histogram = Some(encode_histogram(&h));
+    let mut s = spec(Some("checkout"));
+    s.sli = Sli::Latency;
+    s.objective = 0.9;
+    s.threshold_us = Some(100_000);
+    let mut ev = Evaluator::new(vec![s], options());
+    let e = ev.evaluate(Final {
+        window_start: T0,
+        sli: &[record],
+        ..Final::default()
+    });
+    let r = &e.slo[0];
+    assert_eq!((r.period_bad, r.period_total), (10, 100));
+    // 10% bad against a 10% budget: burn 1 in every window.
+    assert!(r
+        .burn_rates
+        .iter()
+        .all(|b| (b.burn_rate - 1.0).abs() < 1e-9));
 }

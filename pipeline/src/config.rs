@@ -890,6 +890,23 @@ mod tests {
                 "[[slo]]\nname=\"a\"\nservice=\"s\"\nsli=\"availability\"\nobjective=0.9\npolicy=[{severity=\"sms\",long=\"1h\",short=\"5m\",factor=2.0}]",
                 "slo[0].policy[0].severity",
             ),
+            (
+                "[[slo]]\nname=\"a\"\nservice=\"s\"\nsli=\"sampling_bias\"\nobjective=0.9",
+                "slo[0].sli",
+            ),
+            (
+                "[[alerting.maintenance]]\nstart=\"tomorrow\"\nend=\"2026-01-01T00:00:00Z\"",
+                "alerting.maintenance[0].start",
+            ),
+            (
+                "[[alerting.maintenance]]\nstart=\"2026-01-02T00:00:00Z\"\nend=\"2026-01-01T00:00:00Z\"",
+                "alerting.maintenance[0].end",
+            ),
+            ("[alerting]\nexemplars = 0", "alerting.exemplars"),
+            ("[alerting]\nchange_lookback = \"soon\"", "alerting.change_lookback"),
+            ("[dispatch]\nalertmanager_url = \"localhost:9093\"", "dispatch.alertmanager_url"),
+            ("[dispatch]\nresend_interval = \"0s\"", "dispatch.resend_interval"),
+            ("[dispatch]\nwebhook = \"x\"", "webhook"),
         ];
         for (text, expected) in cases {
             let e = Config::from_toml(text, std::iter::empty()).unwrap_err();

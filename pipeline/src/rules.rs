@@ -113,7 +113,9 @@ pub fn rules_yaml(config: &Config) -> String {
                 .iter()
                 .filter(|r| r.severity == severity)
                 .map(|r| {
-                    let t = num(r.factor * budget_f);
+                    // The evaluator's tolerance (`slo::reaches`): a burn of exactly
+                    // `factor` fires despite float rounding.
+                    let t = num(r.factor * budget_f * (1.0 - 1e-9));
                     format!(
                         "(slo:sli_error:ratio_rate{}{{slo={name}}} >= {t} and slo:sli_error:ratio_rate{}{{slo={name}}} >= {t})",
                         r.long, r.short

@@ -461,4 +461,31 @@ mod tests {
         assert!(text.contains("causeway_sli_events_total{environment=\"prod\",outcome=\"bad\",service=\"api\",sli=\"availability\"} 1"), "{text}");
         assert!(text.contains("traces_spanmetrics_calls_total{service=\"api\",span_kind=\"SPAN_KIND_SERVER\",status_code=\"STATUS_CODE_UNSET\"} 9"), "{text}");
     }
+
+    #[test]
+    fn slo_records_set_the_burn_and_budget_gauges() {
+        use causeway_schemas::records::WindowBurn;
+        let m = Metrics::new(10);
+        let r = SloRecord {
+            slo: "avail".into(),
+            service: "api".into(),
+            environment: String::new(),
+            sli: "availability".into(),
+            evaluated_at: 60,
+            objective: 0.999,
+            burn_rates: vec![WindowBurn {
+                window: "5m".into(),
+                bad: 3,
+                total: 1000,
+                burn_rate: 3.0,
+            }],
+            error_budget_remaining: 0.25,
+            period_bad: 3,
+            period_total: 4000,
+        };
+        m.observe_slo(&[r]);
+        let text = String::from_utf8(m.render()).unwrap();
+        assert!(text.contains("causeway_slo_burn_rate{environment=\"\",service=\"api\",slo=\"avail\",window=\"5m\"} 3"), "{text}");
+        assert!(text.contains("causeway_slo_error_budget_remaining_ratio{environment=\"\",service=\"api\",slo=\"avail\"} 0.25"), "{text}");
+    }
 }
