@@ -106,7 +106,7 @@ fn alerts_reach_alertmanager_pagerduty_and_a_webhook() {
             "[kafka]\nbrokers = \"{}\"\n\n[dispatch]\nalertmanager_url = \"http://{am}\"\n\
              pagerduty_url = \"http://{rx}/v2/enqueue\"\npagerduty_routing_key_env = \"CAUSEWAY_TEST_PD_KEY\"\n\
              webhook_url = \"http://{rx}/hook\"\nwebhook_token_env = \"CAUSEWAY_TEST_HOOK_TOKEN\"\n\
-             resend_interval = \"2s\"\ninitial_backoff = \"200ms\"\nmax_backoff = \"1s\"\n",
+             resend_interval = \"1s\"\ninitial_backoff = \"200ms\"\nmax_backoff = \"1s\"\n",
             tansu.brokers,
             rx = receiver.addr
         ),
@@ -168,8 +168,8 @@ fn alerts_reach_alertmanager_pagerduty_and_a_webhook() {
         assert_eq!(got["status"]["state"], "active");
     }
 
-    // Recovery: the resolved records end the pages; the tickets keep firing
-    // (re-sent every 2 s, so Alertmanager keeps them active).
+    // Recovery: the resolved records end the pages; the tickets keep firing:
+    // each send says endsAt = now + 4 s, so they stay active only if re-sent.
     produce(&tansu.brokers, &resolved);
     let left = wait_for("the pages to resolve", Duration::from_secs(60), || {
         let left = am_alerts(&am);
@@ -261,6 +261,19 @@ fn alerts_reach_alertmanager_pagerduty_and_a_webhook() {
         }
     }
     assert!(terminate(&mut d2.0, Duration::from_secs(30)).success());
+    // CAUSEWAY_EXAMPLES=DIR keeps one real payload per channel (for docs).
+    if let Some(out) = std::env::var_os("CAUSEWAY_EXAMPLES") {
+        let out = std::path::PathBuf::from(out);
+        std::fs::create_dir_all(&out).unwrap();
+        let pretty = |v: &serde_json::Value| serde_json::to_string_pretty(v).unwrap();
+        std::fs::write(
+            out.join("alertmanager.json"),
+            pretty(&serde_json::json!(shown)),
+        )
+        .unwrap();
+        std::fs::write(out.join("pagerduty.json"), pretty(&pd[0].body)).unwrap();
+        std::fs::write(out.join("webhook.json"), pretty(&hook[0].body)).unwrap();
+    }
 
     // A third start finds every offset committed: nothing is paged again.
     let log3 = dir.join("dispatch-3.log");
