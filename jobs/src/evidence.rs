@@ -3,6 +3,9 @@
 //! their correlated audit record. Both are emitted per window when it is final,
 //! like the SLI records, so the alert evaluator sees them at the same time.
 //!
+//! Exemplars are collected only for the SLIs that have an SLO
+//! (`Params::availability_exemplars`, `Params::latency_exemplars`).
+//!
 //! - **Availability exemplars**: `ERROR` entry spans. The `params.exemplars`
 //!   smallest trace ids per (service, environment, window) are kept. Each is
 //!   joined with its trace's spans to find the deepest `ERROR` span (depth = hops
@@ -63,10 +66,12 @@ pub fn exemplars<'s>(
     params: &Params,
 ) -> StreamVec<'s, u64, ExemplarRecord> {
     let p = params.clone();
+    let (availability, latency) = (params.availability_exemplars, params.latency_exemplars);
     let entries = spans.clone().flat_map_ref(move |_, f| {
         let s = &f.span;
-        s.is_entry().then(|| Candidate {
-            sli: if s.status == SpanStatus::Error {
+        let error = s.status == SpanStatus::Error;
+        (s.is_entry() && (latency || (availability && error))).then(|| Candidate {
+            sli: if error {
                 Sli::Availability
             } else {
                 Sli::Latency
@@ -80,11 +85,11 @@ pub fn exemplars<'s>(
         })
     });
     // An ERROR entry span is also a latency candidate.
-    let latency = entries.clone().map(|c| Candidate {
+    let slow = entries.clone().filter(move |_| latency).map(|c| Candidate {
         sli: Sli::Latency,
         ..c
     });
-    let errors = entries.filter(|c| c.sli == Sli::Availability);
+    let errors = entries.filter(move |c| availability && c.sli == Sli::Availability);
     let error_traces = errors.clone().map(|c| (c.trace, ())).distinct();
     let deepest = error_traces
         .arrange_by_key_named("ErrorTraces")
@@ -105,14 +110,14 @@ pub fn exemplars<'s>(
                 output.push((service, 1));
             }
         });
-    let availability = errors
+    let available = errors
         .map(|c| (c.trace, c))
         .join_map(deepest, |_, c, service| Candidate {
             deepest_error: service.clone(),
             ..c.clone()
         });
     finalize(
-        availability.concat(latency),
+        available.concat(slow),
         "FinalizeExemplars",
         params,
         |c| c.window,

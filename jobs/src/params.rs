@@ -36,6 +36,10 @@ pub struct Params {
     pub skew_tolerance_ns: u64,
     /// Exemplar traces kept per (sli, service, environment, window) (default 5).
     pub exemplars: usize,
+    /// Collect availability exemplars (an availability SLO exists; default false).
+    pub availability_exemplars: bool,
+    /// Collect latency exemplars (a latency SLO exists; default false).
+    pub latency_exemplars: bool,
 }
 
 impl Default for Params {
@@ -47,6 +51,8 @@ impl Default for Params {
             max_span_duration_ns: 3600 * NANOS_PER_SEC,
             skew_tolerance_ns: NANOS_PER_SEC,
             exemplars: 5,
+            availability_exemplars: false,
+            latency_exemplars: false,
         }
     }
 }

@@ -189,6 +189,49 @@ pub fn dedup_key(slo: &str, service: &str, environment: &str, severity: Severity
 /// (slo index, service).
 type Target = (usize, String);
 
+/// Bad and total events per window of one target, kept as running sums so that
+/// the sum over any span is two lookups, however long the period.
+#[derive(Default)]
+struct Series {
+    /// Sums up to and including each window start.
+    cum: BTreeMap<u64, (u64, u64)>,
+    /// Sums up to the newest forgotten window.
+    base: (u64, u64),
+}
+
+impl Series {
+    /// Adds events to window `w`, which is the newest window.
+    fn add(&mut self, w: u64, bad: u64, total: u64) {
+        let last = self.cum.last_key_value().map_or(self.base, |(_, v)| *v);
+        let e = self.cum.entry(w).or_insert(last);
+        e.0 += bad;
+        e.1 += total;
+    }
+
+    /// Running sums of the windows starting before `t`.
+    fn before(&self, t: u64) -> (u64, u64) {
+        self.cum
+            .range(..t)
+            .next_back()
+            .map_or(self.base, |(_, v)| *v)
+    }
+
+    /// Bad and total events of the windows starting in `[from, to)`.
+    fn sum(&self, from: u64, to: u64) -> (u64, u64) {
+        let (a, b) = (self.before(from), self.before(to));
+        (b.0 - a.0, b.1 - a.1)
+    }
+
+    /// Forgets windows starting before `oldest`.
+    fn forget(&mut self, oldest: u64) {
+        let keep = self.cum.split_off(&oldest);
+        if let Some((_, v)) = self.cum.last_key_value() {
+            self.base = *v;
+        }
+        self.cum = keep;
+    }
+}
+
 struct Firing {
     record: AlertRecord,
 }
@@ -197,8 +240,8 @@ struct Firing {
 pub struct Evaluator {
     specs: Vec<SloSpec>,
     opts: AlertOptions,
-    /// Per target: window start → (bad, total).
-    history: BTreeMap<Target, BTreeMap<u64, (u64, u64)>>,
+    /// Per target: bad/total per window, as running sums.
+    history: BTreeMap<Target, Series>,
     /// (sli, service, environment) → window start → exemplars.
     exemplars:
         BTreeMap<(String, String, String), BTreeMap<u64, Vec<causeway_schemas::records::Exemplar>>>,
@@ -259,13 +302,11 @@ impl Evaluator {
 
     /// The longest span of history any SLO needs, seconds.
     fn retention(&self) -> u64 {
-        let longest = self
-            .specs
+        self.specs
             .iter()
             .flat_map(|s| s.policy.iter().map(|r| r.long.0).chain([s.period_s]))
             .max()
-            .unwrap_or(0);
-        longest.max(self.opts.change_lookback_s)
+            .unwrap_or(0)
     }
 
     /// Evaluates every SLO at the end of the window `f.window_start`. Windows at
@@ -280,10 +321,10 @@ impl Evaluator {
         for r in f.sli {
             for (i, spec) in self.specs.iter().enumerate() {
                 if let Some((bad, total)) = Self::counts(spec, r) {
-                    let h = self.history.entry((i, r.service.clone())).or_default();
-                    let e = h.entry(w).or_default();
-                    e.0 += bad;
-                    e.1 += total;
+                    self.history
+                        .entry((i, r.service.clone()))
+                        .or_default()
+                        .add(w, bad, total);
                 }
             }
         }
@@ -311,28 +352,37 @@ impl Evaluator {
         out
     }
 
-    /// Drops state older than any SLO, lookback or exemplar window needs.
+    /// Drops state older than the SLO periods and policy windows (history), the
+    /// short windows (exemplars) and the change lookback (edges, changes) need.
     fn forget(&mut self, end: u64) {
         let oldest = end.saturating_sub(self.retention());
         for h in self.history.values_mut() {
-            *h = h.split_off(&oldest);
+            h.forget(oldest);
         }
+        let shortest = end.saturating_sub(self.exemplar_retention());
         for x in self.exemplars.values_mut() {
-            *x = x.split_off(&oldest);
+            *x = x.split_off(&shortest);
         }
-        self.edges = self.edges.split_off(&oldest);
+        let lookback = end.saturating_sub(self.opts.change_lookback_s);
+        self.edges = self.edges.split_off(&lookback);
         self.changes = self
             .changes
-            .split_off(&(oldest * NANOS_PER_SEC, String::new()));
+            .split_off(&(lookback * NANOS_PER_SEC, String::new()));
+    }
+
+    /// The longest short window of any policy, seconds.
+    fn exemplar_retention(&self) -> u64 {
+        self.specs
+            .iter()
+            .flat_map(|s| s.policy.iter().map(|r| r.short.0))
+            .max()
+            .unwrap_or(0)
     }
 
     fn sum(&self, target: &Target, end: u64, span: u64) -> (u64, u64) {
         self.history
             .get(target)
-            .map(|h| {
-                h.range(end.saturating_sub(span)..end)
-                    .fold((0, 0), |(b, t), (_, (bad, total))| (b + bad, t + total))
-            })
+            .map(|h| h.sum(end.saturating_sub(span), end))
             .unwrap_or_default()
     }
 

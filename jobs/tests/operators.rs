@@ -51,7 +51,11 @@ fn run_with_exemplars(
     Captured<ServiceGraphRecord>,
     Captured<ExemplarRecord>,
 ) {
-    let params = Params::default();
+    let params = Params {
+        availability_exemplars: true,
+        latency_exemplars: true,
+        ..Params::default()
+    };
     let (sli, graph, exemplars) = timely::example(move |scope| {
         let (mut input, spans_c) = scope.new_collection::<Span, isize>();
         let (_logs_in, logs) = scope.new_collection();

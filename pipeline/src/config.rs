@@ -514,6 +514,8 @@ impl Config {
             max_span_duration_ns: duration("time.max_span_duration", &t.max_span_duration)?,
             skew_tolerance_ns: duration("time.skew_tolerance", &t.skew_tolerance)?,
             exemplars: self.alerting.exemplars,
+            availability_exemplars: self.slo.iter().any(|s| s.sli == "availability"),
+            latency_exemplars: self.slo.iter().any(|s| s.sli == "latency"),
         };
         let pii = PiiDetector::with_patterns(&self.decode.pii_patterns).map_err(|e| {
             ConfigError::Value {
@@ -848,7 +850,12 @@ mod tests {
     fn the_example_file_loads() {
         let text = include_str!("../../deploy/causeway.example.toml");
         let c = Config::from_toml(text, std::iter::empty()).unwrap();
-        assert_eq!(c.settings().unwrap().params, Params::default());
+        // Its availability SLO turns on availability exemplars; the rest is default.
+        let want = Params {
+            availability_exemplars: true,
+            ..Params::default()
+        };
+        assert_eq!(c.settings().unwrap().params, want);
     }
 
     #[test]
