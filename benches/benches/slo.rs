@@ -3,26 +3,12 @@
 //! history already holds 28 days of one-minute windows.
 
 use causeway_jobs::obs::Sli;
-use causeway_jobs::slo::{AlertOptions, Evaluator, Final, Row, Severity, SloSpec};
+use causeway_jobs::slo::{AlertOptions, Evaluator, Final, Row, SloSpec};
 use causeway_schemas::records::SliRecord;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 const W: u64 = 60;
 const SERVICES: usize = 100;
-
-fn policy() -> Vec<Row> {
-    let row = |severity, long: u64, ll: &str, short: u64, sl: &str, factor| Row {
-        severity,
-        long: (long, ll.into()),
-        short: (short, sl.into()),
-        factor,
-    };
-    vec![
-        row(Severity::Page, 3600, "1h", 300, "5m", 14.4),
-        row(Severity::Page, 6 * 3600, "6h", 1800, "30m", 6.0),
-        row(Severity::Ticket, 3 * 86400, "3d", 6 * 3600, "6h", 1.0),
-    ]
-}
 
 fn window(w: u64) -> Vec<SliRecord> {
     (0..SERVICES)
@@ -51,7 +37,7 @@ fn evaluator(c: &mut Criterion) {
         period_s: 28 * 86400,
         threshold_us: None,
         min_events: 1,
-        policy: policy(),
+        policy: Row::workbook(),
     };
     let mut ev = Evaluator::new(
         vec![spec],

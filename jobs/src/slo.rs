@@ -70,6 +70,24 @@ pub struct Row {
     pub factor: f64,
 }
 
+impl Row {
+    /// The SRE-workbook multi-window, multi-burn-rate policy (SPEC §4): page
+    /// 14.4× over 1h & 5m, page 6× over 6h & 30m, ticket 1× over 3d & 6h.
+    pub fn workbook() -> Vec<Row> {
+        let row = |severity, long: u64, ll: &str, short: u64, sl: &str, factor| Row {
+            severity,
+            long: (long, ll.into()),
+            short: (short, sl.into()),
+            factor,
+        };
+        vec![
+            row(Severity::Page, 3600, "1h", 300, "5m", 14.4),
+            row(Severity::Page, 6 * 3600, "6h", 1800, "30m", 6.0),
+            row(Severity::Ticket, 3 * 86400, "3d", 6 * 3600, "6h", 1.0),
+        ]
+    }
+}
+
 /// One SLO, resolved from the config.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SloSpec {

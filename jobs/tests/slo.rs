@@ -13,20 +13,6 @@ const W: u64 = 60;
 /// A window start (a multiple of 60).
 const T0: u64 = 1_800_000_000;
 
-fn workbook_policy() -> Vec<Row> {
-    let row = |severity, long: u64, ll: &str, short: u64, sl: &str, factor| Row {
-        severity,
-        long: (long, ll.into()),
-        short: (short, sl.into()),
-        factor,
-    };
-    vec![
-        row(Severity::Page, 3600, "1h", 300, "5m", 14.4),
-        row(Severity::Page, 6 * 3600, "6h", 1800, "30m", 6.0),
-        row(Severity::Ticket, 3 * 86400, "3d", 6 * 3600, "6h", 1.0),
-    ]
-}
-
 fn spec(service: Option<&str>) -> SloSpec {
     SloSpec {
         name: "avail".into(),
@@ -37,7 +23,7 @@ fn spec(service: Option<&str>) -> SloSpec {
         period_s: 30 * 86400,
         threshold_us: None,
         min_events: 1,
-        policy: workbook_policy(),
+        policy: Row::workbook(),
     }
 }
 

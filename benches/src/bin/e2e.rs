@@ -1,6 +1,9 @@
 //! End-to-end throughput and latency of `causeway replay` on a seeded workload.
 //!
-//! `cargo run --release -p causeway-benches --bin e2e -- [traces=150000] [proto|json]`
+//! `cargo run --release -p causeway-benches --bin e2e -- [traces=150000] [proto|json] [config.toml]`
+//!
+//! With a config holding `[[slo]]` sections the run includes the SLO evaluator,
+//! exemplars and alerts.
 //!
 //! Generates the workload once (4 partitions per topic), then replays it with 1
 //! and 2 workers, each in a fresh child process so peak RSS is its own, and prints
@@ -25,12 +28,12 @@ fn peak_rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
-fn child(dir: &Path, workers: usize) {
+fn child(dir: &Path, workers: usize, config: Option<PathBuf>) {
     let out = dir.join(format!("out-{workers}"));
     let s = replay(&ReplayOptions {
         input: dir.join("in"),
         out,
-        config: None,
+        config,
         workers,
         progress: false,
     })
@@ -61,7 +64,11 @@ fn child(dir: &Path, workers: usize) {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("--child") {
-        child(Path::new(&args[2]), args[3].parse().expect("workers"));
+        child(
+            Path::new(&args[2]),
+            args[3].parse().expect("workers"),
+            args.get(4).map(PathBuf::from),
+        );
         return;
     }
     let traces: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(150_000);
@@ -90,9 +97,14 @@ fn main() {
         traces as u64 / cfg.duration_s
     );
     println!("workers      spans    seconds     spans/s  fin.p50 ms  fin.p99 ms  peak RSS MiB");
+    let config: Vec<String> = args.get(3).cloned().into_iter().collect();
+    if let Some(c) = config.first() {
+        println!("config: {c}");
+    }
     for workers in [1, 2] {
         let out = Command::new(&args[0])
             .args(["--child", &dir.display().to_string(), &workers.to_string()])
+            .args(&config)
             .output()
             .expect("spawn child");
         let line = String::from_utf8_lossy(&out.stdout);
