@@ -518,12 +518,12 @@ impl Evaluator {
             .cloned()
             .collect();
         changes.reverse();
-        let suspected = changes
+        // The change that groups the alert: the culprit's newest, else the newest.
+        let suspect = changes
             .iter()
             .find(|c| c.service == culprit)
-            .or(changes.first())
-            .map(|c| c.id.clone())
-            .unwrap_or_default();
+            .or(changes.first());
+        let suspected = suspect.map(|c| c.id.clone()).unwrap_or_default();
         let suppressed = self.opts.maintenance.iter().any(|m| {
             (m.start..m.end).contains(&starts_at)
                 && (m.services.is_empty() || m.services.iter().any(|s| s == service))
@@ -535,30 +535,21 @@ impl Evaluator {
             ("environment".to_string(), environment.clone()),
             ("severity".to_string(), severity.as_str().to_string()),
         ]);
-        let summary = match changes.first() {
-            Some(c) => format!(
-                "{} {} SLO {} is burning its error budget; culprit {}; suspected change: {} {} {}{}",
-                service,
-                spec.sli.as_str(),
-                spec.name,
-                culprit,
-                c.action,
-                c.service,
-                c.version,
-                if c.actor.is_empty() {
-                    String::new()
-                } else {
-                    format!(" by {}", c.actor)
-                }
-            ),
-            None => format!(
-                "{} {} SLO {} is burning its error budget; culprit {}",
-                service,
-                spec.sli.as_str(),
-                spec.name,
-                culprit
-            ),
-        };
+        let mut summary = format!(
+            "{service}: SLO {} ({} {}) is burning its error budget; culprit {culprit}",
+            spec.name,
+            spec.sli.as_str(),
+            spec.objective
+        );
+        if let Some(c) = suspect {
+            summary.push_str(&format!(
+                "; suspected change: {} {} {}",
+                c.service, c.version, c.action
+            ));
+            if !c.actor.is_empty() {
+                summary.push_str(&format!(" by {}", c.actor));
+            }
+        }
         AlertRecord {
             dedup_key: String::new(),
             group_key: stable_key(&[&culprit, &suspected]),

@@ -128,6 +128,8 @@ pub struct DispatchConfig {
     pub max_backoff: String,
     /// Per-request timeout. Default `10s`.
     pub request_timeout: String,
+    /// Where the dispatcher serves `/metrics`; empty disables it. Default `127.0.0.1:9465`.
+    pub metrics_bind: String,
 }
 
 impl Default for DispatchConfig {
@@ -144,6 +146,7 @@ impl Default for DispatchConfig {
             initial_backoff: "500ms".into(),
             max_backoff: "30s".into(),
             request_timeout: "10s".into(),
+            metrics_bind: "127.0.0.1:9465".into(),
         }
     }
 }
@@ -659,6 +662,15 @@ impl Config {
                     ));
                 }
             }
+        }
+        if !d.metrics_bind.is_empty() && d.metrics_bind.parse::<std::net::SocketAddr>().is_err() {
+            return Err(value(
+                "dispatch.metrics_bind",
+                &format!(
+                    "is {:?}; use ip:port, e.g. \"127.0.0.1:9465\", or \"\" to disable",
+                    d.metrics_bind
+                ),
+            ));
         }
         if d.pagerduty_routing_key_env.is_some() && d.pagerduty_routing_key_file.is_some() {
             return Err(value(

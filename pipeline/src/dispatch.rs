@@ -19,6 +19,9 @@
 //! not paged. Routing keys and tokens are read from the environment or a file and
 //! never printed.
 //!
+//! `/metrics` (on `dispatch.metrics_bind`) counts attempts per channel and
+//! outcome, records per outcome, and the firing alerts being re-sent.
+//!
 //! At start the dispatcher reads the topic from the beginning: records before the
 //! committed offsets only rebuild the set of firing alerts (for re-sends); the
 //! rest are delivered.
@@ -36,6 +39,7 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use serde_json::{json, Value};
 
 use crate::config::{parse_duration, Config, ConfigError, DispatchConfig};
+use crate::metrics::Metrics;
 use crate::sources::kafka::{client_config, Health, REQUEST_TIMEOUT};
 
 /// Why the dispatcher could not run.
@@ -53,6 +57,9 @@ pub enum DispatchError {
     /// Kafka setup failed.
     #[error("kafka: {0}")]
     Kafka(String),
+    /// The metrics endpoint could not start.
+    #[error("{0}")]
+    Metrics(String),
 }
 
 /// Options of `causeway dispatch`.
@@ -68,7 +75,7 @@ pub struct DispatchOptions {
 /// What a dispatcher did.
 #[derive(Debug, Default, Clone)]
 pub struct DispatchSummary {
-    /// Records delivered (or deliberately not paged: suppressed).
+    /// Records delivered to every channel.
     pub delivered: u64,
     /// Records that were suppressed.
     pub suppressed: u64,
@@ -348,6 +355,7 @@ fn post(agent: &ureq::Agent, url: &str, body: &Value, bearer: Option<&Secret>) -
 }
 
 struct Dispatcher {
+    metrics: Arc<Metrics>,
     agent: ureq::Agent,
     channels: Vec<Channel>,
     backoff: (Duration, Duration),
@@ -366,10 +374,20 @@ impl Dispatcher {
             Channel::Webhook { url, token } => (url.as_str(), token.as_ref()),
         };
         let mut delay = self.backoff.0;
+        let count = |outcome: &str| {
+            self.metrics
+                .dispatch_attempts
+                .with_label_values(&[ch.name(), outcome])
+                .inc()
+        };
         loop {
             match post(&self.agent, url, body, bearer) {
-                Attempt::Ok => return true,
+                Attempt::Ok => {
+                    count("ok");
+                    return true;
+                }
                 Attempt::Reject(why) => {
+                    count("rejected");
                     eprintln!(
                         "causeway dispatch: {} rejected {what} for good ({why}); skipping it",
                         ch.name()
@@ -378,6 +396,7 @@ impl Dispatcher {
                     return true;
                 }
                 Attempt::Retry(why) => {
+                    count("retry");
                     eprintln!(
                         "causeway dispatch: {} failed for {what} ({why}); retrying in {:?}",
                         ch.name(),
@@ -445,7 +464,17 @@ pub fn dispatch(opts: &DispatchOptions) -> Result<DispatchSummary, DispatchError
     let dur = |v: &str| Duration::from_nanos(parse_duration(v).unwrap_or(0));
     let stop = Arc::new(AtomicBool::new(false));
     crate::background::watch_signals("causeway dispatch", stop.clone());
+    let metrics = Arc::new(Metrics::new(config.metrics.max_series));
+    let _server = match d.metrics_bind.as_str() {
+        "" => None,
+        bind => Some(crate::metrics::serve(bind, metrics.clone()).map_err(|e| {
+            DispatchError::Metrics(format!(
+                "cannot serve /metrics on {bind}: {e}; change dispatch.metrics_bind"
+            ))
+        })?),
+    };
     let mut dispatcher = Dispatcher {
+        metrics: metrics.clone(),
         agent: ureq::AgentBuilder::new()
             .timeout(dur(&d.request_timeout))
             .build(),
@@ -544,24 +573,36 @@ pub fn dispatch(opts: &DispatchOptions) -> Result<DispatchSummary, DispatchError
         match serde_json::from_slice::<AlertRecord>(payload) {
             Ok(a) => {
                 if !replaying {
-                    if a.suppressed {
+                    let outcome = if a.suppressed {
                         dispatcher.summary.suppressed += 1;
-                    } else if !dispatcher.deliver(&a) {
+                        "suppressed"
+                    } else if dispatcher.deliver(&a) {
+                        dispatcher.summary.delivered += 1;
+                        "delivered"
+                    } else {
                         break; // stopping: this record stays uncommitted
-                    }
-                    dispatcher.summary.delivered += 1;
+                    };
+                    metrics.dispatch_records.with_label_values(&[outcome]).inc();
                 }
                 if a.status == "firing" && !a.suppressed {
                     firing.insert(a.dedup_key.clone(), a);
                 } else {
                     firing.remove(&a.dedup_key);
                 }
+                metrics
+                    .dispatch_firing
+                    .with_label_values(&["alertmanager"])
+                    .set(firing.len() as i64);
             }
             Err(e) => {
                 eprintln!(
                     "causeway dispatch: {topic}/{partition}/{offset} is not an alert record ({e}); skipping it"
                 );
                 dispatcher.summary.malformed += 1;
+                metrics
+                    .dispatch_records
+                    .with_label_values(&["malformed"])
+                    .inc();
             }
         }
         if !replaying {

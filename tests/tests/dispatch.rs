@@ -98,6 +98,7 @@ fn alerts_reach_alertmanager_pagerduty_and_a_webhook() {
     produce(&tansu.brokers, &firing);
     let receiver = Receiver::start(1);
     let am_port = free_port();
+    let metrics = format!("127.0.0.1:{}", free_port());
     let am = format!("127.0.0.1:{am_port}");
     let cfg = dir.join("dispatch.toml");
     std::fs::write(
@@ -106,7 +107,8 @@ fn alerts_reach_alertmanager_pagerduty_and_a_webhook() {
             "[kafka]\nbrokers = \"{}\"\n\n[dispatch]\nalertmanager_url = \"http://{am}\"\n\
              pagerduty_url = \"http://{rx}/v2/enqueue\"\npagerduty_routing_key_env = \"CAUSEWAY_TEST_PD_KEY\"\n\
              webhook_url = \"http://{rx}/hook\"\nwebhook_token_env = \"CAUSEWAY_TEST_HOOK_TOKEN\"\n\
-             resend_interval = \"1s\"\ninitial_backoff = \"200ms\"\nmax_backoff = \"1s\"\n",
+             resend_interval = \"1s\"\ninitial_backoff = \"200ms\"\nmax_backoff = \"1s\"\n\
+             metrics_bind = \"{metrics}\"\n",
             tansu.brokers,
             rx = receiver.addr
         ),
@@ -260,6 +262,34 @@ fn alerts_reach_alertmanager_pagerduty_and_a_webhook() {
             assert_eq!(b["alerts"][0]["endsAt"], end.as_str());
         }
     }
+    // The dispatcher's own metrics agree.
+    let text = http_get(&metrics, "/metrics");
+    let value = |series: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or_else(|| panic!("{series} missing:\n{text}"))
+    };
+    let n = alerts.len() as f64;
+    assert_eq!(
+        value("causeway_dispatch_attempts_total{channel=\"pagerduty\",outcome=\"ok\"}"),
+        n
+    );
+    assert_eq!(
+        value("causeway_dispatch_attempts_total{channel=\"pagerduty\",outcome=\"retry\"}"),
+        1.0
+    );
+    assert_eq!(
+        value("causeway_dispatch_attempts_total{channel=\"webhook\",outcome=\"ok\"}"),
+        n
+    );
+    assert_eq!(
+        value("causeway_dispatch_records_total{outcome=\"delivered\"}"),
+        n
+    );
+    assert_eq!(
+        value("causeway_dispatch_firing_alerts{channel=\"alertmanager\"}"),
+        (firing.len() - resolved.len()) as f64
+    );
     assert!(terminate(&mut d2.0, Duration::from_secs(30)).success());
     // CAUSEWAY_EXAMPLES=DIR keeps one real payload per channel (for docs).
     if let Some(out) = std::env::var_os("CAUSEWAY_EXAMPLES") {

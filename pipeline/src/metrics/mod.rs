@@ -96,6 +96,14 @@ pub struct Metrics {
     pub kafka_up: IntGauge,
     /// `causeway_checkpoint_emitted_time_seconds`: final time of the newest committed window.
     pub checkpoint: IntGauge,
+    /// `causeway_dispatch_attempts_total{channel,outcome}` (`causeway dispatch`):
+    /// HTTP attempts, outcome `ok`, `retry` or `rejected`.
+    pub dispatch_attempts: IntCounterVec,
+    /// `causeway_dispatch_records_total{outcome}` (`causeway dispatch`): alert
+    /// records handled, outcome `delivered`, `suppressed` or `malformed`.
+    pub dispatch_records: IntCounterVec,
+    /// `causeway_dispatch_firing_alerts{channel="alertmanager"}`: alerts being re-sent.
+    pub dispatch_firing: IntGaugeVec,
 }
 
 /// Registers `m` in `r` and returns it. The names are constants of this module,
@@ -254,6 +262,24 @@ impl Metrics {
             ),
             kafka_up,
             checkpoint,
+            dispatch_attempts: counter(
+                &r,
+                "causeway_dispatch_attempts_total",
+                "HTTP attempts of causeway dispatch per channel, by outcome (ok, retry, rejected)",
+                &["channel", "outcome"],
+            ),
+            dispatch_records: counter(
+                &r,
+                "causeway_dispatch_records_total",
+                "Alert records causeway dispatch handled, by outcome (delivered, suppressed, malformed)",
+                &["outcome"],
+            ),
+            dispatch_firing: int_gauge(
+                &r,
+                "causeway_dispatch_firing_alerts",
+                "Firing alerts causeway dispatch re-sends",
+                &["channel"],
+            ),
             registry: r,
         }
     }
