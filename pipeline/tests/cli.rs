@@ -118,3 +118,30 @@ fn run_with_a_bad_config_names_the_key_before_connecting() {
         "{err}"
     );
 }
+
+#[test]
+fn dispatch_without_a_channel_or_secret_says_what_to_set() {
+    let d = scratch("dispatch");
+    let run = |config: &str| {
+        let path = d.join("c.toml");
+        std::fs::write(&path, config).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_causeway"))
+            .args(["dispatch", "--config"])
+            .arg(&path)
+            .env_remove("CAUSEWAY_CLI_TEST_UNSET")
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = run("[dispatch]\nmetrics_bind = \"\"\n");
+    assert_eq!(code, 2);
+    assert!(err.contains("dispatch.alertmanager_url"), "{err}");
+    let (code, err) = run(
+        "[dispatch]\nmetrics_bind = \"\"\npagerduty_routing_key_env = \"CAUSEWAY_CLI_TEST_UNSET\"\n",
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("CAUSEWAY_CLI_TEST_UNSET") && err.contains("is not set"), "{err}");
+}
