@@ -250,10 +250,6 @@ impl Series {
     }
 }
 
-struct Firing {
-    record: AlertRecord,
-}
-
 /// The burn-rate and alert state machine.
 pub struct Evaluator {
     specs: Vec<SloSpec>,
@@ -267,7 +263,8 @@ pub struct Evaluator {
     edges: BTreeMap<u64, BTreeSet<(String, String)>>,
     /// Changes, by (time, id).
     changes: BTreeMap<(u64, String), ChangeRecord>,
-    firing: BTreeMap<String, Firing>,
+    /// Firing alerts by dedup key.
+    firing: BTreeMap<String, AlertRecord>,
     /// The newest window evaluated: older ones are not evaluated again (a
     /// restarted pipeline recomputes windows whose effect was rebuilt).
     last: Option<u64>,
@@ -377,6 +374,10 @@ impl Evaluator {
         for h in self.history.values_mut() {
             h.forget(oldest);
         }
+        // A target without events for the whole retention is gone (a service
+        // that stopped); its alerts resolved long ago, when its short windows
+        // emptied.
+        self.history.retain(|_, h| !h.cum.is_empty());
         let shortest = end.saturating_sub(self.exemplar_retention());
         for x in self.exemplars.values_mut() {
             *x = x.split_off(&shortest);
@@ -465,11 +466,10 @@ impl Evaluator {
                     record.burn_rates = burn_rates.clone();
                     record.error_budget_remaining = remaining;
                     out.alerts.push(record.clone());
-                    self.firing.insert(key, Firing { record });
+                    self.firing.insert(key, record);
                 }
                 (true, true) => {
-                    if let Some(f) = self.firing.remove(&key) {
-                        let mut record = f.record;
+                    if let Some(mut record) = self.firing.remove(&key) {
                         record.status = "resolved".into();
                         record.ends_at = Some(format_rfc3339(end));
                         record.evaluated_at = format_rfc3339(end);

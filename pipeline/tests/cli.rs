@@ -143,5 +143,8 @@ fn dispatch_without_a_channel_or_secret_says_what_to_set() {
         "[dispatch]\nmetrics_bind = \"\"\npagerduty_routing_key_env = \"CAUSEWAY_CLI_TEST_UNSET\"\n",
     );
     assert_eq!(code, 2);
-    assert!(err.contains("CAUSEWAY_CLI_TEST_UNSET") && err.contains("is not set"), "{err}");
+    assert!(
+        err.contains("CAUSEWAY_CLI_TEST_UNSET") && err.contains("is not set"),
+        "{err}"
+    );
 }
