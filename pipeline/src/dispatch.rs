@@ -10,8 +10,11 @@
 //!   `dedup_key`; `critical` for page, `warning` for ticket.
 //! - **Webhook**: the Alertmanager webhook JSON (version 4), one alert per request.
 //!
-//! Delivery is at least once: a record's offset is committed only after every
-//! channel accepted it. Transport errors, 5xx, 408 and 429 are retried with
+//! Each channel consumes the topic in a consumer group of its own
+//! (`<dispatch.group_id>-<channel>`) on a thread of its own, so a channel that is
+//! down holds back only itself: PagerDuty still pages while Alertmanager is away.
+//! Delivery is at least once: a channel commits a record's offset only after it
+//! accepted the record. Transport errors, 5xx, 408 and 429 are retried with
 //! exponential backoff (doubling from `initial_backoff` up to `max_backoff`)
 //! until they succeed or the process is asked to stop; any other 4xx is a
 //! permanent rejection, logged with the response body and skipped (retrying
@@ -75,7 +78,7 @@ pub struct DispatchOptions {
 /// What a dispatcher did.
 #[derive(Debug, Default, Clone)]
 pub struct DispatchSummary {
-    /// Records delivered to every channel.
+    /// Records delivered, summed over channels.
     pub delivered: u64,
     /// Records that were suppressed.
     pub suppressed: u64,
@@ -354,10 +357,11 @@ fn post(agent: &ureq::Agent, url: &str, body: &Value, bearer: Option<&Secret>) -
     }
 }
 
+/// One channel's delivery loop.
 struct Dispatcher {
+    channel: Channel,
     metrics: Arc<Metrics>,
     agent: ureq::Agent,
-    channels: Vec<Channel>,
     backoff: (Duration, Duration),
     resend: Duration,
     stop: Arc<AtomicBool>,
@@ -365,23 +369,24 @@ struct Dispatcher {
 }
 
 impl Dispatcher {
-    /// Sends `body` to one channel until it is accepted, rejected for good, or
-    /// the dispatcher is stopping. False only when stopping.
-    fn send(&mut self, ch: &Channel, body: &Value, what: &str) -> bool {
-        let (url, bearer) = match ch {
-            Channel::Alertmanager(u) => (u.as_str(), None),
-            Channel::PagerDuty { url, .. } => (url.as_str(), None),
-            Channel::Webhook { url, token } => (url.as_str(), token.as_ref()),
+    /// Sends `body` until it is accepted, rejected for good, or the dispatcher is
+    /// stopping. False only when stopping.
+    fn send(&mut self, body: &Value, what: &str) -> bool {
+        let name = self.channel.name();
+        let (url, bearer) = match &self.channel {
+            Channel::Alertmanager(u) => (u.clone(), None),
+            Channel::PagerDuty { url, .. } => (url.clone(), None),
+            Channel::Webhook { url, token } => (url.clone(), token.clone()),
         };
         let mut delay = self.backoff.0;
         let count = |outcome: &str| {
             self.metrics
                 .dispatch_attempts
-                .with_label_values(&[ch.name(), outcome])
+                .with_label_values(&[name, outcome])
                 .inc()
         };
         loop {
-            match post(&self.agent, url, body, bearer) {
+            match post(&self.agent, &url, body, bearer.as_ref()) {
                 Attempt::Ok => {
                     count("ok");
                     return true;
@@ -389,8 +394,7 @@ impl Dispatcher {
                 Attempt::Reject(why) => {
                     count("rejected");
                     eprintln!(
-                        "causeway dispatch: {} rejected {what} for good ({why}); skipping it",
-                        ch.name()
+                        "causeway dispatch: {name} rejected {what} for good ({why}); skipping it"
                     );
                     self.summary.rejected += 1;
                     return true;
@@ -398,9 +402,7 @@ impl Dispatcher {
                 Attempt::Retry(why) => {
                     count("retry");
                     eprintln!(
-                        "causeway dispatch: {} failed for {what} ({why}); retrying in {:?}",
-                        ch.name(),
-                        delay
+                        "causeway dispatch: {name} failed for {what} ({why}); retrying in {delay:?}"
                     );
                     self.summary.retries += 1;
                     let until = Instant::now() + delay;
@@ -416,35 +418,21 @@ impl Dispatcher {
         }
     }
 
-    /// Delivers one alert record to every channel. False when stopping.
+    /// Delivers one alert record. False when stopping.
     fn deliver(&mut self, a: &AlertRecord) -> bool {
-        let what = format!("{} alert {}", a.status, a.dedup_key);
-        for ch in self.channels.clone() {
-            let body = match &ch {
-                Channel::Alertmanager(_) => {
-                    json!([alertmanager_alert(a, now_ns() / NANOS_PER_SEC, self.resend)])
-                }
-                Channel::PagerDuty { routing_key, .. } => pagerduty_event(a, &routing_key.0),
-                Channel::Webhook { .. } => webhook_payload(a),
-            };
-            if !self.send(&ch, &body, &what) {
-                return false;
+        let body = match &self.channel {
+            Channel::Alertmanager(_) => {
+                json!([alertmanager_alert(a, now_ns() / NANOS_PER_SEC, self.resend)])
             }
-        }
-        true
+            Channel::PagerDuty { routing_key, .. } => pagerduty_event(a, &routing_key.0),
+            Channel::Webhook { .. } => webhook_payload(a),
+        };
+        self.send(&body, &format!("{} alert {}", a.status, a.dedup_key))
     }
 
-    /// Re-sends every firing alert to Alertmanager.
+    /// Re-sends every firing alert (Alertmanager only). False when stopping.
     fn resend_firing(&mut self, firing: &BTreeMap<String, AlertRecord>) -> bool {
-        let Some(ch) = self
-            .channels
-            .iter()
-            .find(|c| matches!(c, Channel::Alertmanager(_)))
-            .cloned()
-        else {
-            return true;
-        };
-        if firing.is_empty() {
+        if !matches!(self.channel, Channel::Alertmanager(_)) || firing.is_empty() {
             return true;
         }
         let now = now_ns() / NANOS_PER_SEC;
@@ -452,15 +440,18 @@ impl Dispatcher {
             .values()
             .map(|a| alertmanager_alert(a, now, self.resend))
             .collect();
-        self.send(&ch, &Value::Array(body), "re-send of the firing alerts")
+        self.send(&Value::Array(body), "re-send of the firing alerts")
     }
 }
 
 /// Runs the dispatcher until SIGTERM/SIGINT (or, with `drain`, until caught up).
+/// Each channel has its own consumer group (`<group_id>-<channel>`) and thread,
+/// so a channel that is down holds back only itself.
 pub fn dispatch(opts: &DispatchOptions) -> Result<DispatchSummary, DispatchError> {
     let config = Config::load(opts.config.as_deref())?;
     let settings = config.settings()?;
     let d = &config.dispatch;
+    let channels = channels(d)?;
     let dur = |v: &str| Duration::from_nanos(parse_duration(v).unwrap_or(0));
     let stop = Arc::new(AtomicBool::new(false));
     crate::background::watch_signals("causeway dispatch", stop.clone());
@@ -473,23 +464,87 @@ pub fn dispatch(opts: &DispatchOptions) -> Result<DispatchSummary, DispatchError
             ))
         })?),
     };
-    let mut dispatcher = Dispatcher {
-        metrics: metrics.clone(),
-        agent: ureq::AgentBuilder::new()
-            .timeout(dur(&d.request_timeout))
-            .build(),
-        channels: channels(d)?,
-        backoff: (dur(&d.initial_backoff), dur(&d.max_backoff)),
-        resend: dur(&d.resend_interval),
-        stop: stop.clone(),
-        summary: DispatchSummary::default(),
-    };
-    let topic = config.kafka.topics.alerts.clone();
+    eprintln!(
+        "causeway dispatch: delivering {} to {}",
+        config.kafka.topics.alerts,
+        channels
+            .iter()
+            .map(Channel::name)
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let idle = Duration::from_nanos(settings.idle_timeout_ns);
+    let threads: Vec<_> = channels
+        .into_iter()
+        .map(|channel| {
+            let name = channel.name();
+            let dispatcher = Dispatcher {
+                channel,
+                metrics: metrics.clone(),
+                agent: ureq::AgentBuilder::new()
+                    .timeout(dur(&d.request_timeout))
+                    .build(),
+                backoff: (dur(&d.initial_backoff), dur(&d.max_backoff)),
+                resend: dur(&d.resend_interval),
+                stop: stop.clone(),
+                summary: DispatchSummary::default(),
+            };
+            let kafka = config.kafka.clone();
+            let group = format!("{}-{name}", d.group_id);
+            let drain = opts.drain.then_some(idle);
+            std::thread::Builder::new()
+                .name(format!("causeway-dispatch-{name}"))
+                .spawn(move || run_channel(dispatcher, &kafka, &group, drain))
+                .map_err(|e| DispatchError::Kafka(format!("cannot start a thread: {e}")))
+        })
+        .collect::<Result<_, _>>()?;
+    let mut summary = DispatchSummary::default();
+    let mut first_error = None;
+    for t in threads {
+        match t.join() {
+            Ok(Ok(s)) => summary.add(&s),
+            Ok(Err(e)) => {
+                // One channel cannot run: stop the others too, and say why.
+                stop.store(true, Ordering::SeqCst);
+                first_error.get_or_insert(e);
+            }
+            Err(_) => {
+                stop.store(true, Ordering::SeqCst);
+                first_error.get_or_insert(DispatchError::Kafka("a channel thread panicked".into()));
+            }
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(summary),
+    }
+}
+
+impl DispatchSummary {
+    fn add(&mut self, o: &DispatchSummary) {
+        self.delivered += o.delivered;
+        self.suppressed += o.suppressed;
+        self.malformed += o.malformed;
+        self.rejected += o.rejected;
+        self.retries += o.retries;
+    }
+}
+
+/// One channel's loop: consume the alerts topic in consumer group `group`,
+/// deliver, commit. With `drain`, return once quiet for that long.
+fn run_channel(
+    mut dispatcher: Dispatcher,
+    k: &crate::config::KafkaConfig,
+    group: &str,
+    drain: Option<Duration>,
+) -> Result<DispatchSummary, DispatchError> {
+    let topic = k.topics.alerts.clone();
+    let channel = dispatcher.channel.name();
     let kafka = |what: &str, e: rdkafka::error::KafkaError| {
-        DispatchError::Kafka(format!("{what} ({topic}): {e}"))
+        DispatchError::Kafka(format!("{what} ({topic}, {channel}): {e}"))
     };
-    let consumer: BaseConsumer<Health> = client_config(&config.kafka)
-        .set("group.id", &d.group_id)
+    let consumer: BaseConsumer<Health> = client_config(k)
+        .set("group.id", group)
         .set("enable.auto.commit", "false")
         .set("fetch.wait.max.ms", "100")
         .create_with_context(Health::default())
@@ -531,19 +586,17 @@ pub fn dispatch(opts: &DispatchOptions) -> Result<DispatchSummary, DispatchError
         .assign(&tpl)
         .map_err(|e| kafka("assigning partitions", e))?;
 
-    let idle = Duration::from_nanos(settings.idle_timeout_ns);
+    let metrics = dispatcher.metrics.clone();
+    let stop = dispatcher.stop.clone();
+    let records = |outcome: &str| {
+        metrics
+            .dispatch_records
+            .with_label_values(&[channel, outcome])
+            .inc()
+    };
     let mut firing: BTreeMap<String, AlertRecord> = BTreeMap::new();
     let mut last_message = Instant::now();
     let mut last_resend = Instant::now();
-    eprintln!(
-        "causeway dispatch: delivering {topic} to {}",
-        dispatcher
-            .channels
-            .iter()
-            .map(Channel::name)
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
     while !stop.load(Ordering::SeqCst) {
         if last_resend.elapsed() >= dispatcher.resend {
             last_resend = Instant::now();
@@ -552,7 +605,7 @@ pub fn dispatch(opts: &DispatchOptions) -> Result<DispatchSummary, DispatchError
             }
         }
         let Some(m) = consumer.poll(Duration::from_millis(100)) else {
-            if opts.drain && last_message.elapsed() >= idle {
+            if drain.is_some_and(|idle| last_message.elapsed() >= idle) {
                 break;
             }
             continue;
@@ -561,7 +614,7 @@ pub fn dispatch(opts: &DispatchOptions) -> Result<DispatchSummary, DispatchError
         let m = match m {
             Ok(m) => m,
             Err(e) => {
-                eprintln!("causeway dispatch: kafka: {e}");
+                eprintln!("causeway dispatch: {channel}: kafka: {e}");
                 continue;
             }
         };
@@ -573,36 +626,36 @@ pub fn dispatch(opts: &DispatchOptions) -> Result<DispatchSummary, DispatchError
         match serde_json::from_slice::<AlertRecord>(payload) {
             Ok(a) => {
                 if !replaying {
-                    let outcome = if a.suppressed {
+                    if a.suppressed {
                         dispatcher.summary.suppressed += 1;
-                        "suppressed"
+                        records("suppressed");
                     } else if dispatcher.deliver(&a) {
                         dispatcher.summary.delivered += 1;
-                        "delivered"
+                        records("delivered");
                     } else {
                         break; // stopping: this record stays uncommitted
-                    };
-                    metrics.dispatch_records.with_label_values(&[outcome]).inc();
+                    }
                 }
                 if a.status == "firing" && !a.suppressed {
                     firing.insert(a.dedup_key.clone(), a);
                 } else {
                     firing.remove(&a.dedup_key);
                 }
-                metrics
-                    .dispatch_firing
-                    .with_label_values(&["alertmanager"])
-                    .set(firing.len() as i64);
+                if matches!(dispatcher.channel, Channel::Alertmanager(_)) {
+                    metrics
+                        .dispatch_firing
+                        .with_label_values(&[channel])
+                        .set(firing.len() as i64);
+                }
             }
             Err(e) => {
-                eprintln!(
-                    "causeway dispatch: {topic}/{partition}/{offset} is not an alert record ({e}); skipping it"
-                );
-                dispatcher.summary.malformed += 1;
-                metrics
-                    .dispatch_records
-                    .with_label_values(&["malformed"])
-                    .inc();
+                if !replaying {
+                    eprintln!(
+                        "causeway dispatch: {topic}/{partition}/{offset} is not an alert record ({e}); skipping it"
+                    );
+                    dispatcher.summary.malformed += 1;
+                    records("malformed");
+                }
             }
         }
         if !replaying {
@@ -611,7 +664,7 @@ pub fn dispatch(opts: &DispatchOptions) -> Result<DispatchSummary, DispatchError
                 .add_partition_offset(&topic, partition, Offset::Offset(offset + 1))
                 .and_then(|_| consumer.commit(&done, CommitMode::Sync))
             {
-                eprintln!("causeway dispatch: committing {topic}/{partition}: {e}");
+                eprintln!("causeway dispatch: {channel}: committing {topic}/{partition}: {e}");
             }
         }
     }

@@ -99,8 +99,8 @@ pub struct Metrics {
     /// `causeway_dispatch_attempts_total{channel,outcome}` (`causeway dispatch`):
     /// HTTP attempts, outcome `ok`, `retry` or `rejected`.
     pub dispatch_attempts: IntCounterVec,
-    /// `causeway_dispatch_records_total{outcome}` (`causeway dispatch`): alert
-    /// records handled, outcome `delivered`, `suppressed` or `malformed`.
+    /// `causeway_dispatch_records_total{channel,outcome}` (`causeway dispatch`):
+    /// alert records handled, outcome `delivered`, `suppressed` or `malformed`.
     pub dispatch_records: IntCounterVec,
     /// `causeway_dispatch_firing_alerts{channel="alertmanager"}`: alerts being re-sent.
     pub dispatch_firing: IntGaugeVec,
@@ -271,8 +271,8 @@ impl Metrics {
             dispatch_records: counter(
                 &r,
                 "causeway_dispatch_records_total",
-                "Alert records causeway dispatch handled, by outcome (delivered, suppressed, malformed)",
-                &["outcome"],
+                "Alert records causeway dispatch handled per channel, by outcome (delivered, suppressed, malformed)",
+                &["channel", "outcome"],
             ),
             dispatch_firing: int_gauge(
                 &r,
