@@ -13,9 +13,12 @@
 //! - **Latency exemplars**: the `params.exemplars` slowest entry spans per
 //!   (service, environment, window), ties by trace id; the evaluator keeps those
 //!   slower than each latency SLO's threshold.
-//! - **Changes**: a deploy event joins the audit records with the same trace id
-//!   whose lifetimes overlap (both are present until their window is final); the
-//!   smallest actor wins. A deploy without trace context has no actor.
+//! - **Changes**: a deploy event takes the actor of a correlated audit record
+//!   (one that changes something: Kubernetes `get`/`list`/`watch` do not count):
+//!   first one with the same trace id, else one of the same service (and
+//!   environment, when both name one) within `correlation_grace` of the deploy;
+//!   the smallest actor wins a tie. Both must be present at once (each stays
+//!   until its window is final).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -195,34 +198,64 @@ pub fn changes<'s>(
     audits: VecCollection<'s, u64, AuditRecord>,
     params: &Params,
 ) -> StreamVec<'s, u64, ChangeRecord> {
-    let actors = audits
-        .filter(|a| a.trace != 0 && !a.actor.is_empty())
+    let audits = audits.filter(|a| !a.actor.is_empty() && is_change(&a.action));
+    let by_trace = audits
+        .clone()
+        .filter(|a| a.trace != 0)
         .map(|a| (a.trace, a.actor));
+    let by_service = audits.map(|a| {
+        (
+            a.resource.service.clone(),
+            (a.time, a.resource.environment.clone(), a.actor),
+        )
+    });
     let p = params.clone();
     let deploys = deploys.map(move |d| (p.window_of(d.time), d));
-    let with_actor = deploys
+    let traced = deploys
         .clone()
         .filter(|(_, d)| d.trace != 0)
         .map(|(w, d)| (d.trace, (w, d)))
-        .join_map(actors, |_, (w, d), actor| {
-            (*w, d.clone(), Some(actor.clone()))
+        .join_map(by_trace, |_, (w, d), actor| {
+            (*w, d.clone(), Some((0u8, actor.clone())))
         });
+    let grace = params.grace_s * causeway_schemas::time::NANOS_PER_SEC;
+    let nearby = deploys
+        .clone()
+        .map(|(w, d)| (d.service.clone(), (w, d)))
+        .join_map(by_service, move |_, (w, d), (t, env, actor)| {
+            let env_ok = d.environment.is_empty() || env.is_empty() || *env == d.environment;
+            let near = t.abs_diff(d.time) <= grace;
+            (
+                *w,
+                d.clone(),
+                (env_ok && near).then(|| (1u8, actor.clone())),
+            )
+        })
+        .filter(|(_, _, a)| a.is_some());
     finalize(
-        deploys.map(|(w, d)| (w, d, None)).concat(with_actor),
+        deploys
+            .map(|(w, d)| (w, d, None))
+            .concat(traced)
+            .concat(nearby),
         "FinalizeChanges",
         params,
         |(w, _, _)| *w,
         |(w, _, _)| stable_hash(w),
         |(w, d, _)| (*w, d.clone()),
-        |acc: &mut BTreeMap<Option<String>, i64>, (_, _, actor), diff| {
+        |acc: &mut BTreeMap<Option<(u8, String)>, i64>, (_, _, actor), diff| {
             *acc.entry(actor.clone()).or_default() += diff as i64
         },
         emit_changes,
     )
 }
 
+/// Whether an audit action changes something (Kubernetes read verbs do not).
+fn is_change(action: &str) -> bool {
+    !matches!(action, "get" | "list" | "watch")
+}
+
 fn emit_changes(
-    groups: BTreeMap<(u64, DeployEvent), BTreeMap<Option<String>, i64>>,
+    groups: BTreeMap<(u64, DeployEvent), BTreeMap<Option<(u8, String)>, i64>>,
     _: &Params,
 ) -> Vec<ChangeRecord> {
     groups
@@ -233,7 +266,11 @@ fn emit_changes(
             action: action_name(d.action).to_string(),
             actor: actors
                 .iter()
-                .find_map(|(a, n)| a.clone().filter(|_| *n > 0))
+                .find_map(|(a, n)| {
+                    a.as_ref()
+                        .filter(|_| *n > 0)
+                        .map(|(_, actor)| actor.clone())
+                })
                 .unwrap_or_default(),
             service: d.service,
             environment: d.environment,

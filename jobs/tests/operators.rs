@@ -4,7 +4,9 @@ use std::sync::Arc;
 
 use causeway_jobs::{build, Inputs, Params};
 use causeway_schemas::records::{ExemplarRecord, ServiceGraphRecord, SliRecord};
-use causeway_schemas::{Resource, Span, SpanKind, SpanStatus};
+use causeway_schemas::{
+    AuditRecord, DeployAction, DeployEvent, Origin, Resource, Span, SpanKind, SpanStatus,
+};
 use differential_dataflow::input::Input;
 use timely::dataflow::operators::capture::Event;
 use timely::dataflow::operators::Capture;
@@ -199,4 +201,89 @@ fn exemplars_name_the_deepest_error_span_service() {
         .collect();
     assert_eq!(latency.len(), 1);
     assert_eq!(latency[0].exemplars[0].duration_us, 3_000_000);
+}
+
+fn audit(n: u64, trace: u128, at_s: u64, service: &str, actor: &str, action: &str) -> AuditRecord {
+    AuditRecord {
+        trace,
+        time: at_s * S,
+        origin: Origin {
+            partition: 0,
+            offset: n,
+            index: 0,
+        },
+        resource: res(service),
+        actor: actor.into(),
+        action: action.into(),
+    }
+}
+
+fn deploy(n: u64, trace: u128, at_s: u64, service: &str) -> DeployEvent {
+    DeployEvent {
+        time: at_s * S,
+        origin: Origin {
+            partition: 1,
+            offset: n,
+            index: 0,
+        },
+        action: DeployAction::Deployed,
+        id: format!("d{n}"),
+        service: service.into(),
+        environment: "prod".into(),
+        version: "2.0".into(),
+        artifact: format!("pkg:oci/{service}@2.0"),
+        trace,
+    }
+}
+
+/// The actor of a deploy: from the audit record sharing its trace id, else from
+/// a changing audit record of the same service within the grace.
+#[test]
+fn deploys_take_the_actor_of_a_correlated_audit_record() {
+    let t0 = 1_800_000_000;
+    let params = Params::default();
+    let audits = vec![
+        audit(0, 9, t0 + 5, "checkout", "alice", "deploy"),
+        audit(1, 0, t0 + 3, "checkout", "bob", "patch"),
+        audit(2, 0, t0 + 10, "payments", "eve", "get"),
+        audit(3, 0, t0 + 20, "payments", "dave", "patch"),
+        audit(4, 0, t0 + 300, "search", "frank", "patch"),
+    ];
+    let deploys = vec![
+        deploy(0, 9, t0, "checkout"),
+        deploy(1, 0, t0 + 2, "payments"),
+        deploy(2, 0, t0 + 4, "search"),
+    ];
+    let p = params.clone();
+    let changes = timely::example(move |scope| {
+        let (mut a_in, a) = scope.new_collection::<AuditRecord, isize>();
+        let (mut d_in, d) = scope.new_collection::<DeployEvent, isize>();
+        for x in &audits {
+            let (enter, leave) = p.record_lifetime(x.time);
+            a_in.update_at(x.clone(), enter, 1);
+            a_in.update_at(x.clone(), leave, -1);
+        }
+        for x in &deploys {
+            let (enter, leave) = p.record_lifetime(x.time);
+            d_in.update_at(x.clone(), enter, 1);
+            d_in.update_at(x.clone(), leave, -1);
+        }
+        causeway_jobs::evidence::changes(d, a, &p).capture()
+    });
+    let got: Vec<(String, String)> = collect(changes)
+        .into_iter()
+        .flat_map(|(_, v)| v)
+        .map(|c| (c.service, c.actor))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            // The trace match wins over bob's nearby patch.
+            ("checkout".to_string(), "alice".to_string()),
+            // eve only read; dave patched 18 s later, within the 60 s grace.
+            ("payments".to_string(), "dave".to_string()),
+            // frank acted 296 s later: not correlated.
+            ("search".to_string(), String::new()),
+        ]
+    );
 }
