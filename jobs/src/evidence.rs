@@ -242,7 +242,7 @@ pub fn changes<'s>(
         |(w, _, _)| *w,
         |(w, _, _)| stable_hash(w),
         |(w, d, _)| (*w, d.clone()),
-        |acc: &mut BTreeMap<Option<(u8, String)>, i64>, (_, _, actor), diff| {
+        |acc: &mut Actors, (_, _, actor), diff| {
             *acc.entry(actor.clone()).or_default() += diff as i64
         },
         emit_changes,
@@ -254,10 +254,11 @@ fn is_change(action: &str) -> bool {
     !matches!(action, "get" | "list" | "watch")
 }
 
-fn emit_changes(
-    groups: BTreeMap<(u64, DeployEvent), BTreeMap<Option<(u8, String)>, i64>>,
-    _: &Params,
-) -> Vec<ChangeRecord> {
+/// Candidate actors of a deploy: `None` (the deploy itself), `(0, actor)` from a
+/// trace match, `(1, actor)` from a same-service match; with their counts.
+type Actors = BTreeMap<Option<(u8, String)>, i64>;
+
+fn emit_changes(groups: BTreeMap<(u64, DeployEvent), Actors>, _: &Params) -> Vec<ChangeRecord> {
     groups
         .into_iter()
         .filter(|(_, actors)| actors.get(&None).is_some_and(|n| *n > 0))
