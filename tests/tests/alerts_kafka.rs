@@ -1,7 +1,7 @@
 //! SPEC §4–§5 through `causeway run` on a real broker (tansu): the incident
 //! scenario gives the same alerts and burn rates as `replay`, even when the
 //! process is killed with SIGKILL while a page is firing and restarted (the alert
-//! state is rebuilt from the output topics).
+//! state is rebuilt from the output topics), and on a two-process cluster.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use causeway::sources::kafka::CheckpointRecord;
 use causeway_schemas::records::{AlertRecord, SloRecord};
 use causeway_tests::kafka::{
-    assert_same, causeway_binary, create_topic, create_topics, produce_inputs, read_topic,
-    run_config, Tansu,
+    assert_same, causeway_binary, create_topic, create_topics, free_port, produce_inputs,
+    read_topic, run_config, Tansu,
 };
 use causeway_tests::process::{wait_exit, Reaper};
 use causeway_tests::reference::read_jsonl;
@@ -23,8 +23,53 @@ fn decode<T: serde::de::DeserializeOwned>(brokers: &str, topic: &str) -> Vec<T> 
         .collect()
 }
 
+/// The tests of this file share two cores: one at a time, so that no partition
+/// looks idle only because its worker was starved.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+#[test]
+fn two_process_cluster_gives_the_replay_alerts() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (scenario, input, config) = prepare("alerts-cluster", "");
+    let dir = input.parent().unwrap().to_path_buf();
+    let want = replay_to(&input, &config, &dir.join("replay"), 1);
+    let tansu = Tansu::start();
+    create_topics(&input, |t, n| create_topic(&tansu.brokers, t, n));
+    produce_inputs(&tansu.brokers, &input);
+    let extra = std::fs::read_to_string(&config).unwrap();
+    let run = run_config(&dir, &input, &tansu.brokers, "cluster", &extra);
+    let hostfile = dir.join("hosts");
+    std::fs::write(
+        &hostfile,
+        format!("127.0.0.1:{}\n127.0.0.1:{}\n", free_port(), free_port()),
+    )
+    .unwrap();
+    let h = hostfile.to_str().unwrap();
+    let spawn = |p: &str| {
+        Command::new(causeway_binary())
+            .arg("run")
+            .arg("--config")
+            .arg(&run)
+            .args(["-n", "2", "-p", p, "-h", h, "--drain"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap()
+    };
+    let (mut p0, mut p1) = (Reaper(spawn("0")), Reaper(spawn("1")));
+    for p in [&mut p0, &mut p1] {
+        let status = wait_exit(&mut p.0, Duration::from_secs(300));
+        assert!(status.success(), "causeway run exited with {status}");
+    }
+    let got: Vec<AlertRecord> = decode(&tansu.brokers, "causeway_alerts");
+    check_alerts(&scenario, &input, &got);
+    assert_same("causeway_alerts (2 processes)", &got, &want);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 #[test]
 fn run_kill_9_while_paging_and_restart_gives_the_replay_alerts() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let (scenario, input, config) = prepare("alerts-kafka", "");
     let dir = input.parent().unwrap().to_path_buf();
     let want = replay_to(&input, &config, &dir.join("replay"), 1);
