@@ -31,6 +31,29 @@ pub fn run_config(dir: &Path, input: &Path, brokers: &str, group: &str, extra: &
     path
 }
 
+/// Starts `causeway run --config config args...` (stdout discarded, stderr shown).
+pub fn spawn_run(config: &Path, args: &[&str]) -> std::process::Child {
+    std::process::Command::new(causeway_binary())
+        .arg("run")
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .expect("spawn causeway run")
+}
+
+/// A timely hostfile for `processes` processes on free loopback ports.
+pub fn hostfile(dir: &Path, processes: usize) -> PathBuf {
+    let path = dir.join("hosts");
+    let lines: String = (0..processes)
+        .map(|_| format!("127.0.0.1:{}\n", free_port()))
+        .collect();
+    std::fs::write(&path, lines).expect("write hostfile");
+    path
+}
+
 /// The `causeway` binary built alongside the tests.
 pub fn causeway_binary() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable");

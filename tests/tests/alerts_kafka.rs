@@ -3,14 +3,13 @@
 //! process is killed with SIGKILL while a page is firing and restarted (the alert
 //! state is rebuilt from the output topics), and on a two-process cluster.
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use causeway::sources::kafka::CheckpointRecord;
 use causeway_schemas::records::{AlertRecord, SloRecord};
 use causeway_tests::kafka::{
-    assert_same, causeway_binary, create_topic, create_topics, free_port, produce_inputs,
-    read_topic, run_config, Tansu,
+    assert_same, create_topic, create_topics, hostfile, produce_inputs, read_topic, run_config,
+    spawn_run, Tansu,
 };
 use causeway_tests::process::{wait_exit, Reaper};
 use causeway_tests::reference::read_jsonl;
@@ -38,24 +37,9 @@ fn two_process_cluster_gives_the_replay_alerts() {
     produce_inputs(&tansu.brokers, &input);
     let extra = std::fs::read_to_string(&config).unwrap();
     let run = run_config(&dir, &input, &tansu.brokers, "cluster", &extra);
-    let hostfile = dir.join("hosts");
-    std::fs::write(
-        &hostfile,
-        format!("127.0.0.1:{}\n127.0.0.1:{}\n", free_port(), free_port()),
-    )
-    .unwrap();
+    let hostfile = hostfile(&dir, 2);
     let h = hostfile.to_str().unwrap();
-    let spawn = |p: &str| {
-        Command::new(causeway_binary())
-            .arg("run")
-            .arg("--config")
-            .arg(&run)
-            .args(["-n", "2", "-p", p, "-h", h, "--drain"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap()
-    };
+    let spawn = |p: &str| spawn_run(&run, &["-n", "2", "-p", p, "-h", h, "--drain"]);
     let (mut p0, mut p1) = (Reaper(spawn("0")), Reaper(spawn("1")));
     for p in [&mut p0, &mut p1] {
         let status = wait_exit(&mut p.0, Duration::from_secs(300));
@@ -83,17 +67,7 @@ fn run_kill_9_while_paging_and_restart_gives_the_replay_alerts() {
         std::fs::read_to_string(&config).unwrap()
     );
     let run = run_config(&dir, &input, &tansu.brokers, "alerts", &extra);
-    let spawn = |args: &[&str]| {
-        Command::new(causeway_binary())
-            .arg("run")
-            .arg("--config")
-            .arg(&run)
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap()
-    };
+    let spawn = |args: &[&str]| spawn_run(&run, args);
 
     // Kill once the pages are out and a checkpoint covers them.
     let mut first = Reaper(spawn(&["-w", "2"]));

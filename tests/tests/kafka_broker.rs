@@ -6,7 +6,7 @@
 //! when it is missing.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use causeway::replay::{replay, ReplayOptions};
@@ -14,8 +14,8 @@ use causeway::sources::kafka::CheckpointRecord;
 use causeway_benches::workload::{generate, Format, WorkloadConfig};
 use causeway_schemas::records::{ServiceGraphRecord, SliRecord};
 use causeway_tests::kafka::{
-    assert_same, causeway_binary, create_topic, create_topics, free_port, produce_inputs,
-    read_topic, run_config, Tansu,
+    assert_same, create_topic, create_topics, hostfile, produce_inputs, read_topic, run_config,
+    spawn_run, Tansu,
 };
 use causeway_tests::process::wait_exit;
 use causeway_tests::reference::read_jsonl;
@@ -105,18 +105,6 @@ fn edges_out(brokers: &str) -> Vec<ServiceGraphRecord> {
     got
 }
 
-fn spawn(config: &Path, args: &[&str]) -> Child {
-    Command::new(causeway_binary())
-        .arg("run")
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap()
-}
-
 fn wait_ok(mut child: Child, limit: Duration) {
     let status = wait_exit(&mut child, limit);
     assert!(status.success(), "causeway run exited with {status}");
@@ -130,7 +118,7 @@ fn run_through_tansu_equals_replay_with_two_workers() {
     assert!(want.len() > 100, "workload too small: {}", want.len());
     let config = run_config(&dir, &input, &tansu.brokers, "equal", TIME);
     wait_ok(
-        spawn(&config, &["-w", "2", "--drain"]),
+        spawn_run(&config, &["-w", "2", "--drain"]),
         Duration::from_secs(120),
     );
     assert_same("causeway_sli", &sli_out(&tansu.brokers), &want);
@@ -149,7 +137,7 @@ fn kill_and_restart(name: &str, guarantee: &str) -> (Vec<SliRecord>, Vec<SliReco
     let (want, _) = expected(&dir, &input);
     let extra = format!("{TIME}\n[processing]\nguarantee = \"{guarantee}\"\n");
     let config = run_config(&dir, &input, &tansu.brokers, name, &extra);
-    let mut first = spawn(&config, &["-w", "2"]);
+    let mut first = spawn_run(&config, &["-w", "2"]);
     let deadline = Instant::now() + Duration::from_secs(120);
     // Kill once output is out and a checkpoint past the first windows is taken,
     // so the restart really resumes mid-stream.
@@ -173,7 +161,7 @@ fn kill_and_restart(name: &str, guarantee: &str) -> (Vec<SliRecord>, Vec<SliReco
         want.len()
     );
     wait_ok(
-        spawn(&config, &["-w", "2", "--drain"]),
+        spawn_run(&config, &["-w", "2", "--drain"]),
         Duration::from_secs(120),
     );
     let all: Vec<SliRecord> = read_topic(&tansu.brokers, "causeway_sli")
@@ -216,15 +204,10 @@ fn two_process_cluster_equals_replay() {
     let (tansu, dir, input) = setup("cluster", 47, 2000);
     let (want, want_edges) = expected(&dir, &input);
     let config = run_config(&dir, &input, &tansu.brokers, "cluster", TIME);
-    let hostfile = dir.join("hosts");
-    std::fs::write(
-        &hostfile,
-        format!("127.0.0.1:{}\n127.0.0.1:{}\n", free_port(), free_port()),
-    )
-    .unwrap();
+    let hostfile = hostfile(&dir, 2);
     let h = hostfile.to_str().unwrap();
-    let p0 = spawn(&config, &["-n", "2", "-p", "0", "-h", h, "--drain"]);
-    let p1 = spawn(&config, &["-n", "2", "-p", "1", "-h", h, "--drain"]);
+    let p0 = spawn_run(&config, &["-n", "2", "-p", "0", "-h", h, "--drain"]);
+    let p1 = spawn_run(&config, &["-n", "2", "-p", "1", "-h", h, "--drain"]);
     wait_ok(p0, Duration::from_secs(120));
     wait_ok(p1, Duration::from_secs(120));
     assert_same(
