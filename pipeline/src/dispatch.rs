@@ -43,7 +43,9 @@ use serde_json::{json, Value};
 
 use crate::config::{parse_duration, Config, ConfigError, DispatchConfig};
 use crate::metrics::Metrics;
-use crate::sources::kafka::{client_config, Health, REQUEST_TIMEOUT};
+use crate::sources::kafka::{
+    client_config, topic_partitions, Health, KafkaSetupError, REQUEST_TIMEOUT,
+};
 
 /// Why the dispatcher could not run.
 #[derive(Debug, thiserror::Error)]
@@ -58,8 +60,11 @@ pub enum DispatchError {
     #[error("cannot read the PagerDuty routing key: {0}")]
     Secret(String),
     /// Kafka setup failed.
-    #[error("kafka: {0}")]
-    Kafka(String),
+    #[error(transparent)]
+    Kafka(#[from] KafkaSetupError),
+    /// A channel's thread could not start or panicked.
+    #[error("{0}")]
+    Thread(String),
     /// The metrics endpoint could not start.
     #[error("{0}")]
     Metrics(String),
@@ -495,7 +500,7 @@ pub fn dispatch(opts: &DispatchOptions) -> Result<DispatchSummary, DispatchError
             std::thread::Builder::new()
                 .name(format!("causeway-dispatch-{name}"))
                 .spawn(move || run_channel(dispatcher, &kafka, &group, drain))
-                .map_err(|e| DispatchError::Kafka(format!("cannot start a thread: {e}")))
+                .map_err(|e| DispatchError::Thread(format!("cannot start a thread: {e}")))
         })
         .collect::<Result<_, _>>()?;
     let mut summary = DispatchSummary::default();
@@ -510,7 +515,8 @@ pub fn dispatch(opts: &DispatchOptions) -> Result<DispatchSummary, DispatchError
             }
             Err(_) => {
                 stop.store(true, Ordering::SeqCst);
-                first_error.get_or_insert(DispatchError::Kafka("a channel thread panicked".into()));
+                first_error
+                    .get_or_insert(DispatchError::Thread("a channel thread panicked".into()));
             }
         }
     }
@@ -540,28 +546,20 @@ fn run_channel(
 ) -> Result<DispatchSummary, DispatchError> {
     let topic = k.topics.alerts.clone();
     let channel = dispatcher.channel.name();
-    let kafka = |what: &str, e: rdkafka::error::KafkaError| {
-        DispatchError::Kafka(format!("{what} ({topic}, {channel}): {e}"))
-    };
+    let op = |what| move |source| KafkaSetupError::Op { what, source };
     let consumer: BaseConsumer<Health> = client_config(k)
         .set("group.id", group)
         .set("enable.auto.commit", "false")
         .set("fetch.wait.max.ms", "100")
         .create_with_context(Health::default())
-        .map_err(|e| kafka("creating the consumer", e))?;
-    let md = consumer
-        .fetch_metadata(Some(&topic), REQUEST_TIMEOUT)
-        .map_err(|e| kafka("reading metadata", e))?;
-    let partitions: Vec<i32> = md
-        .topics()
-        .iter()
-        .flat_map(|t| t.partitions())
-        .map(|p| p.id())
-        .collect();
+        .map_err(KafkaSetupError::Client)?;
+    let partitions = topic_partitions(&consumer, k, &topic)?;
     if partitions.is_empty() {
-        return Err(DispatchError::Kafka(format!(
-            "topic {topic} has no partitions; create it (kafka.topics.alerts)"
-        )));
+        return Err(KafkaSetupError::MissingTopic {
+            topic,
+            key: "alerts",
+        }
+        .into());
     }
     let mut tpl = TopicPartitionList::new();
     for p in &partitions {
@@ -569,7 +567,7 @@ fn run_channel(
     }
     let committed = consumer
         .committed_offsets(tpl.clone(), REQUEST_TIMEOUT)
-        .map_err(|e| kafka("reading committed offsets", e))?;
+        .map_err(op("reading committed offsets"))?;
     let resume: BTreeMap<i32, i64> = committed
         .elements()
         .iter()
@@ -580,11 +578,9 @@ fn run_channel(
         .collect();
     for p in &partitions {
         tpl.set_partition_offset(&topic, *p, Offset::Beginning)
-            .map_err(|e| kafka("seeking", e))?;
+            .map_err(op("seeking"))?;
     }
-    consumer
-        .assign(&tpl)
-        .map_err(|e| kafka("assigning partitions", e))?;
+    consumer.assign(&tpl).map_err(op("assigning partitions"))?;
 
     let metrics = dispatcher.metrics.clone();
     let stop = dispatcher.stop.clone();

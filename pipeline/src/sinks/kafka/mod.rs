@@ -28,7 +28,7 @@ use crate::config::KafkaConfig;
 use crate::dataflow::OutputSink;
 use crate::metrics::Metrics;
 use crate::sources::kafka::{
-    client_config, default_setting, Health, KafkaSetupError, REQUEST_TIMEOUT,
+    client_config, default_setting, topic_partitions, Health, KafkaSetupError, REQUEST_TIMEOUT,
 };
 
 /// Producer context: remembers the newest acknowledged offset per partition and
@@ -360,23 +360,18 @@ pub fn read_fenced(
     let mut tpl = TopicPartitionList::new();
     let mut fenced = HashSet::new();
     for topic in topics {
-        let md = consumer
-            .fetch_metadata(Some(topic), REQUEST_TIMEOUT)
-            .map_err(op("reading topic metadata"))?;
-        for p in md.topics().iter().flat_map(|t| t.partitions()) {
-            let rec = BaseRecord::<str, ()>::to(topic)
-                .key(FENCE_KEY)
-                .partition(p.id());
+        for p in topic_partitions(&consumer, k, topic)? {
+            let rec = BaseRecord::<str, ()>::to(topic).key(FENCE_KEY).partition(p);
             if let Err((source, _)) = producer.send(rec) {
                 return Err(KafkaSetupError::Op {
                     what: "writing a fence record",
                     source,
                 });
             }
-            fenced.insert((topic.to_string(), p.id()));
+            fenced.insert((topic.to_string(), p));
             // From the beginning: some brokers (tansu 0.6) return nothing for a
             // fetch that starts inside a batch.
-            tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
+            tpl.add_partition_offset(topic, p, Offset::Beginning)
                 .map_err(op("seeking"))?;
         }
     }

@@ -197,25 +197,13 @@ pub fn discover<C: ConsumerContext>(
 ) -> Result<Vec<InputPartition>, KafkaSetupError> {
     let mut out = Vec::new();
     for (topic, key, name, encoding) in inputs(k) {
-        let md = consumer
-            .fetch_metadata(Some(name), REQUEST_TIMEOUT)
-            .map_err(|source| KafkaSetupError::Unreachable {
-                brokers: k.brokers.clone(),
-                source,
-            })?;
-        let t = md.topics().iter().find(|t| t.name() == name);
-        let mut parts: Vec<i32> = match t {
-            Some(t) if t.error().is_none() && !t.partitions().is_empty() => {
-                t.partitions().iter().map(|p| p.id()).collect()
-            }
-            _ => {
-                return Err(KafkaSetupError::MissingTopic {
-                    topic: name.to_string(),
-                    key,
-                })
-            }
-        };
-        parts.sort_unstable();
+        let parts = topic_partitions(consumer, k, name)?;
+        if parts.is_empty() {
+            return Err(KafkaSetupError::MissingTopic {
+                topic: name.to_string(),
+                key,
+            });
+        }
         for partition in parts {
             out.push(InputPartition {
                 topic,
@@ -227,6 +215,29 @@ pub fn discover<C: ConsumerContext>(
         }
     }
     Ok(out)
+}
+
+/// The partitions of `topic`, sorted; empty when the topic does not exist.
+pub fn topic_partitions<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    k: &KafkaConfig,
+    topic: &str,
+) -> Result<Vec<i32>, KafkaSetupError> {
+    let md = consumer
+        .fetch_metadata(Some(topic), REQUEST_TIMEOUT)
+        .map_err(|source| KafkaSetupError::Unreachable {
+            brokers: k.brokers.clone(),
+            source,
+        })?;
+    let mut parts: Vec<i32> = md
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic && t.error().is_none())
+        .flat_map(|t| t.partitions())
+        .map(|p| p.id())
+        .collect();
+    parts.sort_unstable();
+    Ok(parts)
 }
 
 /// What a committed offset's metadata records.
