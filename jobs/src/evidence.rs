@@ -21,10 +21,11 @@
 //!   until its window is final).
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use causeway_schemas::ids::trace_hex;
 use causeway_schemas::records::{ChangeRecord, Exemplar, ExemplarRecord};
-use causeway_schemas::{AuditRecord, DeployAction, DeployEvent, SpanStatus};
+use causeway_schemas::{AuditRecord, DeployAction, DeployEvent, Resource, SpanStatus};
 use differential_dataflow::VecCollection;
 use serde::{Deserialize, Serialize};
 use timely::dataflow::StreamVec;
@@ -41,10 +42,8 @@ pub struct Candidate {
     pub sli: Sli,
     /// Window start of the entry span.
     pub window: u64,
-    /// Service.
-    pub service: String,
-    /// Environment.
-    pub environment: String,
+    /// The entry span's resource (shared with the span, not copied).
+    pub resource: Arc<Resource>,
     /// Trace id.
     pub trace: u128,
     /// Entry span duration, microseconds.
@@ -80,8 +79,7 @@ pub fn exemplars<'s>(
                 Sli::Latency
             },
             window: p.window_of(s.event_time()),
-            service: s.resource.service.clone(),
-            environment: s.resource.environment.clone(),
+            resource: Arc::clone(&s.resource),
             trace: s.trace,
             duration_us: s.end.saturating_sub(s.start) / 1000,
             deepest_error: String::new(),
@@ -103,12 +101,12 @@ pub fn exemplars<'s>(
                     f.span.span,
                     f.span.parent,
                     f.span.status == SpanStatus::Error,
-                    f.span.resource.service.clone(),
+                    Arc::clone(&f.span.resource),
                 ),
             ))
         })
         .reduce(|_trace, input, output| {
-            let spans: Vec<&(u64, u64, bool, String)> = input.iter().map(|(s, _)| *s).collect();
+            let spans: Vec<&SpanLink> = input.iter().map(|(s, _)| *s).collect();
             if let Some(service) = deepest_error(&spans) {
                 output.push((service, 1));
             }
@@ -124,8 +122,15 @@ pub fn exemplars<'s>(
         "FinalizeExemplars",
         params,
         |c| c.window,
-        |c| stable_hash(&(c.sli, &c.service, &c.environment, c.window)),
-        |c| (c.sli, c.service.clone(), c.environment.clone(), c.window),
+        |c| {
+            stable_hash(&(
+                c.sli,
+                &c.resource.service,
+                &c.resource.environment,
+                c.window,
+            ))
+        },
+        |c| (c.sli, Arc::clone(&c.resource), c.window),
         |acc: &mut BTreeMap<Candidate, i64>, c, diff| {
             *acc.entry(c.clone()).or_default() += diff as i64
         },
@@ -133,27 +138,31 @@ pub fn exemplars<'s>(
     )
 }
 
-type ExemplarKey = (Sli, String, String, u64);
+type ExemplarKey = (Sli, Arc<Resource>, u64);
 
+/// Merges the versions of each (sli, service, environment, window) and keeps the
+/// best `params.exemplars` candidates present.
 fn emit_exemplars(
     groups: BTreeMap<ExemplarKey, BTreeMap<Candidate, i64>>,
     params: &Params,
 ) -> Vec<ExemplarRecord> {
-    groups
+    let mut merged: BTreeMap<(Sli, &str, &str, u64), Vec<&Candidate>> = BTreeMap::new();
+    for ((sli, resource, window), cands) in &groups {
+        merged
+            .entry((*sli, &resource.service, &resource.environment, *window))
+            .or_default()
+            .extend(cands.iter().filter(|(_, n)| **n > 0).map(|(c, _)| c));
+    }
+    merged
         .into_iter()
-        .filter_map(|((sli, service, environment, window), cands)| {
-            let mut present: Vec<&Candidate> = cands
-                .iter()
-                .filter(|(_, n)| **n > 0)
-                .map(|(c, _)| c)
-                .collect();
+        .filter_map(|((sli, service, environment, window), mut present)| {
             present.sort_by_key(|c| c.rank());
             present.dedup_by_key(|c| c.trace);
             present.truncate(params.exemplars);
             (!present.is_empty()).then(|| ExemplarRecord {
                 sli: sli.as_str().to_string(),
-                service,
-                environment,
+                service: service.to_string(),
+                environment: environment.to_string(),
                 window_start: window,
                 exemplars: present
                     .into_iter()
@@ -168,9 +177,13 @@ fn emit_exemplars(
         .collect()
 }
 
-/// The service of the deepest `ERROR` span among `(span id, parent id, is error,
-/// service)`; ties go to the smallest service name.
-pub fn deepest_error(spans: &[&(u64, u64, bool, String)]) -> Option<String> {
+/// What the deepest-`ERROR` search needs of a span: (span id, parent id, is
+/// error, resource).
+pub type SpanLink = (u64, u64, bool, Arc<Resource>);
+
+/// The service of the deepest `ERROR` span among `spans`; ties go to the
+/// smallest service name.
+pub fn deepest_error(spans: &[&SpanLink]) -> Option<String> {
     let parent: HashMap<u64, u64> = spans.iter().map(|(s, p, _, _)| (*s, *p)).collect();
     let depth = |mut id: u64| {
         let mut d = 0usize;
@@ -187,7 +200,7 @@ pub fn deepest_error(spans: &[&(u64, u64, bool, String)]) -> Option<String> {
     spans
         .iter()
         .filter(|(_, _, err, _)| *err)
-        .map(|(s, _, _, service)| (std::cmp::Reverse(depth(*s)), service))
+        .map(|(s, _, _, r)| (std::cmp::Reverse(depth(*s)), &r.service))
         .min()
         .map(|(_, service)| service.clone())
 }
