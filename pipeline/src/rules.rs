@@ -13,21 +13,22 @@
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
+use causeway_jobs::slo::Row;
+
 use crate::config::{Config, PolicyRow, SloConfig};
 
-/// The SRE-workbook multi-window, multi-burn-rate policy (SPEC §4).
+/// The SRE-workbook multi-window, multi-burn-rate policy (SPEC §4), as config
+/// rows: the evaluator's [`Row::workbook`].
 pub fn default_policy() -> Vec<PolicyRow> {
-    let row = |severity: &str, long: &str, short: &str, factor| PolicyRow {
-        severity: severity.into(),
-        long: long.into(),
-        short: short.into(),
-        factor,
-    };
-    vec![
-        row("page", "1h", "5m", 14.4),
-        row("page", "6h", "30m", 6.0),
-        row("ticket", "3d", "6h", 1.0),
-    ]
+    Row::workbook()
+        .into_iter()
+        .map(|r| PolicyRow {
+            severity: r.severity.as_str().into(),
+            long: r.long.1,
+            short: r.short.1,
+            factor: r.factor,
+        })
+        .collect()
 }
 
 /// A number without float noise (`0.0010000000000000009` → `0.001`).
