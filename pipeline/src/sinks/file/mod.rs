@@ -78,44 +78,45 @@ impl FileOutputs {
 /// An [`OutputSink`] writing into shared [`FileOutputs`].
 pub struct FileSink(pub Arc<Mutex<FileOutputs>>);
 
-impl OutputSink for FileSink {
-    fn sli(&mut self, time: u64, records: &[SliRecord]) {
+impl FileSink {
+    /// Appends `records` to the file `file` picks, counting them with `count`;
+    /// the first write error is kept for [`FileOutputs::finish`].
+    fn append<T: serde::Serialize>(
+        &self,
+        records: &[T],
+        file: fn(&mut FileOutputs) -> &mut BufWriter<File>,
+        count: fn(&mut FileOutputs, u64),
+    ) {
         let Ok(mut o) = self.0.lock() else { return };
-        o.sli_records += records.len() as u64;
-        o.windows += 1;
-        o.emitted.push((time, std::time::Instant::now()));
-        if let Err(e) = FileOutputs::write_lines(&mut o.sli, records) {
+        count(&mut o, records.len() as u64);
+        if let Err(e) = FileOutputs::write_lines(file(&mut o), records) {
             o.error.get_or_insert(e);
         }
+    }
+}
+
+impl OutputSink for FileSink {
+    fn sli(&mut self, time: u64, records: &[SliRecord]) {
+        if let Ok(mut o) = self.0.lock() {
+            o.windows += 1;
+            o.emitted.push((time, std::time::Instant::now()));
+        }
+        self.append(records, |o| &mut o.sli, |o, n| o.sli_records += n);
     }
 
     fn edges(&mut self, _time: u64, records: &[ServiceGraphRecord]) {
-        let Ok(mut o) = self.0.lock() else { return };
-        o.edge_records += records.len() as u64;
-        if let Err(e) = FileOutputs::write_lines(&mut o.edges, records) {
-            o.error.get_or_insert(e);
-        }
+        self.append(records, |o| &mut o.edges, |o, n| o.edge_records += n);
     }
 
     fn slo(&mut self, _time: u64, records: &[SloRecord]) {
-        let Ok(mut o) = self.0.lock() else { return };
-        if let Err(e) = FileOutputs::write_lines(&mut o.slo, records) {
-            o.error.get_or_insert(e);
-        }
+        self.append(records, |o| &mut o.slo, |_, _| {});
     }
 
     fn evidence(&mut self, _time: u64, records: &[EvidenceRecord]) {
-        let Ok(mut o) = self.0.lock() else { return };
-        if let Err(e) = FileOutputs::write_lines(&mut o.evidence, records) {
-            o.error.get_or_insert(e);
-        }
+        self.append(records, |o| &mut o.evidence, |_, _| {});
     }
 
     fn alerts(&mut self, _time: u64, records: &[AlertRecord]) {
-        let Ok(mut o) = self.0.lock() else { return };
-        o.alert_records += records.len() as u64;
-        if let Err(e) = FileOutputs::write_lines(&mut o.alerts, records) {
-            o.error.get_or_insert(e);
-        }
+        self.append(records, |o| &mut o.alerts, |o, n| o.alert_records += n);
     }
 }
