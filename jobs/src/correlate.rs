@@ -1,116 +1,544 @@
-//! Span correlation: de-duplication and parent resolution, arranged by trace id.
+//! Span correlation: the state every job that joins on trace id reads, and the
+//! frontier-driven operator that evaluates each window once, when it is final.
 //!
-//! Input: spans keyed by nothing. Output: one arrangement, trace id → [`SpanFacts`],
-//! shared by every job that joins on trace id (style: build the index once).
+//! **Semantics.** Every record is present in its collection from its entry time
+//! to its scheduled leave time (see [`crate::params`]). The final records of
+//! window `w` are a function of the records present at `T = final_at(w) - 1`
+//! (the *snapshot* of `w`), restricted to the records whose event time lies in
+//! `w`:
+//! - **Identity** (SPEC §3): of the spans present with one (trace id, span id),
+//!   the one with the greatest end time counts; ties go to `ERROR`, then to the
+//!   smallest service name, then to the smallest span record (so the choice is
+//!   total). These are the trace's *winners*.
+//! - **Parent resolution** (SPEC §3 M4): a span's parent resolves when a winner
+//!   of the trace has that span id and starts in `[t - horizon, t + grace]` of
+//!   the child's start `t`.
 //!
-//! - **Identity** (SPEC §3): of the spans with one (trace id, span id), the one with
-//!   the greatest end time counts; ties go to `ERROR`, then to the smallest service
-//!   name, then to the smallest span record overall (so the choice is total).
-//! - **Parent resolution** (SPEC §3 M4): a span's parent resolves when the trace
-//!   holds that span id and it starts in `[t - horizon, t + grace]` of the child's
-//!   start `t`.
-//!
-//! Both are per-trace computations, done in one differential `reduce` keyed by
-//! trace id, so a trace is re-evaluated only when one of its spans changes.
+//! **Why a timely operator and not a differential `reduce`.** A window's answer
+//! is computed once and never revised (late data is rejected upstream), so
+//! incremental maintenance buys nothing: the earlier `reduce` re-evaluated a
+//! whole trace each time one of its spans arrived or left and every downstream
+//! operator re-sorted that churn. Here each record is routed once by trace id,
+//! held in a hash map of traces, and evaluated once when its window's snapshot is
+//! complete (the input frontier reaches `final_at(w)`); spans are evicted when
+//! the frontier passes their leave time. The operator emits per-worker partial
+//! aggregates ([`Part`]), which `operators::finalize` merges into records.
 
 use std::cmp::Ordering;
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 
-use causeway_schemas::{Resource, Span, SpanStatus};
-use differential_dataflow::operators::arrange::{Arranged, TraceAgent};
-use differential_dataflow::trace::implementations::{ValBuilder, ValSpine};
+use causeway_schemas::{AuditRecord, LogRecord, Span, SpanKind, SpanStatus};
 use differential_dataflow::VecCollection;
 use serde::{Deserialize, Serialize};
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::vec::Map;
+use timely::dataflow::operators::{Capability, Concat, InputCapability};
+use timely::dataflow::StreamVec;
 
+use crate::evidence::Candidate;
+use crate::intern::{Interner, Res};
 use crate::params::Params;
+use crate::sli::Counts;
 
-/// The resolved parent of a span.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct ParentInfo {
-    /// Parent's start time.
+/// A span as the correlation state holds it (its trace id is the state's key).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpanRec {
+    /// Span id, never 0.
+    pub span: u64,
+    /// Parent span id; 0 for a root.
+    pub parent: u64,
+    /// `start_time_unix_nano`.
     pub start: u64,
-    /// Parent's status.
+    /// `end_time_unix_nano`.
+    pub end: u64,
+    /// Owning resource.
+    pub res: Res,
+    /// Span kind.
+    pub kind: SpanKind,
+    /// Status code.
     pub status: SpanStatus,
-    /// Parent's resource.
-    pub resource: Arc<Resource>,
+    /// Whether an attribute value matched a PII detector.
+    pub pii: bool,
 }
 
-/// A de-duplicated span and its resolved parent, if any.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct SpanFacts {
-    /// The winning span of its (trace id, span id).
-    pub span: Span,
-    /// The parent, when the span has one and it resolves under the join rule.
-    pub parent: Option<ParentInfo>,
+impl SpanRec {
+    /// The compact form of `s`.
+    pub fn of(s: &Span, interner: &mut Interner) -> SpanRec {
+        SpanRec {
+            span: s.span,
+            parent: s.parent,
+            start: s.start,
+            end: s.end,
+            res: interner.get(&s.resource),
+            kind: s.kind,
+            status: s.status,
+            pii: s.pii,
+        }
+    }
+
+    /// Event time: the start, or the end when the start is 0 (as [`Span::event_time`]).
+    pub fn event_time(&self) -> u64 {
+        if self.start > 0 {
+            self.start
+        } else {
+            self.end
+        }
+    }
+
+    /// An entry span (SPEC R1): `SERVER`, `CONSUMER`, or a root.
+    pub fn is_entry(&self) -> bool {
+        matches!(self.kind, SpanKind::Server | SpanKind::Consumer) || self.parent == 0
+    }
+
+    /// Status `ERROR`.
+    pub fn is_error(&self) -> bool {
+        self.status == SpanStatus::Error
+    }
+
+    /// `end - start` in microseconds (0 when `end < start`), the R2 duration.
+    pub fn duration_us(&self) -> u64 {
+        self.end.saturating_sub(self.start) / 1000
+    }
 }
 
-/// The shared index: trace id → de-duplicated spans with their parents.
-pub type SpansByTrace<'s> = Arranged<'s, TraceAgent<ValSpine<u128, SpanFacts, u64, isize>>>;
+/// A log record reduced to what the SLIs read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogRec {
+    /// Trace id; 0 when the record carries none.
+    pub trace: u128,
+    /// Event time, ns.
+    pub time: u64,
+    /// Owning resource.
+    pub res: Res,
+    /// A request record (M1).
+    pub request: bool,
+    /// An error request (M10).
+    pub error_request: bool,
+    /// ERROR or FATAL (M2).
+    pub error: bool,
+    /// Matched a PII detector (M9).
+    pub pii: bool,
+}
+
+impl LogRec {
+    /// The compact form of `l`.
+    pub fn of(l: &LogRecord, interner: &mut Interner) -> LogRec {
+        LogRec {
+            trace: l.trace,
+            time: l.time,
+            res: interner.get(&l.resource),
+            request: l.request,
+            error_request: l.error_request,
+            error: l.is_error(),
+            pii: l.pii,
+        }
+    }
+}
+
+/// An audit record reduced to what M5 reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditRec {
+    /// Trace id; 0 when none.
+    pub trace: u128,
+    /// Event time, ns.
+    pub time: u64,
+    /// The service acted on.
+    pub res: Res,
+}
+
+/// One record on its way to the worker that owns its trace.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Rec {
+    /// A span of a trace.
+    Span(u128, SpanRec),
+    /// A log record.
+    Log(LogRec),
+    /// An audit record.
+    Audit(AuditRec),
+}
+
+impl Rec {
+    fn trace(&self) -> u128 {
+        match self {
+            Rec::Span(t, _) => *t,
+            Rec::Log(l) => l.trace,
+            Rec::Audit(a) => a.trace,
+        }
+    }
+
+    fn time(&self) -> u64 {
+        match self {
+            Rec::Span(_, s) => s.event_time(),
+            Rec::Log(l) => l.time,
+            Rec::Audit(a) => a.time,
+        }
+    }
+
+    /// The worker routing key: the trace id, or for records without one their
+    /// time (they join nothing, so any worker may count them).
+    fn route(&self) -> u64 {
+        match self.trace() {
+            0 => self.time() / 1_000_000,
+            t => fold(t),
+        }
+    }
+}
+
+fn fold(t: u128) -> u64 {
+    let x = (t as u64) ^ ((t >> 64) as u64);
+    // Mix the bits (ids in tests are small numbers; real ones are random).
+    x.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (x >> 29)
+}
 
 /// The ordering of duplicates: `Greater` means `a` wins over `b`.
-pub fn duplicate_order(a: &Span, b: &Span) -> Ordering {
+pub fn duplicate_order(a: &SpanRec, b: &SpanRec) -> Ordering {
     a.end
         .cmp(&b.end)
-        .then_with(|| (a.status == SpanStatus::Error).cmp(&(b.status == SpanStatus::Error)))
-        .then_with(|| b.resource.service.cmp(&a.resource.service))
-        .then_with(|| b.cmp(a))
-}
-
-/// Resolves the facts of one trace's spans. `spans` may hold duplicates; only
-/// entries with a positive count are present.
-pub fn trace_facts<'a>(spans: impl Iterator<Item = &'a Span>, params: &Params) -> Vec<SpanFacts> {
-    let mut winners: HashMap<u64, &Span> = HashMap::new();
-    for s in spans {
-        winners
-            .entry(s.span)
-            .and_modify(|w| {
-                if duplicate_order(s, w) == Ordering::Greater {
-                    *w = s;
-                }
-            })
-            .or_insert(s);
-    }
-    let mut out: Vec<SpanFacts> = winners
-        .values()
-        .map(|s| {
-            let parent = (s.parent != 0)
-                .then(|| winners.get(&s.parent))
-                .flatten()
-                .filter(|p| params.joins(s.start, p.start))
-                .map(|p| ParentInfo {
-                    start: p.start,
-                    status: p.status,
-                    resource: Arc::clone(&p.resource),
-                });
-            SpanFacts {
-                span: (*s).clone(),
-                parent,
+        .then_with(|| a.is_error().cmp(&b.is_error()))
+        .then_with(|| {
+            if a.res.service == b.res.service {
+                Ordering::Equal
+            } else {
+                b.res.resource().service.cmp(&a.res.resource().service)
             }
         })
-        .collect();
-    out.sort();
-    out
+        .then_with(|| record_order(b, a))
 }
 
-/// De-duplicates `spans`, resolves parents, and arranges the result by trace id.
-pub fn spans_by_trace<'s>(
+/// The order of two span records of one trace as whole records (field by field,
+/// the resource by its strings).
+fn record_order(a: &SpanRec, b: &SpanRec) -> Ordering {
+    (a.span, a.parent, a.start, a.end, a.kind, a.status, a.pii)
+        .cmp(&(b.span, b.parent, b.start, b.end, b.kind, b.status, b.pii))
+        .then_with(|| {
+            if a.res == b.res {
+                Ordering::Equal
+            } else {
+                a.res.resource().cmp(&b.res.resource())
+            }
+        })
+}
+
+/// The winners of one trace at a snapshot, sorted by span id, with parent lookup.
+pub struct Winners<'a> {
+    spans: Vec<&'a SpanRec>,
+}
+
+impl<'a> Winners<'a> {
+    /// The winners among `spans` (all copies, present or not) at snapshot time `at`.
+    pub fn at(spans: &'a [SpanRec], at: u64, params: &Params) -> Self {
+        let mut present: Vec<&SpanRec> = spans
+            .iter()
+            .filter(|s| {
+                let (enter, leave) = params.span_lifetime(s.event_time());
+                enter <= at && at < leave
+            })
+            .collect();
+        present.sort_unstable_by_key(|s| s.span);
+        present.dedup_by(|later, kept| {
+            if later.span != kept.span {
+                return false;
+            }
+            if duplicate_order(later, kept) == Ordering::Greater {
+                std::mem::swap(later, kept);
+            }
+            true
+        });
+        Winners { spans: present }
+    }
+
+    /// The number of winners.
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    /// No winners.
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    /// Every winner, by span id.
+    pub fn iter(&self) -> impl Iterator<Item = &'a SpanRec> + '_ {
+        self.spans.iter().copied()
+    }
+
+    /// The winner with span id `id`.
+    pub fn get(&self, id: u64) -> Option<&'a SpanRec> {
+        self.spans
+            .binary_search_by_key(&id, |s| s.span)
+            .ok()
+            .map(|i| self.spans[i])
+    }
+
+    /// The resolved parent of `s` under the join rule, if any.
+    pub fn parent(&self, s: &SpanRec, params: &Params) -> Option<&'a SpanRec> {
+        if s.parent == 0 {
+            return None;
+        }
+        self.get(s.parent)
+            .filter(|p| params.joins(s.start, p.start))
+    }
+
+    /// Whether a winner joins an event at `t` (of service `service`, when given).
+    pub fn joins(&self, t: u64, service: Option<u32>, params: &Params) -> bool {
+        self.spans
+            .iter()
+            .any(|s| service.is_none_or(|sv| s.res.service == sv) && params.joins(t, s.start))
+    }
+}
+
+/// A per-worker partial result of one window, merged by `operators::finalize`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Part {
+    /// SLI counts of one resource.
+    Counts(Res, Counts),
+    /// Service-graph edge counts: client, server, total, failed.
+    Edge(Res, Res, u64, u64),
+    /// Exemplar candidates of one resource.
+    Exemplars(Vec<Candidate>),
+}
+
+/// A window's part, tagged with the window start.
+pub type WindowPart = (u64, Part);
+
+/// A hasher for keys that are already well-distributed ids (trace ids, interned
+/// resource ids): a multiply, no byte loop.
+#[derive(Default)]
+pub struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    fn write_u32(&mut self, x: u32) {
+        self.write_u64(u64::from(x));
+    }
+    fn write_u64(&mut self, x: u64) {
+        self.0 = (self.0.rotate_left(5) ^ x).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+    fn write_u128(&mut self, t: u128) {
+        self.0 = fold(t);
+    }
+}
+
+/// Builds [`IdHasher`]s.
+pub type IdBuild = BuildHasherDefault<IdHasher>;
+
+type TraceMap<V> = HashMap<u128, V, IdBuild>;
+
+/// The spans held for one trace.
+#[derive(Default)]
+struct Trace {
+    spans: Vec<SpanRec>,
+    /// The latest leave time of its spans.
+    leave: u64,
+}
+
+/// The records of one window waiting for its snapshot.
+struct Pending {
+    cap: Capability<u64>,
+    /// Trace ids of the window's spans (with repeats).
+    span_traces: Vec<u128>,
+    logs: Vec<LogRec>,
+    audits: Vec<AuditRec>,
+}
+
+/// The correlation state of one worker.
+struct State {
+    params: Params,
+    traces: TraceMap<Trace>,
+    /// Trace ids by the leave time that may end them.
+    evict: BTreeMap<u64, Vec<u128>>,
+    pending: BTreeMap<u64, Pending>,
+}
+
+impl State {
+    fn insert(&mut self, rec: Rec, cap: &InputCapability<u64>, frontier: u64) {
+        let at = self.params.final_at(self.params.window_of(rec.time()));
+        let pending = self.pending.entry(at).or_insert_with(|| Pending {
+            cap: cap.delayed(&at, 0),
+            span_traces: Vec::new(),
+            logs: Vec::new(),
+            audits: Vec::new(),
+        });
+        match rec {
+            Rec::Span(trace, s) => {
+                pending.span_traces.push(trace);
+                let leave = self.params.span_lifetime(s.event_time()).1;
+                let t = self.traces.entry(trace).or_default();
+                if t.spans.len() >= 16 && t.spans.len().is_power_of_two() {
+                    // A long-lived trace id: drop copies no snapshot can see again.
+                    let p = &self.params;
+                    t.spans
+                        .retain(|x| p.span_lifetime(x.event_time()).1 > frontier);
+                }
+                t.spans.push(s);
+                if leave > t.leave {
+                    t.leave = leave;
+                    self.evict.entry(leave).or_default().push(trace);
+                }
+            }
+            Rec::Log(l) => pending.logs.push(l),
+            Rec::Audit(a) => pending.audits.push(a),
+        }
+    }
+
+    /// Evaluates the window whose records are `p`, final at `at`.
+    fn evaluate(&self, window: u64, at: u64, mut p: Pending) -> Vec<WindowPart> {
+        let params = &self.params;
+        let snapshot = at - 1;
+        let mut acc = crate::sli::Window::new(window, params);
+        p.span_traces.sort_unstable();
+        p.span_traces.dedup();
+        p.logs.sort_unstable_by_key(|l| l.trace);
+        p.audits.sort_unstable_by_key(|a| a.trace);
+        let mut logs = p.logs.as_slice();
+        let mut audits = p.audits.as_slice();
+        let untraced_logs = take_while_trace(&mut logs, 0);
+        for l in untraced_logs {
+            acc.log(l, None);
+        }
+        for a in take_while_trace(&mut audits, 0) {
+            acc.audit(a, None);
+        }
+        let mut spans = p.span_traces.as_slice();
+        loop {
+            // The next trace in any of the three sorted lists.
+            let next = [
+                spans.first().copied(),
+                logs.first().map(|l| l.trace),
+                audits.first().map(|a| a.trace),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
+            let Some(trace) = next else { break };
+            let winners = self
+                .traces
+                .get(&trace)
+                .map(|t| Winners::at(&t.spans, snapshot, params));
+            if spans.first() == Some(&trace) {
+                spans = &spans[1..];
+                if let Some(w) = &winners {
+                    acc.trace(trace, w);
+                }
+            }
+            for l in take_while_trace(&mut logs, trace) {
+                acc.log(l, winners.as_ref());
+            }
+            for a in take_while_trace(&mut audits, trace) {
+                acc.audit(a, winners.as_ref());
+            }
+        }
+        acc.parts()
+    }
+
+    /// Drops every trace whose spans all left at or before `frontier`.
+    fn evict(&mut self, frontier: u64) {
+        while let Some(entry) = self.evict.first_entry() {
+            if *entry.key() > frontier {
+                break;
+            }
+            for trace in entry.remove() {
+                if self.traces.get(&trace).is_some_and(|t| t.leave <= frontier) {
+                    self.traces.remove(&trace);
+                }
+            }
+        }
+    }
+}
+
+trait Traced {
+    fn trace(&self) -> u128;
+}
+impl Traced for LogRec {
+    fn trace(&self) -> u128 {
+        self.trace
+    }
+}
+impl Traced for AuditRec {
+    fn trace(&self) -> u128 {
+        self.trace
+    }
+}
+
+/// Splits off the leading records of `list` with trace id `trace`.
+fn take_while_trace<'a, R: Traced>(list: &mut &'a [R], trace: u128) -> &'a [R] {
+    let n = list.iter().take_while(|r| r.trace() == trace).count();
+    let (head, tail) = list.split_at(n);
+    *list = tail;
+    head
+}
+
+/// Correlates spans, logs and audit records by trace id and emits, for each
+/// window once it is final, this worker's partial aggregates at `final_at(w)`.
+///
+/// Only insertions are read: every record leaves at the time [`crate::params`]
+/// prescribes, which the operator applies itself (retractions, if the input
+/// carries them, are ignored).
+pub fn correlate<'s>(
     spans: VecCollection<'s, u64, Span>,
+    logs: VecCollection<'s, u64, LogRecord>,
+    audits: VecCollection<'s, u64, AuditRecord>,
     params: &Params,
-) -> SpansByTrace<'s> {
+) -> StreamVec<'s, u64, WindowPart> {
+    let mut interner = Interner::default();
+    let spans = spans.inner.flat_map(move |(s, t, r)| {
+        let rec = Rec::Span(s.trace, SpanRec::of(&s, &mut interner));
+        (r > 0).then_some((rec, t))
+    });
+    let mut interner = Interner::default();
+    let logs = logs.inner.flat_map(move |(l, t, r)| {
+        let rec = LogRec::of(&l, &mut interner);
+        std::iter::repeat_n((Rec::Log(rec), t), r.max(0) as usize)
+    });
+    let mut interner = Interner::default();
+    let audits = audits.inner.flat_map(move |(a, t, r)| {
+        let rec = AuditRec {
+            trace: a.trace,
+            time: a.time,
+            res: interner.get(&a.resource),
+        };
+        std::iter::repeat_n((Rec::Audit(rec), t), r.max(0) as usize)
+    });
     let params = params.clone();
+    let route = Exchange::new(|(r, _t): &(Rec, u64)| r.route());
     spans
-        .map(|s| (s.trace, s))
-        .arrange_by_key_named("SpansByTraceRaw")
-        .reduce_abelian::<_, ValBuilder<_, _, _, _>, ValSpine<u128, SpanFacts, u64, isize>, _, _>(
-            "Correlate",
-            move |_trace, input, output| {
-                let present = input.iter().filter(|(_, n)| *n > 0).map(|(s, _)| *s);
-                output.extend(trace_facts(present, &params).into_iter().map(|f| (f, 1)));
-            },
-            |buffer, key, updates| {
-                buffer.clear();
-                buffer.extend(updates.drain(..).map(|(v, t, r)| ((*key, v), t, r)));
-            },
-        )
+        .concat(logs)
+        .concat(audits)
+        .unary_frontier(route, "Correlate", move |_cap, _info| {
+            let mut state = State {
+                params,
+                traces: TraceMap::default(),
+                evict: BTreeMap::new(),
+                pending: BTreeMap::new(),
+            };
+            move |(input, frontier), output| {
+                let now = frontier.frontier().first().copied().unwrap_or(u64::MAX);
+                input.for_each(|cap, data| {
+                    for (rec, _t) in data.drain(..) {
+                        state.insert(rec, &cap, now);
+                    }
+                });
+                while let Some(entry) = state.pending.first_entry() {
+                    if frontier.frontier().less_than(entry.key()) {
+                        break;
+                    }
+                    let at = *entry.key();
+                    let p = entry.remove();
+                    let cap = p.cap.clone();
+                    let window = at - state.params.window_s - state.params.grace_s;
+                    let parts = state.evaluate(window, at, p);
+                    output.session(&cap).give_iterator(parts.into_iter());
+                }
+                state.evict(now);
+            }
+        })
 }

@@ -20,189 +20,216 @@
 //!   the smallest actor wins a tie. Both must be present at once (each stays
 //!   until its window is final).
 
+use std::cmp::{Ordering, Reverse};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use causeway_schemas::ids::trace_hex;
 use causeway_schemas::records::{ChangeRecord, Exemplar, ExemplarRecord};
-use causeway_schemas::{AuditRecord, DeployAction, DeployEvent, Resource, SpanStatus};
+use causeway_schemas::{AuditRecord, DeployAction, DeployEvent, Resource};
 use differential_dataflow::VecCollection;
 use serde::{Deserialize, Serialize};
 use timely::dataflow::StreamVec;
 
-use crate::correlate::SpansByTrace;
+use crate::correlate::{SpanRec, Winners};
+use crate::intern::Res;
 use crate::obs::Sli;
 use crate::operators::finalize::{finalize, stable_hash};
 use crate::params::Params;
 
-/// A bad entry span that may serve as an exemplar.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+/// An entry span that may serve as an exemplar.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Candidate {
-    /// `Availability` or `Latency`.
+    /// `Availability` (an `ERROR` entry span) or `Latency` (any entry span).
     pub sli: Sli,
-    /// Window start of the entry span.
-    pub window: u64,
-    /// The entry span's resource (shared with the span, not copied).
-    pub resource: Arc<Resource>,
+    /// The entry span's resource.
+    pub res: Res,
     /// Trace id.
     pub trace: u128,
     /// Entry span duration, microseconds.
     pub duration_us: u64,
-    /// Service of the trace's deepest `ERROR` span (availability only).
-    pub deepest_error: String,
+    /// The resource of the trace's deepest `ERROR` span (availability only).
+    pub deepest_error: Option<Res>,
 }
 
 impl Candidate {
+    /// A candidate for `sli` from entry span `s` of `trace`.
+    pub fn new(sli: Sli, trace: u128, s: &SpanRec, deepest_error: Option<Res>) -> Self {
+        Candidate {
+            sli,
+            res: s.res,
+            trace,
+            duration_us: s.duration_us(),
+            deepest_error,
+        }
+    }
+
     /// Ranking inside its group: smaller is better.
-    fn rank(&self) -> (std::cmp::Reverse<u64>, u128) {
+    fn rank(&self) -> (Reverse<u64>, u128) {
         match self.sli {
-            Sli::Latency => (std::cmp::Reverse(self.duration_us), self.trace),
-            _ => (std::cmp::Reverse(0), self.trace),
+            Sli::Latency => (Reverse(self.duration_us), self.trace),
+            _ => (Reverse(0), self.trace),
         }
     }
 }
 
-/// Final exemplar records, one per (sli, service, environment, window) with bad events.
-pub fn exemplars<'s>(
-    spans: &SpansByTrace<'s>,
-    params: &Params,
-) -> StreamVec<'s, u64, ExemplarRecord> {
-    let p = params.clone();
-    let (availability, latency) = (params.availability_exemplars, params.latency_exemplars);
-    let entries = spans.clone().flat_map_ref(move |_, f| {
-        let s = &f.span;
-        let error = s.status == SpanStatus::Error;
-        (s.is_entry() && (latency || (availability && error))).then(|| Candidate {
-            sli: if error {
-                Sli::Availability
-            } else {
-                Sli::Latency
-            },
-            window: p.window_of(s.event_time()),
-            resource: Arc::clone(&s.resource),
-            trace: s.trace,
-            duration_us: s.end.saturating_sub(s.start) / 1000,
-            deepest_error: String::new(),
-        })
-    });
-    // An ERROR entry span is also a latency candidate.
-    let slow = entries.clone().filter(move |_| latency).map(|c| Candidate {
-        sli: Sli::Latency,
-        ..c
-    });
-    let errors = entries.filter(move |c| availability && c.sli == Sli::Availability);
-    let error_traces = errors.clone().map(|c| (c.trace, ())).distinct();
-    let deepest = error_traces
-        .arrange_by_key_named("ErrorTraces")
-        .join_core(spans.clone(), |trace, _, f| {
-            Some((
-                *trace,
-                (
-                    f.span.span,
-                    f.span.parent,
-                    f.span.status == SpanStatus::Error,
-                    Arc::clone(&f.span.resource),
-                ),
-            ))
-        })
-        .reduce(|_trace, input, output| {
-            let spans: Vec<&SpanLink> = input.iter().map(|(s, _)| *s).collect();
-            if let Some(service) = deepest_error(&spans) {
-                output.push((service, 1));
-            }
-        });
-    let available = errors
-        .map(|c| (c.trace, c))
-        .join_map(deepest, |_, c, service| Candidate {
-            deepest_error: service.clone(),
-            ..c.clone()
-        });
-    finalize(
-        available.concat(slow),
-        "FinalizeExemplars",
-        params,
-        |c| c.window,
-        |c| {
-            stable_hash(&(
-                c.sli,
-                &c.resource.service,
-                &c.resource.environment,
-                c.window,
-            ))
-        },
-        |c| (c.sli, Arc::clone(&c.resource), c.window),
-        |acc: &mut BTreeMap<Candidate, i64>, c, diff| {
-            *acc.entry(c.clone()).or_default() += diff as i64
-        },
-        emit_exemplars,
-    )
-}
+/// Resolves interned resources, once per id.
+#[derive(Default)]
+struct Names(HashMap<u32, Arc<Resource>>);
 
-type ExemplarKey = (Sli, Arc<Resource>, u64);
-
-/// Merges the versions of each (sli, service, environment, window) and keeps the
-/// best `params.exemplars` candidates present.
-fn emit_exemplars(
-    groups: BTreeMap<ExemplarKey, BTreeMap<Candidate, i64>>,
-    params: &Params,
-) -> Vec<ExemplarRecord> {
-    let mut merged: BTreeMap<(Sli, &str, &str, u64), Vec<&Candidate>> = BTreeMap::new();
-    for ((sli, resource, window), cands) in &groups {
-        merged
-            .entry((*sli, &resource.service, &resource.environment, *window))
-            .or_default()
-            .extend(cands.iter().filter(|(_, n)| **n > 0).map(|(c, _)| c));
+impl Names {
+    fn get(&mut self, r: Res) -> Arc<Resource> {
+        Arc::clone(self.0.entry(r.id).or_insert_with(|| r.resource()))
     }
-    merged
-        .into_iter()
-        .filter_map(|((sli, service, environment, window), mut present)| {
-            present.sort_by_key(|c| c.rank());
-            present.dedup_by_key(|c| c.trace);
-            present.truncate(params.exemplars);
-            (!present.is_empty()).then(|| ExemplarRecord {
-                sli: sli.as_str().to_string(),
-                service: service.to_string(),
-                environment: environment.to_string(),
-                window_start: window,
-                exemplars: present
-                    .into_iter()
-                    .map(|c| Exemplar {
-                        trace_id: trace_hex(c.trace),
-                        duration_us: c.duration_us,
-                        deepest_error_service: c.deepest_error.clone(),
-                    })
-                    .collect(),
+
+    fn service(&mut self, r: Option<Res>) -> String {
+        r.map(|r| self.get(r).service.clone()).unwrap_or_default()
+    }
+
+    /// The total order of candidates inside one (sli, service, environment,
+    /// window) group: rank, then version, trace, duration and deepest service.
+    fn order(&mut self, a: &Candidate, b: &Candidate) -> Ordering {
+        a.rank()
+            .cmp(&b.rank())
+            .then_with(|| {
+                if a.res == b.res {
+                    Ordering::Equal
+                } else {
+                    self.get(a.res).version.cmp(&self.get(b.res).version)
+                }
             })
-        })
-        .collect()
+            .then_with(|| (a.trace, a.duration_us).cmp(&(b.trace, b.duration_us)))
+            .then_with(|| {
+                if a.deepest_error == b.deepest_error {
+                    Ordering::Equal
+                } else {
+                    self.service(a.deepest_error)
+                        .cmp(&self.service(b.deepest_error))
+                }
+            })
+    }
+
+    /// Sorts `cands` by their group, then by [`Names::order`].
+    fn group_and_sort(&mut self, cands: &mut [Candidate]) -> Vec<(GroupKey, usize)> {
+        let keys: HashMap<u32, (String, String)> = cands
+            .iter()
+            .map(|c| c.res)
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .map(|r| {
+                let res = self.get(r);
+                (r.id, (res.service.clone(), res.environment.clone()))
+            })
+            .collect();
+        let group = |c: &Candidate| (c.sli, keys[&c.res.id].clone());
+        cands.sort_by(|a, b| group(a).cmp(&group(b)).then_with(|| self.order(a, b)));
+        let mut runs: Vec<(GroupKey, usize)> = Vec::new();
+        for c in cands.iter() {
+            let g = group(c);
+            match runs.last_mut() {
+                Some((last, n)) if *last == g => *n += 1,
+                _ => runs.push((g, 1)),
+            }
+        }
+        runs
+    }
 }
 
-/// What the deepest-`ERROR` search needs of a span: (span id, parent id, is
-/// error, resource).
-pub type SpanLink = (u64, u64, bool, Arc<Resource>);
+type GroupKey = (Sli, (String, String));
 
-/// The service of the deepest `ERROR` span among `spans`; ties go to the
-/// smallest service name.
-pub fn deepest_error(spans: &[&SpanLink]) -> Option<String> {
-    let parent: HashMap<u64, u64> = spans.iter().map(|(s, p, _, _)| (*s, *p)).collect();
-    let depth = |mut id: u64| {
+/// One worker's candidates of one window, cut to what can reach the final
+/// selection: per group, the sorted prefix up to the `k`-th entry whose trace
+/// differs from its predecessor's. Every candidate of a trace is on the worker
+/// that owns the trace, so the merged prefixes select exactly what the whole
+/// lists would.
+pub fn preselect(mut cands: Vec<Candidate>, k: usize) -> Vec<Candidate> {
+    let mut names = Names::default();
+    let runs = names.group_and_sort(&mut cands);
+    let mut out = Vec::new();
+    let mut rest = cands.as_slice();
+    for (_, n) in runs {
+        let (group, tail) = rest.split_at(n);
+        rest = tail;
+        let mut kept = 0;
+        for (i, c) in group.iter().enumerate() {
+            if i == 0 || group[i - 1].trace != c.trace {
+                if kept == k {
+                    break;
+                }
+                kept += 1;
+            }
+            out.push(c.clone());
+        }
+    }
+    out
+}
+
+/// The exemplar records of one window from every worker's candidates: per
+/// (sli, service, environment), the best `k` distinct traces.
+pub fn exemplar_records(mut cands: Vec<Candidate>, window: u64, k: usize) -> Vec<ExemplarRecord> {
+    let mut names = Names::default();
+    let runs = names.group_and_sort(&mut cands);
+    let mut out = Vec::new();
+    let mut rest = cands.as_slice();
+    for ((sli, (service, environment)), n) in runs {
+        let (group, tail) = rest.split_at(n);
+        rest = tail;
+        let mut present: Vec<&Candidate> = group.iter().collect();
+        present.dedup_by_key(|c| c.trace);
+        present.truncate(k);
+        if present.is_empty() {
+            continue;
+        }
+        out.push(ExemplarRecord {
+            sli: sli.as_str().to_string(),
+            service,
+            environment,
+            window_start: window,
+            exemplars: present
+                .into_iter()
+                .map(|c| Exemplar {
+                    trace_id: trace_hex(c.trace),
+                    duration_us: c.duration_us,
+                    deepest_error_service: names.service(c.deepest_error),
+                })
+                .collect(),
+        });
+    }
+    out
+}
+
+/// The resource of the deepest `ERROR` span among a trace's winners (depth =
+/// parent hops, by span id, to the top-most span of the trace that is present);
+/// ties go to the smallest service name.
+pub fn deepest_error(w: &Winners<'_>) -> Option<Res> {
+    let depth = |s: &SpanRec| {
         let mut d = 0usize;
+        let mut parent = s.parent;
         // Bounded by the trace size, so a cycle of bad parent ids cannot loop forever.
-        while let Some(&p) = parent.get(&id) {
-            if p == 0 || !parent.contains_key(&p) || d > parent.len() {
+        while parent != 0 {
+            let Some(p) = w.get(parent) else { break };
+            if d > w.len() {
                 break;
             }
             d += 1;
-            id = p;
+            parent = p.parent;
         }
         d
     };
-    spans
-        .iter()
-        .filter(|(_, _, err, _)| *err)
-        .map(|(s, _, _, r)| (std::cmp::Reverse(depth(*s)), &r.service))
-        .min()
-        .map(|(_, service)| service.clone())
+    let mut names = Names::default();
+    w.iter()
+        .filter(|s| s.is_error())
+        .map(|s| (Reverse(depth(s)), s.res))
+        .min_by(|a, b| {
+            a.0.cmp(&b.0).then_with(|| {
+                if a.1.service == b.1.service {
+                    Ordering::Equal
+                } else {
+                    names.get(a.1).service.cmp(&names.get(b.1).service)
+                }
+            })
+        })
+        .map(|(_, r)| r)
 }
 
 /// Final change records: deploy events with the actor of a correlated audit record.

@@ -6,12 +6,15 @@
 //! returns the final SLI records and service-graph edges as timely streams, each
 //! record at the time its window became final.
 //!
-//! Each SLI of SPEC §3 is a plain function in [`sli`]; they share one arrangement
-//! of the de-duplicated spans by trace id ([`correlate`]).
+//! Spans, logs and audit records meet in one frontier-driven operator keyed by
+//! trace id ([`correlate`]), which evaluates each window once when it is final;
+//! each SLI of SPEC §3 is a plain function in [`sli`] applied there. Deploy
+//! events are joined with audit records in differential ([`evidence::changes`]).
 #![warn(missing_docs)]
 
 pub mod correlate;
 pub mod evidence;
+pub mod intern;
 pub mod obs;
 pub mod operators;
 pub mod params;
@@ -21,18 +24,23 @@ pub mod slo;
 use causeway_schemas::records::{ChangeRecord, ExemplarRecord, ServiceGraphRecord, SliRecord};
 use causeway_schemas::{AuditRecord, DeployEvent, LogRecord, Span};
 use differential_dataflow::VecCollection;
+use timely::dataflow::operators::vec::Map;
 use timely::dataflow::StreamVec;
 
-pub use obs::{EdgeObs, Obs, ObsKind, Sli};
+use operators::finalize::Final;
+
+pub use obs::Sli;
 pub use params::Params;
 
 /// The jobs' inputs, timestamped as [`params`] prescribes.
 pub struct Inputs<'s> {
-    /// Spans, present from the second of their event time until [`Params::span_lifetime`] ends.
+    /// Spans, present from the second of their event time until [`Params::span_lifetime`]
+    /// ends. Only insertions are read: the jobs evict spans themselves.
     pub spans: VecCollection<'s, u64, Span>,
-    /// Log records, present during [`Params::record_lifetime`].
+    /// Log records, present during [`Params::record_lifetime`]. Only insertions are read.
     pub logs: VecCollection<'s, u64, LogRecord>,
-    /// Audit records, present during [`Params::record_lifetime`].
+    /// Audit records, present during [`Params::record_lifetime`] (the changes
+    /// job reads the retractions too).
     pub audits: VecCollection<'s, u64, AuditRecord>,
     /// Deploy events, present during [`Params::record_lifetime`].
     pub deploys: VecCollection<'s, u64, DeployEvent>,
@@ -50,16 +58,24 @@ pub struct Outputs<'s> {
     pub changes: StreamVec<'s, u64, ChangeRecord>,
 }
 
-/// Builds every SLI job and the service graph over `inputs`.
+/// Builds every SLI job, the service graph and the evidence over `inputs`.
 pub fn build<'s>(inputs: Inputs<'s>, params: &Params) -> Outputs<'s> {
-    let spans = correlate::spans_by_trace(inputs.spans, params);
     let changes = evidence::changes(inputs.deploys, inputs.audits.clone(), params);
-    let observations = sli::all(&spans, inputs.logs, inputs.audits, params);
-    let edges = sli::service_graph::service_graph(&spans, params);
+    let parts = correlate::correlate(inputs.spans, inputs.logs, inputs.audits, params);
+    let finals = operators::finalize::merge(parts, params);
     Outputs {
-        sli: operators::finalize::finalize_sli(observations, params),
-        service_graph: operators::finalize::finalize_edges(edges, params),
-        exemplars: evidence::exemplars(&spans, params),
+        sli: finals.clone().flat_map(|f| match f {
+            Final::Sli(r) => Some(r),
+            _ => None,
+        }),
+        service_graph: finals.clone().flat_map(|f| match f {
+            Final::Edge(r) => Some(r),
+            _ => None,
+        }),
+        exemplars: finals.flat_map(|f| match f {
+            Final::Exemplars(r) => Some(r),
+            _ => None,
+        }),
         changes,
     }
 }

@@ -1,8 +1,5 @@
-//! Observations: the per-record facts every SLI job emits and the finalizer counts.
+//! The SLIs Causeway computes, by id.
 
-use std::sync::Arc;
-
-use causeway_schemas::Resource;
 use serde::{Deserialize, Serialize};
 
 /// The SLIs of SPEC §3 that Causeway computes per record.
@@ -61,49 +58,4 @@ impl Sli {
     pub fn parse(s: &str) -> Option<Sli> {
         Self::ALL.into_iter().find(|x| x.as_str() == s)
     }
-}
-
-/// What one observation counts towards.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub enum ObsKind {
-    /// One event of the SLI's population.
-    Total,
-    /// One good event.
-    Good,
-    /// M10: a request record.
-    Requests,
-    /// M10: an error request record.
-    ErrorRequests,
-    /// M10: a traced request record.
-    TracedRequests,
-    /// M10: a traced error request record.
-    TracedErrorRequests,
-    /// R2: one entry span of this duration, microseconds.
-    DurationUs(u64),
-}
-
-/// One observation of an SLI for a record in a window.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct Obs {
-    /// Which SLI.
-    pub sli: Sli,
-    /// Start of the record's window, Unix seconds.
-    pub window: u64,
-    /// What it counts.
-    pub kind: ObsKind,
-    /// The record's service, environment and version.
-    pub resource: Arc<Resource>,
-}
-
-/// One parent→child pair of spans in different services (service graph).
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct EdgeObs {
-    /// Window of the child span.
-    pub window: u64,
-    /// Whether either span has status `ERROR`.
-    pub failed: bool,
-    /// Parent span's service.
-    pub client: Arc<Resource>,
-    /// Child span's service.
-    pub server: Arc<Resource>,
 }

@@ -1,8 +1,9 @@
 //! Ingest: from a partition's messages to the dataflow's input collections.
 //!
 //! For each message: decode it, reject what is bad, classify lateness, and insert
-//! each accepted record at its event-time second together with its scheduled
-//! retraction (see `causeway_jobs::params`).
+//! each accepted record at its event-time second; audit records and deploy
+//! events also get their scheduled retraction (see `causeway_jobs::params`),
+//! spans and logs are evicted by the jobs themselves.
 //!
 //! **Lateness** is judged per partition: a record is late when its event time is
 //! below its own partition's watermark (newest event time seen there minus
@@ -98,6 +99,16 @@ pub struct Inputs {
     pub deploys: InputSession<u64, DeployEvent, isize>,
 }
 
+/// An input session and whether its records' retractions are sent: the jobs
+/// evict spans and logs themselves; audit records and deploy events feed a
+/// differential join, which needs them.
+type Session<T> = (fn(&mut Inputs) -> &mut InputSession<u64, T, isize>, bool);
+
+const SPANS: Session<Span> = (|i| &mut i.spans, false);
+const LOGS: Session<LogRecord> = (|i| &mut i.logs, false);
+const AUDITS: Session<AuditRecord> = (|i| &mut i.audits, true);
+const DEPLOYS: Session<DeployEvent> = (|i| &mut i.deploys, true);
+
 /// Per-worker ingest state.
 pub struct Ingest {
     inputs: Inputs,
@@ -185,9 +196,7 @@ impl Ingest {
                 for (i, s) in d.records.into_iter().enumerate() {
                     let t = s.event_time();
                     let life = self.settings.params.span_lifetime(t);
-                    if self.admit(&src, i as u32, t, watermark, &mut newest, s, life, |i| {
-                        &mut i.spans
-                    }) {
+                    if self.admit(&src, i as u32, t, watermark, &mut newest, s, life, SPANS) {
                         needed = needed.max(Some(life.1));
                     }
                 }
@@ -198,9 +207,7 @@ impl Ingest {
                 for l in d.records {
                     let (t, index) = (l.time, l.origin.index);
                     let life = self.settings.params.record_lifetime(t);
-                    if self.admit(&src, index, t, watermark, &mut newest, l, life, |i| {
-                        &mut i.logs
-                    }) {
+                    if self.admit(&src, index, t, watermark, &mut newest, l, life, LOGS) {
                         needed = needed.max(Some(life.1));
                     }
                 }
@@ -210,9 +217,7 @@ impl Ingest {
                 Ok(a) => {
                     let t = a.time;
                     let life = self.settings.params.record_lifetime(t);
-                    if self.admit(&src, 0, t, watermark, &mut newest, a, life, |i| {
-                        &mut i.audits
-                    }) {
+                    if self.admit(&src, 0, t, watermark, &mut newest, a, life, AUDITS) {
                         needed = needed.max(Some(life.1));
                     }
                 }
@@ -222,9 +227,7 @@ impl Ingest {
                 Ok(d) => {
                     let t = d.time;
                     let life = self.settings.params.record_lifetime(t);
-                    if self.admit(&src, 0, t, watermark, &mut newest, d, life, |i| {
-                        &mut i.deploys
-                    }) {
+                    if self.admit(&src, 0, t, watermark, &mut newest, d, life, DEPLOYS) {
                         needed = needed.max(Some(life.1));
                     }
                 }
@@ -249,15 +252,19 @@ impl Ingest {
         newest: &mut Option<u64>,
         record: T,
         (enter, leave): (u64, u64),
-        session: fn(&mut Inputs) -> &mut InputSession<u64, T, isize>,
+        (session, retract): Session<T>,
     ) -> bool {
         if self.is_late(t, watermark) {
             self.late(src, index);
             return false;
         }
         let input = session(&mut self.inputs);
-        input.update_at(record.clone(), enter, 1);
-        input.update_at(record, leave, -1);
+        if retract {
+            input.update_at(record.clone(), enter, 1);
+            input.update_at(record, leave, -1);
+        } else {
+            input.update_at(record, enter, 1);
+        }
         *self.leaving.entry(leave).or_default() += 1;
         *newest = (*newest).max(Some(t));
         self.count_accepted(src.topic);

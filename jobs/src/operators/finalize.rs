@@ -7,11 +7,11 @@
 //! emitted at that time and its state is dropped. The result depends only on the
 //! input collection, never on arrival order or the number of workers.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use causeway_schemas::records::{ServiceGraphRecord, SliRecord};
+use causeway_schemas::records::{ExemplarRecord, ServiceGraphRecord, SliRecord};
 use causeway_schemas::Resource;
 use differential_dataflow::VecCollection;
 use hdrhistogram::Histogram;
@@ -20,8 +20,11 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::Capability;
 use timely::dataflow::StreamVec;
 
-use crate::obs::{EdgeObs, Obs, ObsKind, Sli};
+use crate::correlate::{Part, WindowPart};
+use crate::evidence::{exemplar_records, Candidate};
+use crate::obs::Sli;
 use crate::params::Params;
+use crate::sli::{Counts, RATIOS};
 
 /// A stable 64-bit hash (FNV-1a), used to route keys to workers deterministically.
 pub fn stable_hash<K: Hash + ?Sized>(k: &K) -> u64 {
@@ -99,99 +102,6 @@ where
         })
 }
 
-/// Accumulated counts of one (sli, resource, window).
-#[derive(Default)]
-pub struct SliAcc {
-    good: i64,
-    total: i64,
-    requests: i64,
-    error_requests: i64,
-    traced: i64,
-    traced_errors: i64,
-    durations: HashMap<u64, i64>,
-}
-
-fn fold_obs(acc: &mut SliAcc, o: &Obs, diff: isize) {
-    let d = diff as i64;
-    match o.kind {
-        ObsKind::Total => acc.total += d,
-        ObsKind::Good => acc.good += d,
-        ObsKind::Requests => acc.requests += d,
-        ObsKind::ErrorRequests => acc.error_requests += d,
-        ObsKind::TracedRequests => acc.traced += d,
-        ObsKind::TracedErrorRequests => acc.traced_errors += d,
-        ObsKind::DurationUs(us) => *acc.durations.entry(us).or_default() += d,
-    }
-}
-
-type SliKey = (Sli, Arc<Resource>, u64);
-
-fn emit_sli(groups: BTreeMap<SliKey, SliAcc>, params: &Params) -> Vec<SliRecord> {
-    groups
-        .into_iter()
-        .filter_map(|(k, acc)| sli_record(&k, acc, params))
-        .collect()
-}
-
-fn sli_record(k: &SliKey, acc: SliAcc, params: &Params) -> Option<SliRecord> {
-    let (sli, res, start) = k;
-    let dims = (
-        res.service.as_str(),
-        res.environment.as_str(),
-        res.version.as_str(),
-    );
-    let window = (*start, start + params.window_s);
-    let n = |v: i64| v.max(0) as u64;
-    match sli {
-        Sli::Latency => latency_record(dims, window, &acc.durations),
-        Sli::SamplingBias => {
-            let (req, err, tr, tr_err) = (
-                n(acc.requests),
-                n(acc.error_requests),
-                n(acc.traced),
-                n(acc.traced_errors),
-            );
-            (req > 0 && tr > 0).then(|| SliRecord {
-                value: Some((err as f64 / req as f64 - tr_err as f64 / tr as f64).abs()),
-                requests: Some(req),
-                error_requests: Some(err),
-                traced_requests: Some(tr),
-                traced_error_requests: Some(tr_err),
-                ..SliRecord::bare(sli.as_str(), dims, window)
-            })
-        }
-        _ => (acc.total > 0)
-            .then(|| SliRecord::ratio(sli.as_str(), dims, window, n(acc.good), n(acc.total))),
-    }
-}
-
-/// The `latency` record of a window: total, p50/p90/p99 and the HDR histogram
-/// (microseconds, 3 significant digits, V2 serialization, base64).
-fn latency_record(
-    dims: (&str, &str, &str),
-    window: (u64, u64),
-    durations: &HashMap<u64, i64>,
-) -> Option<SliRecord> {
-    let mut hist = Histogram::<u64>::new(3).ok()?;
-    let mut values: Vec<(&u64, &i64)> = durations.iter().filter(|(_, c)| **c > 0).collect();
-    values.sort();
-    for (us, count) in values {
-        hist.record_n(*us, *count as u64).ok()?;
-    }
-    if hist.is_empty() {
-        return None;
-    }
-    let ms = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
-    Some(SliRecord {
-        total: Some(hist.len()),
-        p50_ms: Some(ms(0.5)),
-        p90_ms: Some(ms(0.9)),
-        p99_ms: Some(ms(0.99)),
-        histogram: Some(encode_histogram(&hist)),
-        ..SliRecord::bare(Sli::Latency.as_str(), dims, window)
-    })
-}
-
 /// Serializes a histogram in hdrhistogram's V2 format, base64.
 pub fn encode_histogram(hist: &Histogram<u64>) -> String {
     use base64::Engine;
@@ -217,70 +127,156 @@ pub fn decode_histogram(b64: &str) -> Option<Histogram<u64>> {
     Some(hist)
 }
 
-/// Final SLI records from observations.
-pub fn finalize_sli<'s>(
-    obs: VecCollection<'s, u64, Obs>,
-    params: &Params,
-) -> StreamVec<'s, u64, SliRecord> {
-    finalize(
-        obs,
-        "FinalizeSli",
-        params,
-        |o| o.window,
-        |o| stable_hash(&(o.sli, &o.resource, o.window)),
-        |o| (o.sli, Arc::clone(&o.resource), o.window),
-        fold_obs,
-        emit_sli,
-    )
+/// A final record of a window.
+#[derive(Clone, Debug)]
+pub enum Final {
+    /// An SLI record.
+    Sli(SliRecord),
+    /// A service-graph edge.
+    Edge(ServiceGraphRecord),
+    /// Exemplars of one (sli, service, environment).
+    Exemplars(ExemplarRecord),
 }
 
-type EdgeKey = (Arc<Resource>, Arc<Resource>, u64);
-
-/// Final service-graph edges from edge observations, merged by service name.
-pub fn finalize_edges<'s>(
-    edges: VecCollection<'s, u64, EdgeObs>,
+/// Merges every worker's parts of each window on worker 0 and emits the
+/// window's final records at the time the parts carry (`final_at(window)`).
+pub fn merge<'s>(
+    parts: StreamVec<'s, u64, WindowPart>,
     params: &Params,
-) -> StreamVec<'s, u64, ServiceGraphRecord> {
-    finalize(
-        edges,
-        "FinalizeEdges",
-        params,
-        |e| e.window,
-        |e| stable_hash(&(&e.client.service, &e.server.service, e.window)),
-        |e| (Arc::clone(&e.client), Arc::clone(&e.server), e.window),
-        |acc: &mut (i64, i64), e: &EdgeObs, diff| {
-            acc.0 += diff as i64;
-            if e.failed {
-                acc.1 += diff as i64;
+) -> StreamVec<'s, u64, Final> {
+    let params = params.clone();
+    parts.unary_frontier(
+        Exchange::new(|_: &WindowPart| 0),
+        "MergeWindows",
+        move |_cap, _info| {
+            let mut pending: BTreeMap<u64, (Capability<u64>, Vec<WindowPart>)> = BTreeMap::new();
+            move |(input, frontier), output| {
+                input.for_each(|cap, data| {
+                    let Some(t) = cap.least().copied() else {
+                        return;
+                    };
+                    pending
+                        .entry(t)
+                        .or_insert_with(|| (cap.delayed(&t, 0), Vec::new()))
+                        .1
+                        .append(data);
+                });
+                while let Some(entry) = pending.first_entry() {
+                    if frontier.frontier().less_equal(entry.key()) {
+                        break;
+                    }
+                    let (cap, parts) = entry.remove();
+                    output
+                        .session(&cap)
+                        .give_iterator(window_records(parts, &params).into_iter());
+                }
             }
         },
-        emit_edges,
     )
 }
 
-fn emit_edges(groups: BTreeMap<EdgeKey, (i64, i64)>, params: &Params) -> Vec<ServiceGraphRecord> {
-    let mut merged: BTreeMap<(&str, &str, u64), (i64, i64)> = BTreeMap::new();
-    for ((client, server, window), (total, failed)) in &groups {
-        let m = merged
-            .entry((&client.service, &server.service, *window))
-            .or_default();
-        m.0 += total;
-        m.1 += failed;
+/// The final records of one window from its parts.
+fn window_records(parts: Vec<WindowPart>, params: &Params) -> Vec<Final> {
+    let mut counts: BTreeMap<(u64, Arc<Resource>), Counts> = BTreeMap::new();
+    let mut edges: BTreeMap<(u64, String, String), (u64, u64)> = BTreeMap::new();
+    let mut candidates: BTreeMap<u64, Vec<Candidate>> = BTreeMap::new();
+    for (window, part) in parts {
+        match part {
+            Part::Counts(res, c) => counts.entry((window, res.resource())).or_default().merge(c),
+            Part::Edge(client, server, total, failed) => {
+                let key = (
+                    window,
+                    client.resource().service.clone(),
+                    server.resource().service.clone(),
+                );
+                let e = edges.entry(key).or_default();
+                e.0 += total;
+                e.1 += failed;
+            }
+            Part::Exemplars(c) => candidates.entry(window).or_default().extend(c),
+        }
     }
-    merged
-        .into_iter()
-        .filter(|(_, (total, _))| *total > 0)
-        .map(
-            |((client, server, window), (total, failed))| ServiceGraphRecord {
-                client: client.to_string(),
-                server: server.to_string(),
-                window_start: window,
-                window_end: window + params.window_s,
-                total: total as u64,
-                failed: failed.max(0) as u64,
-            },
-        )
-        .collect()
+    let mut out = Vec::new();
+    for ((window, res), c) in counts {
+        let dims = (
+            res.service.as_str(),
+            res.environment.as_str(),
+            res.version.as_str(),
+        );
+        let bounds = (window, window + params.window_s);
+        for sli in RATIOS {
+            let (good, total) = c.ratio(sli);
+            if total > 0 {
+                out.push(Final::Sli(SliRecord::ratio(
+                    sli.as_str(),
+                    dims,
+                    bounds,
+                    good,
+                    total,
+                )));
+            }
+        }
+        let [req, err, tr, tr_err] = c.sampling;
+        if req > 0 && tr > 0 {
+            out.push(Final::Sli(SliRecord {
+                value: Some((err as f64 / req as f64 - tr_err as f64 / tr as f64).abs()),
+                requests: Some(req),
+                error_requests: Some(err),
+                traced_requests: Some(tr),
+                traced_error_requests: Some(tr_err),
+                ..SliRecord::bare(Sli::SamplingBias.as_str(), dims, bounds)
+            }));
+        }
+        out.extend(latency_record(dims, bounds, c.durations).map(Final::Sli));
+    }
+    out.extend(
+        edges
+            .into_iter()
+            .map(|((window, client, server), (total, failed))| {
+                Final::Edge(ServiceGraphRecord {
+                    client,
+                    server,
+                    window_start: window,
+                    window_end: window + params.window_s,
+                    total,
+                    failed,
+                })
+            }),
+    );
+    for (window, c) in candidates {
+        out.extend(
+            exemplar_records(c, window, params.exemplars)
+                .into_iter()
+                .map(Final::Exemplars),
+        );
+    }
+    out
+}
+
+/// The `latency` record of a window: total, p50/p90/p99 and the HDR histogram
+/// (microseconds, 3 significant digits, V2 serialization, base64).
+fn latency_record(
+    dims: (&str, &str, &str),
+    window: (u64, u64),
+    mut durations: Vec<u64>,
+) -> Option<SliRecord> {
+    if durations.is_empty() {
+        return None;
+    }
+    durations.sort_unstable();
+    let mut hist = Histogram::<u64>::new(3).ok()?;
+    for run in durations.chunk_by(|a, b| a == b) {
+        hist.record_n(run[0], run.len() as u64).ok()?;
+    }
+    let ms = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
+    Some(SliRecord {
+        total: Some(hist.len()),
+        p50_ms: Some(ms(0.5)),
+        p90_ms: Some(ms(0.9)),
+        p99_ms: Some(ms(0.99)),
+        histogram: Some(encode_histogram(&hist)),
+        ..SliRecord::bare(Sli::Latency.as_str(), dims, window)
+    })
 }
 
 #[cfg(test)]

@@ -1,4 +1,3 @@
 //! Small reusable operators, one per file.
 
 pub mod finalize;
-pub mod join_any;

@@ -2,25 +2,9 @@
 //! (same trace, that span id, starting in `[t - horizon, t + grace]`); every other
 //! span is an orphan. `context_loss_rate = (total - good) / total`.
 
-use differential_dataflow::VecCollection;
+use crate::correlate::SpanRec;
 
-use super::total_and_good;
-use crate::correlate::SpansByTrace;
-use crate::obs::{Obs, Sli};
-use crate::params::Params;
-
-/// M4 observations.
-pub fn context_loss<'s>(spans: &SpansByTrace<'s>, params: &Params) -> VecCollection<'s, u64, Obs> {
-    let p = params.clone();
-    spans.clone().flat_map_ref(move |_, f| {
-        let good = f.span.parent == 0 || f.parent.is_some();
-        total_and_good(
-            Sli::ContextLoss,
-            good,
-            &f.span.resource,
-            f.span.event_time(),
-            &p,
-        )
-        .collect::<Vec<_>>()
-    })
+/// Whether `s` is not an orphan, given its resolved parent.
+pub fn good(s: &SpanRec, parent: Option<&SpanRec>) -> bool {
+    s.parent == 0 || parent.is_some()
 }

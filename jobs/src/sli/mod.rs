@@ -1,6 +1,7 @@
-//! The SLIs of SPEC §3, one file each. Every job is a function from collections
-//! to a collection of [`Obs`]: one `Total` per record of the SLI's population and
-//! one `Good` per good record (or the SLI's own kinds), in the record's window.
+//! The SLIs of SPEC §3, one file each. Every file states its population and its
+//! good events as a pure function of one record and the winners of its trace at
+//! the window's snapshot (see [`crate::correlate`]); [`Window`] applies them all
+//! to the records of one window and counts per resource.
 
 pub mod availability;
 pub mod context_loss;
@@ -13,120 +14,199 @@ pub mod sensitive_exposure;
 pub mod service_graph;
 pub mod trace_coverage;
 
-use std::sync::Arc;
+use std::collections::HashMap;
 
-use causeway_schemas::{AuditRecord, LogRecord, Resource};
-use differential_dataflow::{ExchangeData, VecCollection};
+use serde::{Deserialize, Serialize};
 
-use crate::correlate::SpansByTrace;
-use crate::obs::{Obs, ObsKind, Sli};
-use crate::operators::join_any::join_any;
+use crate::correlate::{AuditRec, LogRec, Part, SpanRec, WindowPart, Winners};
+use crate::evidence::{self, Candidate};
+use crate::intern::Res;
+use crate::obs::Sli;
 use crate::params::Params;
 
-impl Obs {
-    /// An observation of `sli` for a record of `resource` at event time `t_ns`.
-    pub fn at(
-        sli: Sli,
-        kind: ObsKind,
-        resource: &Arc<Resource>,
-        t_ns: u64,
-        params: &Params,
-    ) -> Obs {
-        Obs {
-            sli,
-            window: params.window_of(t_ns),
-            kind,
-            resource: Arc::clone(resource),
+/// The ratio SLIs, in the order of [`Counts::good`] and [`Counts::total`].
+pub const RATIOS: [Sli; 7] = [
+    Sli::TraceCoverage,
+    Sli::ErrorTraceRatio,
+    Sli::LatencyCapture,
+    Sli::ContextLoss,
+    Sli::ProvenanceCompleteness,
+    Sli::SensitiveExposure,
+    Sli::Availability,
+];
+
+const fn slot(sli: Sli) -> usize {
+    match sli {
+        Sli::TraceCoverage => 0,
+        Sli::ErrorTraceRatio => 1,
+        Sli::LatencyCapture => 2,
+        Sli::ContextLoss => 3,
+        Sli::ProvenanceCompleteness => 4,
+        Sli::SensitiveExposure => 5,
+        _ => 6,
+    }
+}
+
+/// Every count of one resource in one window.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    /// Good events per ratio SLI ([`RATIOS`] order).
+    pub good: [u64; 7],
+    /// Events per ratio SLI.
+    pub total: [u64; 7],
+    /// M10: requests, error requests, traced requests, traced error requests.
+    pub sampling: [u64; 4],
+    /// R2: entry span durations, microseconds (unsorted).
+    pub durations: Vec<u64>,
+}
+
+impl Counts {
+    fn add(&mut self, sli: Sli, good: bool) {
+        let i = slot(sli);
+        self.total[i] += 1;
+        self.good[i] += u64::from(good);
+    }
+
+    /// Adds `other` into `self`.
+    pub fn merge(&mut self, other: Counts) {
+        for i in 0..RATIOS.len() {
+            self.good[i] += other.good[i];
+            self.total[i] += other.total[i];
+        }
+        for i in 0..4 {
+            self.sampling[i] += other.sampling[i];
+        }
+        self.durations.extend(other.durations);
+    }
+
+    /// Good and total of a ratio SLI.
+    pub fn ratio(&self, sli: Sli) -> (u64, u64) {
+        let i = slot(sli);
+        (self.good[i], self.total[i])
+    }
+}
+
+type ResMap<V> = HashMap<u32, V, crate::correlate::IdBuild>;
+
+/// The counts of one window on one worker.
+pub struct Window<'p> {
+    window: u64,
+    params: &'p Params,
+    counts: ResMap<(Res, Counts)>,
+    edges: HashMap<(u32, u32), (Res, Res, u64, u64), crate::correlate::IdBuild>,
+    candidates: Vec<Candidate>,
+}
+
+impl<'p> Window<'p> {
+    /// An empty window starting at `window`.
+    pub fn new(window: u64, params: &'p Params) -> Self {
+        Window {
+            window,
+            params,
+            counts: ResMap::default(),
+            edges: HashMap::default(),
+            candidates: Vec::new(),
         }
     }
-}
 
-/// `Total`, plus `Good` when `good`.
-pub(crate) fn total_and_good(
-    sli: Sli,
-    good: bool,
-    resource: &Arc<Resource>,
-    t: u64,
-    p: &Params,
-) -> impl Iterator<Item = Obs> {
-    let total = Obs::at(sli, ObsKind::Total, resource, t, p);
-    let good = good.then(|| Obs::at(sli, ObsKind::Good, resource, t, p));
-    std::iter::once(total).chain(good)
-}
+    fn counts(&mut self, res: Res) -> &mut Counts {
+        &mut self
+            .counts
+            .entry(res.id)
+            .or_insert_with(|| (res, Counts::default()))
+            .1
+    }
 
-/// A record with trace context: log records and audit records.
-pub trait Traced: ExchangeData + std::hash::Hash {
-    /// Trace id, 0 when absent.
-    fn trace(&self) -> u128;
-    /// Event time, ns.
-    fn time(&self) -> u64;
-    /// Owning resource.
-    fn resource(&self) -> &Arc<Resource>;
-}
+    /// Observes the winners of `trace` whose event time lies in this window.
+    pub fn trace(&mut self, trace: u128, w: &Winners<'_>) {
+        let p = self.params;
+        let mut deepest = None;
+        for s in w.iter() {
+            if p.window_of(s.event_time()) != self.window {
+                continue;
+            }
+            let parent = w.parent(s, p);
+            self.span(s, parent);
+            if s.is_entry() {
+                if p.availability_exemplars && s.is_error() {
+                    let d = *deepest.get_or_insert_with(|| evidence::deepest_error(w));
+                    self.candidates
+                        .push(Candidate::new(Sli::Availability, trace, s, d));
+                }
+                if p.latency_exemplars {
+                    self.candidates
+                        .push(Candidate::new(Sli::Latency, trace, s, None));
+                }
+            }
+        }
+    }
 
-impl Traced for LogRecord {
-    fn trace(&self) -> u128 {
-        self.trace
+    fn span(&mut self, s: &SpanRec, parent: Option<&SpanRec>) {
+        let p = self.params;
+        if let Some((client, server, failed)) = service_graph::edge(s, parent) {
+            let e = self
+                .edges
+                .entry((client.id, server.id))
+                .or_insert((client, server, 0, 0));
+            e.2 += 1;
+            e.3 += u64::from(failed);
+        }
+        let c = self.counts(s.res);
+        c.add(
+            Sli::LatencyCapture,
+            latency_capture::valid_timing(s, parent, p),
+        );
+        c.add(Sli::ContextLoss, context_loss::good(s, parent));
+        c.add(Sli::SensitiveExposure, sensitive_exposure::good(s.pii));
+        if let Some(good) = availability::good(s) {
+            c.add(Sli::Availability, good);
+        }
+        if let Some(us) = latency::duration_us(s) {
+            c.durations.push(us);
+        }
     }
-    fn time(&self) -> u64 {
-        self.time
-    }
-    fn resource(&self) -> &Arc<Resource> {
-        &self.resource
-    }
-}
 
-impl Traced for AuditRecord {
-    fn trace(&self) -> u128 {
-        self.trace
+    /// Observes a log record of this window; `w` holds its trace's winners.
+    pub fn log(&mut self, l: &LogRec, w: Option<&Winners<'_>>) {
+        let p = self.params;
+        let traced = l.request && trace_coverage::traced(l, w, p);
+        let error = error_trace_ratio::good(l, w, p);
+        let c = self.counts(l.res);
+        c.add(Sli::SensitiveExposure, sensitive_exposure::good(l.pii));
+        if l.request {
+            c.add(Sli::TraceCoverage, traced);
+            sampling_bias::observe(&mut c.sampling, l, traced);
+        }
+        if let Some(good) = error {
+            c.add(Sli::ErrorTraceRatio, good);
+        }
     }
-    fn time(&self) -> u64 {
-        self.time
-    }
-    fn resource(&self) -> &Arc<Resource> {
-        &self.resource
-    }
-}
 
-/// A `Total` per record and a `Good` per record whose trace id joins a span of
-/// any service under the join rule (M2, M5).
-pub(crate) fn joins_any_span<'s, R: Traced>(
-    sli: Sli,
-    records: VecCollection<'s, u64, R>,
-    spans: &SpansByTrace<'s>,
-    params: &Params,
-) -> VecCollection<'s, u64, Obs> {
-    let (p1, p2, p3) = (params.clone(), params.clone(), params.clone());
-    let totals = records
-        .clone()
-        .map(move |r| Obs::at(sli, ObsKind::Total, r.resource(), r.time(), &p1));
-    let keyed = records.filter(|r| r.trace() != 0).map(|r| (r.trace(), r));
-    let goods = join_any(keyed, spans, move |r, f| p2.joins(r.time(), f.span.start))
-        .map(move |r| Obs::at(sli, ObsKind::Good, r.resource(), r.time(), &p3));
-    totals.concat(goods)
-}
+    /// Observes an audit record of this window; `w` holds its trace's winners.
+    pub fn audit(&mut self, a: &AuditRec, w: Option<&Winners<'_>>) {
+        let good = provenance_completeness::good(a, w, self.params);
+        self.counts(a.res).add(Sli::ProvenanceCompleteness, good);
+    }
 
-/// Every per-record SLI over the shared span index, logs and audit records.
-pub fn all<'s>(
-    spans: &SpansByTrace<'s>,
-    logs: VecCollection<'s, u64, LogRecord>,
-    audits: VecCollection<'s, u64, AuditRecord>,
-    params: &Params,
-) -> VecCollection<'s, u64, Obs> {
-    let traced = trace_coverage::traced_requests(logs.clone(), spans, params);
-    trace_coverage::trace_coverage(logs.clone(), traced.clone(), params)
-        .concat(sampling_bias::sampling_bias(logs.clone(), traced, params))
-        .concat(error_trace_ratio::error_trace_ratio(
-            logs.clone(),
-            spans,
-            params,
-        ))
-        .concat(latency_capture::latency_capture(spans, params))
-        .concat(context_loss::context_loss(spans, params))
-        .concat(provenance_completeness::provenance_completeness(
-            audits, spans, params,
-        ))
-        .concat(sensitive_exposure::sensitive_exposure(spans, logs, params))
-        .concat(availability::availability(spans, params))
-        .concat(latency::latency(spans, params))
+    /// This worker's parts of the window.
+    pub fn parts(self) -> Vec<WindowPart> {
+        let window = self.window;
+        let mut out: Vec<WindowPart> = self
+            .counts
+            .into_values()
+            .map(|(res, c)| (window, Part::Counts(res, c)))
+            .collect();
+        out.extend(
+            self.edges
+                .into_values()
+                .map(|(client, server, total, failed)| {
+                    (window, Part::Edge(client, server, total, failed))
+                }),
+        );
+        let candidates = evidence::preselect(self.candidates, self.params.exemplars);
+        if !candidates.is_empty() {
+            out.push((window, Part::Exemplars(candidates)));
+        }
+        out
+    }
 }

@@ -2,31 +2,12 @@
 //! services (the parent must resolve, as in M4), counted in the child's window;
 //! failed when either span has status `ERROR`.
 
-use std::sync::Arc;
+use crate::correlate::SpanRec;
+use crate::intern::Res;
 
-use causeway_schemas::SpanStatus;
-use differential_dataflow::VecCollection;
-
-use crate::correlate::SpansByTrace;
-use crate::obs::EdgeObs;
-use crate::params::Params;
-
-/// Edge observations.
-pub fn service_graph<'s>(
-    spans: &SpansByTrace<'s>,
-    params: &Params,
-) -> VecCollection<'s, u64, EdgeObs> {
-    let p = params.clone();
-    spans.clone().flat_map_ref(move |_, f| {
-        let s = &f.span;
-        f.parent
-            .as_ref()
-            .filter(|parent| parent.resource.service != s.resource.service)
-            .map(|parent| EdgeObs {
-                window: p.window_of(s.event_time()),
-                failed: parent.status == SpanStatus::Error || s.status == SpanStatus::Error,
-                client: Arc::clone(&parent.resource),
-                server: Arc::clone(&s.resource),
-            })
-    })
+/// The edge `(client, server, failed)` of `s` and its resolved parent, if any.
+pub fn edge(s: &SpanRec, parent: Option<&SpanRec>) -> Option<(Res, Res, bool)> {
+    parent
+        .filter(|p| p.res.service != s.res.service)
+        .map(|p| (p.res, s.res, p.is_error() || s.is_error()))
 }
