@@ -109,6 +109,53 @@ const LOGS: Session<LogRecord> = (|i| &mut i.logs, false);
 const AUDITS: Session<AuditRecord> = (|i| &mut i.audits, true);
 const DEPLOYS: Session<DeployEvent> = (|i| &mut i.deploys, true);
 
+/// What one message admitted, applied to the counts once per message.
+struct Tally {
+    watermark: Option<u64>,
+    /// The input time: records of earlier seconds are late.
+    time: u64,
+    accepted: u64,
+    newest: Option<u64>,
+    /// The latest retraction time of the admitted records.
+    needed: Option<u64>,
+    /// Admitted records by retraction time (a message's records share few).
+    leaving: Vec<(u64, u64)>,
+}
+
+impl Tally {
+    fn new(watermark: Option<u64>, time: u64) -> Self {
+        Tally {
+            watermark,
+            time,
+            accepted: 0,
+            newest: None,
+            needed: None,
+            leaving: Vec::new(),
+        }
+    }
+
+    /// Below the partition's watermark, or below the input time.
+    fn is_late(&self, t: u64) -> bool {
+        self.watermark.is_some_and(|w| t < w) || Params::tick(t) < self.time
+    }
+
+    fn admitted(&mut self, t: u64, leave: u64) {
+        self.accepted += 1;
+        self.newest = self.newest.max(Some(t));
+        self.needed = self.needed.max(Some(leave));
+        match self.leaving.iter_mut().find(|(l, _)| *l == leave) {
+            Some((_, n)) => *n += 1,
+            None => self.leaving.push((leave, 1)),
+        }
+    }
+
+    fn leaving(&self, held: &mut BTreeMap<u64, u64>) {
+        for (leave, n) in &self.leaving {
+            *held.entry(*leave).or_default() += n;
+        }
+    }
+}
+
 /// Per-worker ingest state.
 pub struct Ingest {
     inputs: Inputs,
@@ -188,17 +235,14 @@ impl Ingest {
         let watermark = wm.value(self.settings.allowed_lateness_ns);
         let opts = &self.settings.decode;
         let tp = msg.traceparent.as_deref();
-        let mut newest = None;
-        let mut needed = None;
+        let mut tally = Tally::new(watermark, self.time());
         match topic {
             Topic::Spans => {
                 let d = otlp::decode_traces(&msg.payload, encoding, opts);
                 for (i, s) in d.records.into_iter().enumerate() {
                     let t = s.event_time();
                     let life = self.settings.params.span_lifetime(t);
-                    if self.admit(&src, i as u32, t, watermark, &mut newest, s, life, SPANS) {
-                        needed = needed.max(Some(life.1));
-                    }
+                    self.admit(&src, &mut tally, i as u32, t, s, life, SPANS);
                 }
                 self.reject_all(&src, d.rejects);
             }
@@ -207,9 +251,7 @@ impl Ingest {
                 for l in d.records {
                     let (t, index) = (l.time, l.origin.index);
                     let life = self.settings.params.record_lifetime(t);
-                    if self.admit(&src, index, t, watermark, &mut newest, l, life, LOGS) {
-                        needed = needed.max(Some(life.1));
-                    }
+                    self.admit(&src, &mut tally, index, t, l, life, LOGS);
                 }
                 self.reject_all(&src, d.rejects);
             }
@@ -217,9 +259,7 @@ impl Ingest {
                 Ok(a) => {
                     let t = a.time;
                     let life = self.settings.params.record_lifetime(t);
-                    if self.admit(&src, 0, t, watermark, &mut newest, a, life, AUDITS) {
-                        needed = needed.max(Some(life.1));
-                    }
+                    self.admit(&src, &mut tally, 0, t, a, life, AUDITS);
                 }
                 Err(r) => self.reject(&src, r),
             },
@@ -227,36 +267,37 @@ impl Ingest {
                 Ok(d) => {
                     let t = d.time;
                     let life = self.settings.params.record_lifetime(t);
-                    if self.admit(&src, 0, t, watermark, &mut newest, d, life, DEPLOYS) {
-                        needed = needed.max(Some(life.1));
-                    }
+                    self.admit(&src, &mut tally, 0, t, d, life, DEPLOYS);
                 }
                 Err(r) => self.reject(&src, r),
             },
         }
-        if let Some(t) = newest {
+        tally.leaving(&mut self.leaving);
+        if tally.accepted > 0 {
+            *self.stats.accepted.entry(topic).or_default() += tally.accepted;
+            self.stats.records += tally.accepted;
+        }
+        if let Some(t) = tally.newest {
             wm.max_seen = wm.max_seen.max(Some(t));
         }
-        needed
+        tally.needed
     }
 
-    /// Inserts `record` into its collection for `lifetime` unless it is late;
-    /// true when it did.
+    /// Inserts `record` into its collection for `lifetime` unless it is late.
     #[allow(clippy::too_many_arguments)]
     fn admit<T: differential_dataflow::Data>(
         &mut self,
         src: &Source<'_>,
+        tally: &mut Tally,
         index: u32,
         t: u64,
-        watermark: Option<u64>,
-        newest: &mut Option<u64>,
         record: T,
         (enter, leave): (u64, u64),
         (session, retract): Session<T>,
-    ) -> bool {
-        if self.is_late(t, watermark) {
+    ) {
+        if tally.is_late(t) {
             self.late(src, index);
-            return false;
+            return;
         }
         let input = session(&mut self.inputs);
         if retract {
@@ -265,19 +306,7 @@ impl Ingest {
         } else {
             input.update_at(record, enter, 1);
         }
-        *self.leaving.entry(leave).or_default() += 1;
-        *newest = (*newest).max(Some(t));
-        self.count_accepted(src.topic);
-        true
-    }
-
-    fn count_accepted(&mut self, topic: Topic) {
-        *self.stats.accepted.entry(topic).or_default() += 1;
-        self.stats.records += 1;
-    }
-
-    fn is_late(&self, t: u64, watermark: Option<u64>) -> bool {
-        watermark.is_some_and(|w| t < w) || Params::tick(t) < self.time()
+        tally.admitted(t, leave);
     }
 
     fn late(&mut self, src: &Source<'_>, index: u32) {

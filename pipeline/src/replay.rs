@@ -17,7 +17,7 @@ use crate::sources::file::{list_inputs, open, InputError};
 use crate::sources::Topic;
 
 /// Messages read from each partition per scheduling round.
-const ROUND_MESSAGES: usize = 256;
+const ROUND_MESSAGES: usize = 16;
 
 /// Why a replay could not run.
 #[derive(Debug, thiserror::Error)]
