@@ -1,8 +1,9 @@
-//! Decoder micro-benchmarks: one 100-span OTLP batch, protobuf and JSON.
+//! Decoder micro-benchmarks: one 100-span OTLP traces batch and one 100-record OTLP
+//! logs batch, protobuf and JSON.
 
-use causeway_benches::workload::{generate, traces_json, WorkloadConfig};
-use causeway_schemas::otlp::decode_traces;
-use causeway_schemas::{DecodeOptions, Encoding};
+use causeway_benches::workload::{generate, logs_json, traces_json, WorkloadConfig};
+use causeway_schemas::otlp::{decode_logs, decode_traces};
+use causeway_schemas::{DecodeOptions, Encoding, Origin};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use prost::Message;
 
@@ -14,6 +15,11 @@ fn decode(c: &mut Criterion) {
         duplicates: 0.0,
         ..Default::default()
     });
+    let opts = DecodeOptions {
+        now_ns: u64::MAX / 2,
+        ..DecodeOptions::default()
+    };
+
     let msg = &w.spans[0].1;
     let spans: usize = msg
         .resource_spans
@@ -22,10 +28,6 @@ fn decode(c: &mut Criterion) {
         .sum();
     let proto = msg.encode_to_vec();
     let json = traces_json(msg).into_bytes();
-    let opts = DecodeOptions {
-        now_ns: u64::MAX / 2,
-        ..DecodeOptions::default()
-    };
     let mut g = c.benchmark_group("decode_traces");
     g.throughput(Throughput::Elements(spans as u64));
     g.bench_function("otlp_proto_100_spans", |b| {
@@ -33,6 +35,25 @@ fn decode(c: &mut Criterion) {
     });
     g.bench_function("otlp_json_100_spans", |b| {
         b.iter(|| decode_traces(&json, Encoding::OtlpJson, &opts))
+    });
+    g.finish();
+
+    let msg = &w.logs[0].1;
+    let records: usize = msg
+        .resource_logs
+        .iter()
+        .map(|r| r.scope_logs[0].log_records.len())
+        .sum();
+    let proto = msg.encode_to_vec();
+    let json = logs_json(msg).into_bytes();
+    let origin = Origin::default();
+    let mut g = c.benchmark_group("decode_logs");
+    g.throughput(Throughput::Elements(records as u64));
+    g.bench_function(format!("otlp_proto_{records}_records"), |b| {
+        b.iter(|| decode_logs(&proto, Encoding::OtlpProto, origin, &opts))
+    });
+    g.bench_function(format!("otlp_json_{records}_records"), |b| {
+        b.iter(|| decode_logs(&json, Encoding::OtlpJson, origin, &opts))
     });
     g.finish();
 }
