@@ -9,7 +9,10 @@ use serde::de::{self, Deserializer};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::proto::{self, any_value::Value};
+use std::borrow::Cow;
+
+use super::{Any, AttrFlags, ResourceAttrs};
+use crate::DecodeOptions;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -142,8 +145,67 @@ struct Values<T> {
     values: Vec<T>,
 }
 
-impl From<AnyValue> for proto::AnyValue {
+impl AnyValue {
+    /// The value, taking the first present field in the order of the protobuf oneof.
+    fn to_any(&self, opts: &DecodeOptions) -> Any<'_> {
+        if let Some(s) = &self.string_value {
+            Any::Str(Cow::Borrowed(s))
+        } else if self.bool_value.is_some() {
+            Any::Other
+        } else if let Some(i) = self.int_value {
+            Any::Int(i)
+        } else if let Some(d) = self.double_value {
+            Any::Double(d)
+        } else if let Some(a) = &self.array_value {
+            Any::Array(a.values.iter().any(|v| v.to_any(opts).pii(opts)))
+        } else if let Some(kv) = &self.kvlist_value {
+            Any::Kvlist(kv.values.iter().any(|kv| kv.value_any(opts).pii(opts)))
+        } else if self.bytes_value.is_some() {
+            Any::Other
+        } else {
+            Any::Unset
+        }
+    }
+}
+
+impl KeyValue {
+    fn value_any(&self, opts: &DecodeOptions) -> Any<'_> {
+        self.value.as_ref().map_or(Any::Unset, |v| v.to_any(opts))
+    }
+}
+
+/// The flags of a record's attributes and (for a log record) body.
+pub(crate) fn attr_flags(
+    attributes: &[KeyValue],
+    body: Option<&AnyValue>,
+    opts: &DecodeOptions,
+) -> AttrFlags {
+    let mut flags = AttrFlags::default();
+    for kv in attributes {
+        flags.log_attribute(kv.key.as_bytes(), &kv.value_any(opts), opts);
+    }
+    if let Some(b) = body {
+        flags.body(&b.to_any(opts), opts);
+    }
+    flags
+}
+
+/// The SPEC §1 resource attributes.
+pub(crate) fn resource_attrs<'a>(
+    resource: Option<&'a Resource>,
+    opts: &DecodeOptions,
+) -> ResourceAttrs<'a> {
+    let mut attrs = ResourceAttrs::default();
+    for kv in resource.map_or(&[][..], |r| &r.attributes) {
+        attrs.offer(kv.key.as_bytes(), kv.value_any(opts));
+    }
+    attrs
+}
+
+#[cfg(test)]
+impl From<AnyValue> for super::proto::AnyValue {
     fn from(v: AnyValue) -> Self {
+        use super::proto::{self, any_value::Value};
         let value = if let Some(s) = v.string_value {
             Some(Value::StringValue(s))
         } else if let Some(b) = v.bool_value {
@@ -167,17 +229,20 @@ impl From<AnyValue> for proto::AnyValue {
     }
 }
 
-impl From<KeyValue> for proto::KeyValue {
+#[cfg(test)]
+impl From<KeyValue> for super::proto::KeyValue {
     fn from(kv: KeyValue) -> Self {
-        proto::KeyValue {
+        super::proto::KeyValue {
             key: kv.key,
             value: kv.value.map(Into::into),
         }
     }
 }
 
-/// Converts JSON attributes into the protobuf representation shared by both paths.
-pub(crate) fn attributes(kvs: Vec<KeyValue>) -> Vec<proto::KeyValue> {
+/// Converts JSON attributes into their protobuf representation (the reference
+/// decoder of the tests).
+#[cfg(test)]
+pub(crate) fn attributes(kvs: Vec<KeyValue>) -> Vec<super::proto::KeyValue> {
     kvs.into_iter().map(Into::into).collect()
 }
 

@@ -9,16 +9,15 @@
 
 pub mod json;
 pub mod proto;
+mod wire;
 
+use std::borrow::Cow;
 use std::sync::Arc;
-
-use prost::Message;
 
 use crate::ids::{self, IdError};
 use crate::model::{LogRecord, Origin, Resource, Span, SpanKind, SpanStatus};
 use crate::reject::{Reason, Rejection};
 use crate::{DecodeOptions, Decoded, Encoding};
-use proto::any_value::Value;
 
 /// Attribute keys that make a log record a request record (SPEC §3 M1).
 pub const REQUEST_ATTRIBUTES: [&str; 3] = ["http.request.method", "http.method", "rpc.method"];
@@ -46,8 +45,150 @@ pub fn decode_logs(
     }
 }
 
+/// The value of an `AnyValue`, reduced to what Causeway reads of it. A oneof: the
+/// variant set last wins (JSON: the first present field in the order of the
+/// protobuf oneof). Arrays and kvlists only keep whether an element holds PII.
+#[derive(Debug)]
+pub(crate) enum Any<'a> {
+    /// No value.
+    Unset,
+    Str(Cow<'a, str>),
+    Int(i64),
+    Double(f64),
+    Array(bool),
+    Kvlist(bool),
+    /// A bool or bytes value.
+    Other,
+}
+
+impl Any<'_> {
+    /// Whether the value holds PII: a string matching a detector, an integer of 13
+    /// or more digits whose decimal form matches, or an array/kvlist element that does.
+    fn pii(&self, opts: &DecodeOptions) -> bool {
+        match self {
+            Any::Str(s) => opts.pii.matches(s),
+            Any::Int(i) => *i >= 1_000_000_000_000 && int_pii(*i as u64, opts),
+            Any::Array(p) | Any::Kvlist(p) => *p,
+            _ => false,
+        }
+    }
+
+    /// The value as an HTTP status code.
+    fn status_code(&self) -> Option<i64> {
+        match self {
+            Any::Int(i) => Some(*i),
+            Any::Str(s) => s.trim().parse().ok(),
+            Any::Double(d) => Some(*d as i64),
+            _ => None,
+        }
+    }
+}
+
+/// Whether the decimal form of `n` holds PII (formatted on the stack).
+fn int_pii(mut n: u64, opts: &DecodeOptions) -> bool {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    opts.pii
+        .matches(std::str::from_utf8(&digits[start..]).expect("ASCII digits"))
+}
+
+/// What the validation needs from a record's attributes (and a log's body).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct AttrFlags {
+    /// An attribute value (or the body) holds PII.
+    pub pii: bool,
+    /// A request attribute is present (M1).
+    pub request: bool,
+    /// An HTTP status code attribute is >= 500 (M10).
+    pub status_5xx: bool,
+}
+
+impl AttrFlags {
+    /// Folds in one span attribute.
+    #[inline]
+    fn span_attribute(&mut self, value: &Any<'_>, opts: &DecodeOptions) {
+        if !self.pii {
+            self.pii = value.pii(opts);
+        }
+    }
+
+    /// Folds in one log attribute.
+    #[inline]
+    fn log_attribute(&mut self, key: &[u8], value: &Any<'_>, opts: &DecodeOptions) {
+        if REQUEST_ATTRIBUTES.iter().any(|k| k.as_bytes() == key)
+            || opts.request_attributes.iter().any(|k| k.as_bytes() == key)
+        {
+            self.request = true;
+        }
+        if STATUS_CODE_ATTRIBUTES.iter().any(|k| k.as_bytes() == key) {
+            self.status_5xx |= value.status_code().is_some_and(|c| c >= 500);
+        }
+        self.span_attribute(value, opts);
+    }
+
+    /// Folds in a log body.
+    #[inline]
+    fn body(&mut self, body: &Any<'_>, opts: &DecodeOptions) {
+        self.span_attribute(body, opts);
+    }
+}
+
+/// The resource attributes of the SPEC §1 mapping: for each key, the value of its
+/// first attribute (`None` inside when that value is not a string).
+#[derive(Debug, Default)]
+pub(crate) struct ResourceAttrs<'a> {
+    service: Option<Option<Cow<'a, str>>>,
+    environment_name: Option<Option<Cow<'a, str>>>,
+    environment: Option<Option<Cow<'a, str>>>,
+    version: Option<Option<Cow<'a, str>>>,
+}
+
+impl<'a> ResourceAttrs<'a> {
+    /// Folds in the next resource attribute.
+    fn offer(&mut self, key: &[u8], value: Any<'a>) {
+        let slot = match key {
+            b"service.name" => &mut self.service,
+            b"deployment.environment.name" => &mut self.environment_name,
+            b"deployment.environment" => &mut self.environment,
+            b"service.version" => &mut self.version,
+            _ => return,
+        };
+        if slot.is_none() {
+            *slot = Some(match value {
+                Any::Str(s) => Some(s),
+                _ => None,
+            });
+        }
+    }
+
+    /// The resource; `None` when `service.name` is missing or empty.
+    fn resource(&self) -> Option<Arc<Resource>> {
+        fn get<'s>(slot: &'s Option<Option<Cow<'_, str>>>) -> Option<&'s str> {
+            slot.as_ref()?.as_deref()
+        }
+        let service = get(&self.service).filter(|s| !s.is_empty())?;
+        let environment = get(&self.environment_name)
+            .or_else(|| get(&self.environment))
+            .unwrap_or("");
+        let version = get(&self.version).unwrap_or("");
+        Some(Arc::new(Resource {
+            service: service.to_string(),
+            environment: environment.to_string(),
+            version: version.to_string(),
+        }))
+    }
+}
+
 /// A span as read off the wire, before validation; shared by both encodings.
-struct RawSpan<'a> {
+struct RawSpan {
     trace: Result<u128, IdError>,
     span: Result<u64, IdError>,
     parent: Result<u64, IdError>,
@@ -55,38 +196,36 @@ struct RawSpan<'a> {
     end: u64,
     kind: i32,
     status: i32,
-    attributes: &'a [proto::KeyValue],
+    pii: bool,
 }
 
 fn decode_traces_proto(bytes: &[u8], opts: &DecodeOptions) -> Decoded<Span> {
-    let data = match proto::TracesData::decode(bytes) {
-        Ok(d) => d,
-        Err(e) => {
-            return Decoded::failed(Rejection::message(Reason::MalformedProtobuf, e.to_string()))
-        }
+    let mut out = Decoded {
+        records: Vec::with_capacity(wire::count_records(bytes)),
+        rejects: Vec::new(),
     };
-    let mut out = Decoded::default();
     let mut index = 0u32;
-    for rs in &data.resource_spans {
-        let resource = resource_of(rs.resource.as_ref().map(|r| r.attributes.as_slice()));
-        for ss in &rs.scope_spans {
-            for s in &ss.spans {
-                let raw = RawSpan {
-                    trace: ids::trace_id_from_bytes(&s.trace_id),
-                    span: ids::span_id_from_bytes(&s.span_id),
-                    parent: ids::span_id_from_bytes(&s.parent_span_id),
-                    start: s.start_time_unix_nano,
-                    end: s.end_time_unix_nano,
-                    kind: s.kind,
-                    status: s.status.as_ref().map_or(0, |st| st.code),
-                    attributes: &s.attributes,
-                };
-                push(&mut out, validate_span(raw, &resource, index, opts));
-                index += 1;
-            }
+    let walked = wire::traces(bytes, opts, |attrs, spans| {
+        let resource = attrs.resource();
+        for s in spans.drain(..) {
+            let raw = RawSpan {
+                trace: ids::trace_id_from_bytes(s.trace),
+                span: ids::span_id_from_bytes(s.span),
+                parent: ids::span_id_from_bytes(s.parent),
+                start: s.start,
+                end: s.end,
+                kind: s.kind,
+                status: s.status,
+                pii: s.pii,
+            };
+            push(&mut out, validate_span(raw, &resource, index, opts));
+            index += 1;
         }
+    });
+    match walked {
+        Ok(()) => out,
+        Err(e) => Decoded::failed(Rejection::message(Reason::MalformedProtobuf, e.to_string())),
     }
-    out
 }
 
 fn decode_traces_json(bytes: &[u8], opts: &DecodeOptions) -> Decoded<Span> {
@@ -97,13 +236,11 @@ fn decode_traces_json(bytes: &[u8], opts: &DecodeOptions) -> Decoded<Span> {
     let mut out = Decoded::default();
     let mut index = 0u32;
     for rs in data.resource_spans {
-        let attrs = rs.resource.map(|r| json::attributes(r.attributes));
-        let resource = resource_of(attrs.as_deref());
+        let resource = json::resource_attrs(rs.resource.as_ref(), opts).resource();
         for ss in rs.scope_spans {
             for raw_json in ss.spans {
                 let result = match serde_json::from_str::<json::Span>(raw_json.get()) {
                     Ok(s) => {
-                        let attributes = json::attributes(s.attributes);
                         let raw = RawSpan {
                             trace: ids::trace_id_from_hex(&s.trace_id),
                             span: ids::span_id_from_hex(&s.span_id),
@@ -112,7 +249,7 @@ fn decode_traces_json(bytes: &[u8], opts: &DecodeOptions) -> Decoded<Span> {
                             end: s.end_time_unix_nano,
                             kind: s.kind,
                             status: s.status.map_or(0, |st| st.code),
-                            attributes: &attributes,
+                            pii: json::attr_flags(&s.attributes, None, opts).pii,
                         };
                         validate_span(raw, &resource, index, opts)
                     }
@@ -138,7 +275,7 @@ fn push<T>(out: &mut Decoded<T>, r: Result<T, Rejection>) {
 }
 
 fn validate_span(
-    raw: RawSpan<'_>,
+    raw: RawSpan,
     resource: &Option<Arc<Resource>>,
     index: u32,
     opts: &DecodeOptions,
@@ -185,48 +322,45 @@ fn validate_span(
         end: raw.end,
         kind: SpanKind::from_i32(raw.kind),
         status: SpanStatus::from_i32(raw.status),
-        pii: attributes_have_pii(raw.attributes, opts),
+        pii: raw.pii,
         resource: Arc::clone(resource),
     })
 }
 
-struct RawLog<'a> {
+/// A log record as read off the wire, before validation; shared by both encodings.
+struct RawLog {
     trace: Result<u128, IdError>,
     time: u64,
     observed: u64,
     severity: i32,
-    body: Option<&'a proto::AnyValue>,
-    attributes: &'a [proto::KeyValue],
+    attrs: AttrFlags,
 }
 
 fn decode_logs_proto(bytes: &[u8], origin: Origin, opts: &DecodeOptions) -> Decoded<LogRecord> {
-    let data = match proto::LogsData::decode(bytes) {
-        Ok(d) => d,
-        Err(e) => {
-            return Decoded::failed(Rejection::message(Reason::MalformedProtobuf, e.to_string()))
-        }
+    let mut out = Decoded {
+        records: Vec::with_capacity(wire::count_records(bytes)),
+        rejects: Vec::new(),
     };
-    let mut out = Decoded::default();
     let mut index = 0u32;
-    for rl in &data.resource_logs {
-        let resource = resource_of(rl.resource.as_ref().map(|r| r.attributes.as_slice()));
-        for sl in &rl.scope_logs {
-            for l in &sl.log_records {
-                let raw = RawLog {
-                    trace: ids::trace_id_from_bytes(&l.trace_id),
-                    time: l.time_unix_nano,
-                    observed: l.observed_time_unix_nano,
-                    severity: l.severity_number,
-                    body: l.body.as_ref(),
-                    attributes: &l.attributes,
-                };
-                let origin = Origin { index, ..origin };
-                push(&mut out, validate_log(raw, &resource, origin, opts));
-                index += 1;
-            }
+    let walked = wire::logs(bytes, opts, |attrs, records| {
+        let resource = attrs.resource();
+        for l in records.drain(..) {
+            let raw = RawLog {
+                trace: ids::trace_id_from_bytes(l.trace),
+                time: l.time,
+                observed: l.observed,
+                severity: l.severity,
+                attrs: l.attrs,
+            };
+            let origin = Origin { index, ..origin };
+            push(&mut out, validate_log(raw, &resource, origin, opts));
+            index += 1;
         }
+    });
+    match walked {
+        Ok(()) => out,
+        Err(e) => Decoded::failed(Rejection::message(Reason::MalformedProtobuf, e.to_string())),
     }
-    out
 }
 
 fn decode_logs_json(bytes: &[u8], origin: Origin, opts: &DecodeOptions) -> Decoded<LogRecord> {
@@ -237,22 +371,18 @@ fn decode_logs_json(bytes: &[u8], origin: Origin, opts: &DecodeOptions) -> Decod
     let mut out = Decoded::default();
     let mut index = 0u32;
     for rl in data.resource_logs {
-        let attrs = rl.resource.map(|r| json::attributes(r.attributes));
-        let resource = resource_of(attrs.as_deref());
+        let resource = json::resource_attrs(rl.resource.as_ref(), opts).resource();
         for sl in rl.scope_logs {
             for raw_json in sl.log_records {
                 let origin = Origin { index, ..origin };
                 let result = match serde_json::from_str::<json::LogRecord>(raw_json.get()) {
                     Ok(l) => {
-                        let attributes = json::attributes(l.attributes);
-                        let body = l.body.map(proto::AnyValue::from);
                         let raw = RawLog {
                             trace: ids::trace_id_from_hex(&l.trace_id),
                             time: l.time_unix_nano,
                             observed: l.observed_time_unix_nano,
                             severity: l.severity_number,
-                            body: body.as_ref(),
-                            attributes: &attributes,
+                            attrs: json::attr_flags(&l.attributes, l.body.as_ref(), opts),
                         };
                         validate_log(raw, &resource, origin, opts)
                     }
@@ -271,7 +401,7 @@ fn decode_logs_json(bytes: &[u8], origin: Origin, opts: &DecodeOptions) -> Decod
 }
 
 fn validate_log(
-    raw: RawLog<'_>,
+    raw: RawLog,
     resource: &Option<Arc<Resource>>,
     origin: Origin,
     opts: &DecodeOptions,
@@ -300,80 +430,17 @@ fn validate_log(
             "log time is beyond max_future_skew",
         ));
     }
-    let mut request = false;
-    let mut status_5xx = false;
-    for kv in raw.attributes {
-        if REQUEST_ATTRIBUTES.contains(&kv.key.as_str())
-            || opts.request_attributes.contains(&kv.key)
-        {
-            request = true;
-        }
-        if STATUS_CODE_ATTRIBUTES.contains(&kv.key.as_str()) {
-            status_5xx |= status_code(kv.value.as_ref()).is_some_and(|c| c >= 500);
-        }
-    }
-    let pii = attributes_have_pii(raw.attributes, opts)
-        || raw.body.is_some_and(|b| value_has_pii(b, opts));
+    let request = raw.attrs.request;
     Ok(LogRecord {
         trace,
         time,
         origin,
         severity: raw.severity,
         request,
-        error_request: request && (raw.severity >= 17 || status_5xx),
-        pii,
+        error_request: request && (raw.severity >= 17 || raw.attrs.status_5xx),
+        pii: raw.attrs.pii,
         resource: Arc::clone(resource),
     })
-}
-
-fn status_code(v: Option<&proto::AnyValue>) -> Option<i64> {
-    match v?.value.as_ref()? {
-        Value::IntValue(i) => Some(*i),
-        Value::StringValue(s) => s.trim().parse().ok(),
-        Value::DoubleValue(d) => Some(*d as i64),
-        _ => None,
-    }
-}
-
-fn string_attr<'a>(attrs: &'a [proto::KeyValue], key: &str) -> Option<&'a str> {
-    attrs.iter().find(|kv| kv.key == key).and_then(|kv| {
-        match kv.value.as_ref()?.value.as_ref()? {
-            Value::StringValue(s) => Some(s.as_str()),
-            _ => None,
-        }
-    })
-}
-
-/// Reads the SPEC §1 mapping off resource attributes; `None` when `service.name`
-/// is missing or empty.
-fn resource_of(attrs: Option<&[proto::KeyValue]>) -> Option<Arc<Resource>> {
-    let attrs = attrs?;
-    let service = string_attr(attrs, "service.name").filter(|s| !s.is_empty())?;
-    let environment = string_attr(attrs, "deployment.environment.name")
-        .or_else(|| string_attr(attrs, "deployment.environment"))
-        .unwrap_or("");
-    let version = string_attr(attrs, "service.version").unwrap_or("");
-    Some(Arc::new(Resource {
-        service: service.to_string(),
-        environment: environment.to_string(),
-        version: version.to_string(),
-    }))
-}
-
-fn attributes_have_pii(attrs: &[proto::KeyValue], opts: &DecodeOptions) -> bool {
-    attrs
-        .iter()
-        .any(|kv| kv.value.as_ref().is_some_and(|v| value_has_pii(v, opts)))
-}
-
-fn value_has_pii(v: &proto::AnyValue, opts: &DecodeOptions) -> bool {
-    match &v.value {
-        Some(Value::StringValue(s)) => opts.pii.matches(s),
-        Some(Value::IntValue(i)) => *i >= 1_000_000_000_000 && opts.pii.matches(&i.to_string()),
-        Some(Value::ArrayValue(a)) => a.values.iter().any(|x| value_has_pii(x, opts)),
-        Some(Value::KvlistValue(kv)) => attributes_have_pii(&kv.values, opts),
-        _ => false,
-    }
 }
 
 #[cfg(test)]
@@ -470,5 +537,1598 @@ mod tests {
         );
         assert_eq!(bad.rejects[0].reason, Reason::MalformedProtobuf);
         assert_eq!(bad.rejects[0].index, None);
+    }
+}
+
+/// The decoders as they were before the zero-copy walk and the one-pass JSON
+/// decoder (prost structs, serde derive with `RawValue` per record), kept to test
+/// the new ones against. Only the log span id check was added to them.
+#[cfg(test)]
+mod reference {
+    use std::sync::Arc;
+
+    use prost::Message;
+
+    use super::proto::{self, any_value::Value};
+    use super::{json, REQUEST_ATTRIBUTES, STATUS_CODE_ATTRIBUTES};
+    use crate::ids::{self, IdError};
+    use crate::model::{LogRecord, Origin, Resource, Span, SpanKind, SpanStatus};
+    use crate::reject::{Reason, Rejection};
+    use crate::{DecodeOptions, Decoded};
+
+    struct RawSpan<'a> {
+        trace: Result<u128, IdError>,
+        span: Result<u64, IdError>,
+        parent: Result<u64, IdError>,
+        start: u64,
+        end: u64,
+        kind: i32,
+        status: i32,
+        attributes: &'a [proto::KeyValue],
+    }
+
+    pub(super) fn decode_traces_proto(bytes: &[u8], opts: &DecodeOptions) -> Decoded<Span> {
+        let data = match proto::TracesData::decode(bytes) {
+            Ok(d) => d,
+            Err(e) => {
+                return Decoded::failed(Rejection::message(
+                    Reason::MalformedProtobuf,
+                    e.to_string(),
+                ))
+            }
+        };
+        let mut out = Decoded::default();
+        let mut index = 0u32;
+        for rs in &data.resource_spans {
+            let resource = resource_of(rs.resource.as_ref().map(|r| r.attributes.as_slice()));
+            for ss in &rs.scope_spans {
+                for s in &ss.spans {
+                    let raw = RawSpan {
+                        trace: ids::trace_id_from_bytes(&s.trace_id),
+                        span: ids::span_id_from_bytes(&s.span_id),
+                        parent: ids::span_id_from_bytes(&s.parent_span_id),
+                        start: s.start_time_unix_nano,
+                        end: s.end_time_unix_nano,
+                        kind: s.kind,
+                        status: s.status.as_ref().map_or(0, |st| st.code),
+                        attributes: &s.attributes,
+                    };
+                    push(&mut out, validate_span(raw, &resource, index, opts));
+                    index += 1;
+                }
+            }
+        }
+        out
+    }
+
+    pub(super) fn decode_traces_json(bytes: &[u8], opts: &DecodeOptions) -> Decoded<Span> {
+        let data: json::TracesData = match serde_json::from_slice(bytes) {
+            Ok(d) => d,
+            Err(e) => {
+                return Decoded::failed(Rejection::message(Reason::MalformedJson, e.to_string()))
+            }
+        };
+        let mut out = Decoded::default();
+        let mut index = 0u32;
+        for rs in data.resource_spans {
+            let attrs = rs.resource.map(|r| json::attributes(r.attributes));
+            let resource = resource_of(attrs.as_deref());
+            for ss in rs.scope_spans {
+                for raw_json in ss.spans {
+                    let result = match serde_json::from_str::<json::Span>(raw_json.get()) {
+                        Ok(s) => {
+                            let attributes = json::attributes(s.attributes);
+                            let raw = RawSpan {
+                                trace: ids::trace_id_from_hex(&s.trace_id),
+                                span: ids::span_id_from_hex(&s.span_id),
+                                parent: ids::span_id_from_hex(&s.parent_span_id),
+                                start: s.start_time_unix_nano,
+                                end: s.end_time_unix_nano,
+                                kind: s.kind,
+                                status: s.status.map_or(0, |st| st.code),
+                                attributes: &attributes,
+                            };
+                            validate_span(raw, &resource, index, opts)
+                        }
+                        Err(e) => Err(Rejection::record(
+                            Reason::MalformedJson,
+                            index,
+                            e.to_string(),
+                        )),
+                    };
+                    push(&mut out, result);
+                    index += 1;
+                }
+            }
+        }
+        out
+    }
+
+    fn push<T>(out: &mut Decoded<T>, r: Result<T, Rejection>) {
+        match r {
+            Ok(t) => out.records.push(t),
+            Err(e) => out.rejects.push(e),
+        }
+    }
+
+    fn validate_span(
+        raw: RawSpan<'_>,
+        resource: &Option<Arc<Resource>>,
+        index: u32,
+        opts: &DecodeOptions,
+    ) -> Result<Span, Rejection> {
+        let bad = |reason, detail: String| Rejection::record(reason, index, detail);
+        let trace = raw
+            .trace
+            .map_err(|e| bad(Reason::InvalidTraceId, format!("trace id: {e}")))?;
+        let span = raw
+            .span
+            .map_err(|e| bad(Reason::InvalidSpanId, format!("span id: {e}")))?;
+        let parent = raw
+            .parent
+            .map_err(|e| bad(Reason::InvalidParentSpanId, format!("parent span id: {e}")))?;
+        if trace == 0 {
+            return Err(bad(Reason::MissingTraceId, "span has no trace id".into()));
+        }
+        if span == 0 {
+            return Err(bad(Reason::MissingSpanId, "span has no span id".into()));
+        }
+        let Some(resource) = resource else {
+            return Err(bad(
+                Reason::MissingService,
+                "resource has no service.name".into(),
+            ));
+        };
+        if raw.start == 0 && raw.end == 0 {
+            return Err(bad(
+                Reason::MissingTimestamp,
+                "start and end are both 0".into(),
+            ));
+        }
+        if opts.is_future(raw.start.max(raw.end)) {
+            return Err(bad(
+                Reason::FutureTimestamp,
+                "span time is beyond max_future_skew".into(),
+            ));
+        }
+        Ok(Span {
+            trace,
+            span,
+            parent,
+            start: raw.start,
+            end: raw.end,
+            kind: SpanKind::from_i32(raw.kind),
+            status: SpanStatus::from_i32(raw.status),
+            pii: attributes_have_pii(raw.attributes, opts),
+            resource: Arc::clone(resource),
+        })
+    }
+
+    struct RawLog<'a> {
+        trace: Result<u128, IdError>,
+        time: u64,
+        observed: u64,
+        severity: i32,
+        body: Option<&'a proto::AnyValue>,
+        attributes: &'a [proto::KeyValue],
+    }
+
+    pub(super) fn decode_logs_proto(
+        bytes: &[u8],
+        origin: Origin,
+        opts: &DecodeOptions,
+    ) -> Decoded<LogRecord> {
+        let data = match proto::LogsData::decode(bytes) {
+            Ok(d) => d,
+            Err(e) => {
+                return Decoded::failed(Rejection::message(
+                    Reason::MalformedProtobuf,
+                    e.to_string(),
+                ))
+            }
+        };
+        let mut out = Decoded::default();
+        let mut index = 0u32;
+        for rl in &data.resource_logs {
+            let resource = resource_of(rl.resource.as_ref().map(|r| r.attributes.as_slice()));
+            for sl in &rl.scope_logs {
+                for l in &sl.log_records {
+                    let raw = RawLog {
+                        trace: ids::trace_id_from_bytes(&l.trace_id),
+                        time: l.time_unix_nano,
+                        observed: l.observed_time_unix_nano,
+                        severity: l.severity_number,
+                        body: l.body.as_ref(),
+                        attributes: &l.attributes,
+                    };
+                    let origin = Origin { index, ..origin };
+                    push(&mut out, validate_log(raw, &resource, origin, opts));
+                    index += 1;
+                }
+            }
+        }
+        out
+    }
+
+    pub(super) fn decode_logs_json(
+        bytes: &[u8],
+        origin: Origin,
+        opts: &DecodeOptions,
+    ) -> Decoded<LogRecord> {
+        let data: json::LogsData = match serde_json::from_slice(bytes) {
+            Ok(d) => d,
+            Err(e) => {
+                return Decoded::failed(Rejection::message(Reason::MalformedJson, e.to_string()))
+            }
+        };
+        let mut out = Decoded::default();
+        let mut index = 0u32;
+        for rl in data.resource_logs {
+            let attrs = rl.resource.map(|r| json::attributes(r.attributes));
+            let resource = resource_of(attrs.as_deref());
+            for sl in rl.scope_logs {
+                for raw_json in sl.log_records {
+                    let origin = Origin { index, ..origin };
+                    let result = match serde_json::from_str::<json::LogRecord>(raw_json.get()) {
+                        Ok(l) => {
+                            let attributes = json::attributes(l.attributes);
+                            let body = l.body.map(proto::AnyValue::from);
+                            let raw = RawLog {
+                                trace: ids::trace_id_from_hex(&l.trace_id),
+                                time: l.time_unix_nano,
+                                observed: l.observed_time_unix_nano,
+                                severity: l.severity_number,
+                                body: body.as_ref(),
+                                attributes: &attributes,
+                            };
+                            validate_log(raw, &resource, origin, opts)
+                        }
+                        Err(e) => Err(Rejection::record(
+                            Reason::MalformedJson,
+                            index,
+                            e.to_string(),
+                        )),
+                    };
+                    push(&mut out, result);
+                    index += 1;
+                }
+            }
+        }
+        out
+    }
+
+    fn validate_log(
+        raw: RawLog<'_>,
+        resource: &Option<Arc<Resource>>,
+        origin: Origin,
+        opts: &DecodeOptions,
+    ) -> Result<LogRecord, Rejection> {
+        let bad = |reason, detail: &str| Rejection::record(reason, origin.index, detail);
+        let trace = raw
+            .trace
+            .map_err(|e| bad(Reason::InvalidTraceId, &format!("trace id: {e}")))?;
+        let Some(resource) = resource else {
+            return Err(bad(Reason::MissingService, "resource has no service.name"));
+        };
+        let time = if raw.time != 0 {
+            raw.time
+        } else {
+            raw.observed
+        };
+        if time == 0 {
+            return Err(bad(
+                Reason::MissingTimestamp,
+                "time and observed time are both 0",
+            ));
+        }
+        if opts.is_future(time) {
+            return Err(bad(
+                Reason::FutureTimestamp,
+                "log time is beyond max_future_skew",
+            ));
+        }
+        let mut request = false;
+        let mut status_5xx = false;
+        for kv in raw.attributes {
+            if REQUEST_ATTRIBUTES.contains(&kv.key.as_str())
+                || opts.request_attributes.contains(&kv.key)
+            {
+                request = true;
+            }
+            if STATUS_CODE_ATTRIBUTES.contains(&kv.key.as_str()) {
+                status_5xx |= status_code(kv.value.as_ref()).is_some_and(|c| c >= 500);
+            }
+        }
+        let pii = attributes_have_pii(raw.attributes, opts)
+            || raw.body.is_some_and(|b| value_has_pii(b, opts));
+        Ok(LogRecord {
+            trace,
+            time,
+            origin,
+            severity: raw.severity,
+            request,
+            error_request: request && (raw.severity >= 17 || status_5xx),
+            pii,
+            resource: Arc::clone(resource),
+        })
+    }
+
+    fn status_code(v: Option<&proto::AnyValue>) -> Option<i64> {
+        match v?.value.as_ref()? {
+            Value::IntValue(i) => Some(*i),
+            Value::StringValue(s) => s.trim().parse().ok(),
+            Value::DoubleValue(d) => Some(*d as i64),
+            _ => None,
+        }
+    }
+
+    fn string_attr<'a>(attrs: &'a [proto::KeyValue], key: &str) -> Option<&'a str> {
+        attrs.iter().find(|kv| kv.key == key).and_then(|kv| {
+            match kv.value.as_ref()?.value.as_ref()? {
+                Value::StringValue(s) => Some(s.as_str()),
+                _ => None,
+            }
+        })
+    }
+
+    fn resource_of(attrs: Option<&[proto::KeyValue]>) -> Option<Arc<Resource>> {
+        let attrs = attrs?;
+        let service = string_attr(attrs, "service.name").filter(|s| !s.is_empty())?;
+        let environment = string_attr(attrs, "deployment.environment.name")
+            .or_else(|| string_attr(attrs, "deployment.environment"))
+            .unwrap_or("");
+        let version = string_attr(attrs, "service.version").unwrap_or("");
+        Some(Arc::new(Resource {
+            service: service.to_string(),
+            environment: environment.to_string(),
+            version: version.to_string(),
+        }))
+    }
+
+    fn attributes_have_pii(attrs: &[proto::KeyValue], opts: &DecodeOptions) -> bool {
+        attrs
+            .iter()
+            .any(|kv| kv.value.as_ref().is_some_and(|v| value_has_pii(v, opts)))
+    }
+
+    fn value_has_pii(v: &proto::AnyValue, opts: &DecodeOptions) -> bool {
+        match &v.value {
+            Some(Value::StringValue(s)) => opts.pii.matches(s),
+            Some(Value::IntValue(i)) => *i >= 1_000_000_000_000 && opts.pii.matches(&i.to_string()),
+            Some(Value::ArrayValue(a)) => a.values.iter().any(|x| value_has_pii(x, opts)),
+            Some(Value::KvlistValue(kv)) => attributes_have_pii(&kv.values, opts),
+            _ => false,
+        }
+    }
+}
+
+/// Old against new decoders on seeded random messages: valid, odd (shuffled,
+/// duplicated and unknown fields, groups, deep nesting) and corrupted ones.
+#[cfg(test)]
+mod equivalence {
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    use super::reference;
+    use crate::model::Origin;
+    use crate::{DecodeOptions, Decoded};
+
+    const NOW: u64 = 1_767_225_600_000_000_000;
+
+    fn opts() -> DecodeOptions {
+        DecodeOptions {
+            now_ns: NOW,
+            max_future_skew_ns: 600_000_000_000,
+            pii: crate::pii::PiiDetector::default(),
+            request_attributes: vec!["custom.request".to_string()],
+        }
+    }
+
+    fn same<T: PartialEq + std::fmt::Debug>(
+        what: &str,
+        bytes: &[u8],
+        new: Decoded<T>,
+        old: Decoded<T>,
+    ) {
+        if new.records != old.records || new.rejects != old.rejects {
+            panic!(
+                "{what} differs on {bytes:02x?}\nnew: {:?}\n{:?}\nold: {:?}\n{:?}",
+                new.records, new.rejects, old.records, old.rejects
+            );
+        }
+    }
+
+    /// What the compared messages decoded to, to show the tests reach every case.
+    #[derive(Debug, Default)]
+    struct Stats {
+        messages: usize,
+        records: usize,
+        pii: usize,
+        request: usize,
+        error_request: usize,
+        rejects: std::collections::BTreeMap<String, usize>,
+    }
+
+    impl Stats {
+        fn add<T>(&mut self, d: &Decoded<T>, pii: impl Fn(&T) -> (bool, bool, bool)) {
+            self.messages += 1;
+            self.records += d.records.len();
+            for r in &d.records {
+                let (p, req, err) = pii(r);
+                self.pii += usize::from(p);
+                self.request += usize::from(req);
+                self.error_request += usize::from(err);
+            }
+            for r in &d.rejects {
+                let key = format!(
+                    "{}{}",
+                    r.reason,
+                    if r.index.is_none() { " (message)" } else { "" }
+                );
+                *self.rejects.entry(key).or_default() += 1;
+            }
+        }
+    }
+
+    fn check_proto(bytes: &[u8], opts: &DecodeOptions, stats: &mut Stats) {
+        let new = super::decode_traces_proto(bytes, opts);
+        stats.add(&new, |s| (s.pii, false, false));
+        same(
+            "traces",
+            bytes,
+            new,
+            reference::decode_traces_proto(bytes, opts),
+        );
+        let origin = Origin {
+            partition: 3,
+            offset: 77,
+            index: 0,
+        };
+        let new = super::decode_logs_proto(bytes, origin, opts);
+        stats.add(&new, |l| (l.pii, l.request, l.error_request));
+        same(
+            "logs",
+            bytes,
+            new,
+            reference::decode_logs_proto(bytes, origin, opts),
+        );
+    }
+
+    /// Random protobuf messages, written field by field so that fields can be
+    /// shuffled, repeated, unknown or broken.
+    struct Gen {
+        rng: ChaCha8Rng,
+    }
+
+    const LEN: u8 = 2;
+
+    fn varint(mut v: u64, out: &mut Vec<u8>) {
+        while v >= 0x80 {
+            out.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+    }
+
+    fn key(tag: u32, wt: u8, out: &mut Vec<u8>) {
+        varint(u64::from(tag) << 3 | u64::from(wt), out);
+    }
+
+    fn ld(tag: u32, body: &[u8], out: &mut Vec<u8>) {
+        key(tag, LEN, out);
+        varint(body.len() as u64, out);
+        out.extend_from_slice(body);
+    }
+
+    const PII: [&str; 6] = [
+        "a@b.com",
+        "mail alice@example.org now",
+        "4111 1111 1111 1111",
+        "ssn 123-45-6789",
+        "Bearer abcdefghijklmnop",
+        "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
+    ];
+    const PLAIN: [&str; 6] = ["", "GET", "/api/items", "a@b", "4111 1111 1111 1112", "503"];
+    const KEYS: [&str; 12] = [
+        "service.name",
+        "deployment.environment.name",
+        "deployment.environment",
+        "service.version",
+        "http.request.method",
+        "http.method",
+        "rpc.method",
+        "custom.request",
+        "http.response.status_code",
+        "http.status_code",
+        "user.note",
+        "",
+    ];
+
+    impl Gen {
+        fn p(&mut self, p: f64) -> bool {
+            self.rng.random_bool(p)
+        }
+
+        fn pick<'s>(&mut self, xs: &[&'s str]) -> &'s str {
+            xs[self.rng.random_range(0..xs.len())]
+        }
+
+        fn string(&mut self) -> String {
+            match self.rng.random_range(0..10) {
+                0..=2 => self.pick(&PII).to_string(),
+                3..=7 => self.pick(&PLAIN).to_string(),
+                8 => format!(" {} ", self.rng.random_range(100..600)),
+                _ => (0..self.rng.random_range(0..12))
+                    .map(|_| self.rng.random_range(b' '..=b'~') as char)
+                    .collect(),
+            }
+        }
+
+        /// Bytes of a string field: mostly UTF-8, sometimes not.
+        fn string_bytes(&mut self) -> Vec<u8> {
+            if self.p(0.002) {
+                vec![b'a', 0xff, 0xfe]
+            } else {
+                self.string().into_bytes()
+            }
+        }
+
+        fn int(&mut self) -> i64 {
+            match self.rng.random_range(0..6) {
+                0 => 4_111_111_111_111_111,
+                1 => 4_111_111_111_111_112,
+                2 => self.rng.random_range(100..600),
+                3 => -self.rng.random_range(0..1_000_000_000_000_000),
+                4 => self.rng.random_range(999_999_999_990..1_000_000_000_010),
+                _ => self.rng.random(),
+            }
+        }
+
+        fn unknown(&mut self, out: &mut Vec<u8>, known: &[u32], depth: u32) {
+            let mut tag = self.rng.random_range(1..20u32);
+            if known.contains(&tag) {
+                tag = 20 + self.rng.random_range(0..1000);
+            }
+            match self.rng.random_range(0..6) {
+                0 => {
+                    key(tag, 0, out);
+                    varint(self.rng.random(), out);
+                }
+                1 => {
+                    key(tag, 1, out);
+                    out.extend_from_slice(&self.rng.random::<u64>().to_le_bytes());
+                }
+                2 => {
+                    let body: Vec<u8> = (0..self.rng.random_range(0..8))
+                        .map(|_| self.rng.random())
+                        .collect();
+                    ld(tag, &body, out);
+                }
+                3 => {
+                    key(tag, 5, out);
+                    out.extend_from_slice(&self.rng.random::<u32>().to_le_bytes());
+                }
+                _ => {
+                    // A group, possibly nested.
+                    key(tag, 3, out);
+                    if depth < 3 {
+                        for _ in 0..self.rng.random_range(0..3) {
+                            self.unknown(out, &[], depth + 1);
+                        }
+                    }
+                    key(tag, 4, out);
+                }
+            }
+        }
+
+        /// An `AnyValue` body; `depth` bounds the nesting.
+        fn any_value(&mut self, depth: u32) -> Vec<u8> {
+            let mut out = Vec::new();
+            let n = if self.p(0.1) {
+                self.rng.random_range(0..3)
+            } else {
+                1
+            };
+            for _ in 0..n {
+                let variant = if depth == 0 {
+                    self.rng.random_range(1..5)
+                } else {
+                    self.rng.random_range(1..8)
+                };
+                match variant {
+                    1 => {
+                        let s = self.string_bytes();
+                        ld(1, &s, &mut out);
+                    }
+                    2 => {
+                        key(2, 0, &mut out);
+                        varint(self.rng.random_range(0..3), &mut out);
+                    }
+                    3 => {
+                        key(3, 0, &mut out);
+                        varint(self.int() as u64, &mut out);
+                    }
+                    4 => {
+                        key(4, 1, &mut out);
+                        let d = [503.7, 200.0, -1.0, 1e300, f64::NAN][self.rng.random_range(0..5)];
+                        out.extend_from_slice(&d.to_le_bytes());
+                    }
+                    5 => {
+                        let mut arr = Vec::new();
+                        for _ in 0..self.rng.random_range(0..4) {
+                            let v = self.any_value(depth - 1);
+                            ld(1, &v, &mut arr);
+                        }
+                        ld(5, &arr, &mut out);
+                    }
+                    6 => {
+                        let mut list = Vec::new();
+                        for _ in 0..self.rng.random_range(0..4) {
+                            let kv = self.key_value(depth - 1);
+                            ld(1, &kv, &mut list);
+                        }
+                        ld(6, &list, &mut out);
+                    }
+                    _ => {
+                        let b: Vec<u8> = (0..self.rng.random_range(0..6))
+                            .map(|_| self.rng.random())
+                            .collect();
+                        ld(7, &b, &mut out);
+                    }
+                }
+            }
+            if self.p(0.05) {
+                self.unknown(&mut out, &[1, 2, 3, 4, 5, 6, 7], 0);
+            }
+            out
+        }
+
+        /// An `AnyValue` nested `levels` arrays deep.
+        fn deep_value(&mut self, levels: u32) -> Vec<u8> {
+            let mut v = Vec::new();
+            ld(1, PII[0].as_bytes(), &mut v);
+            for _ in 0..levels {
+                let mut arr = Vec::new();
+                ld(1, &v, &mut arr);
+                let mut any = Vec::new();
+                if self.p(0.5) {
+                    ld(5, &arr, &mut any);
+                } else {
+                    // A kvlist level costs one more.
+                    let mut kv = Vec::new();
+                    ld(1, b"k", &mut kv);
+                    ld(2, &v, &mut kv);
+                    let mut list = Vec::new();
+                    ld(1, &kv, &mut list);
+                    ld(6, &list, &mut any);
+                }
+                v = any;
+            }
+            v
+        }
+
+        fn key_value(&mut self, depth: u32) -> Vec<u8> {
+            let mut fields: Vec<Vec<u8>> = Vec::new();
+            let nkeys = if self.p(0.05) { 2 } else { 1 };
+            for _ in 0..nkeys {
+                let mut f = Vec::new();
+                if self.p(0.003) {
+                    ld(1, &[0xc3, 0x28], &mut f);
+                } else {
+                    let k = self.pick(&KEYS);
+                    ld(1, k.as_bytes(), &mut f);
+                }
+                fields.push(f);
+            }
+            let nvalues = if self.p(0.1) {
+                self.rng.random_range(0..3)
+            } else {
+                1
+            };
+            for _ in 0..nvalues {
+                let mut f = Vec::new();
+                let v = if self.p(0.002) {
+                    let levels = self.rng.random_range(40..52);
+                    self.deep_value(levels)
+                } else {
+                    self.any_value(depth)
+                };
+                ld(2, &v, &mut f);
+                fields.push(f);
+            }
+            if self.p(0.05) {
+                let mut f = Vec::new();
+                self.unknown(&mut f, &[1, 2], 0);
+                fields.push(f);
+            }
+            self.shuffle_join(fields)
+        }
+
+        fn shuffle_join(&mut self, mut fields: Vec<Vec<u8>>) -> Vec<u8> {
+            if self.p(0.3) {
+                for i in (1..fields.len()).rev() {
+                    let j = self.rng.random_range(0..=i);
+                    fields.swap(i, j);
+                }
+            }
+            fields.concat()
+        }
+
+        fn id(&mut self, len: usize) -> Vec<u8> {
+            match self.rng.random_range(0..40) {
+                0 => vec![],
+                1 => vec![0; len],
+                2 => vec![1; len - 1],
+                3 => vec![1; len + 1],
+                _ => (0..len).map(|_| self.rng.random()).collect(),
+            }
+        }
+
+        fn time(&mut self) -> u64 {
+            match self.rng.random_range(0..12) {
+                0 => 0,
+                1 => NOW + 601_000_000_000,
+                2 => self.rng.random(),
+                _ => NOW - self.rng.random_range(0..3_600_000_000_000),
+            }
+        }
+
+        fn resource(&mut self) -> Vec<u8> {
+            let mut fields = Vec::new();
+            let n = self.rng.random_range(0..6);
+            for i in 0..n {
+                let mut kv = Vec::new();
+                let k = if i == 0 && self.p(0.8) {
+                    "service.name"
+                } else {
+                    self.pick(&KEYS[..5])
+                };
+                ld(1, k.as_bytes(), &mut kv);
+                let mut v = Vec::new();
+                if self.p(0.9) {
+                    let s = match self.rng.random_range(0..10) {
+                        0 => String::new(),
+                        _ => format!("svc-{}", self.rng.random_range(0..4)),
+                    };
+                    ld(1, s.as_bytes(), &mut v);
+                } else {
+                    v = self.any_value(1);
+                }
+                ld(2, &v, &mut kv);
+                let mut f = Vec::new();
+                ld(1, &kv, &mut f);
+                fields.push(f);
+            }
+            if self.p(0.1) {
+                let mut f = Vec::new();
+                key(2, 0, &mut f);
+                varint(3, &mut f);
+                fields.push(f);
+            }
+            self.shuffle_join(fields)
+        }
+
+        fn status(&mut self) -> Vec<u8> {
+            let mut fields = Vec::new();
+            if self.p(0.5) {
+                let mut f = Vec::new();
+                let m = self.string_bytes();
+                ld(2, &m, &mut f);
+                fields.push(f);
+            }
+            for _ in 0..self.rng.random_range(0..3) {
+                let mut f = Vec::new();
+                key(3, 0, &mut f);
+                varint(self.rng.random_range(0..4), &mut f);
+                fields.push(f);
+            }
+            self.shuffle_join(fields)
+        }
+
+        fn span(&mut self) -> Vec<u8> {
+            let mut fields: Vec<Vec<u8>> = Vec::new();
+            let mut f = Vec::new();
+            let t = self.id(16);
+            ld(1, &t, &mut f);
+            fields.push(std::mem::take(&mut f));
+            let s = self.id(8);
+            ld(2, &s, &mut f);
+            fields.push(std::mem::take(&mut f));
+            if self.p(0.7) {
+                let p = self.id(8);
+                ld(4, &p, &mut f);
+                fields.push(std::mem::take(&mut f));
+            }
+            if self.p(0.7) {
+                let n = self.string_bytes();
+                ld(5, &n, &mut f);
+                fields.push(std::mem::take(&mut f));
+            }
+            if self.p(0.8) {
+                key(6, 0, &mut f);
+                varint(
+                    if self.p(0.9) {
+                        self.rng.random_range(0..7)
+                    } else {
+                        self.rng.random()
+                    },
+                    &mut f,
+                );
+                fields.push(std::mem::take(&mut f));
+            }
+            for tag in [7, 8] {
+                if self.p(0.95) {
+                    key(tag, 1, &mut f);
+                    f.extend_from_slice(&self.time().to_le_bytes());
+                    fields.push(std::mem::take(&mut f));
+                }
+            }
+            for _ in 0..self.rng.random_range(0..5) {
+                let kv = self.key_value(2);
+                ld(9, &kv, &mut f);
+                fields.push(std::mem::take(&mut f));
+            }
+            for _ in 0..self.rng.random_range(0..3) {
+                let st = self.status();
+                ld(15, &st, &mut f);
+                fields.push(std::mem::take(&mut f));
+            }
+            // Duplicates: a second occurrence of a field (last wins / merge).
+            if self.p(0.1) {
+                let i = self.rng.random_range(0..fields.len());
+                fields.push(fields[i].clone());
+            }
+            for _ in 0..self.rng.random_range(0..3) {
+                self.unknown(&mut f, &[1, 2, 4, 5, 6, 7, 8, 9, 15], 0);
+                fields.push(std::mem::take(&mut f));
+            }
+            self.shuffle_join(fields)
+        }
+
+        fn log_record(&mut self) -> Vec<u8> {
+            let mut fields: Vec<Vec<u8>> = Vec::new();
+            let mut f = Vec::new();
+            for tag in [1, 11] {
+                if self.p(0.8) {
+                    key(tag, 1, &mut f);
+                    f.extend_from_slice(&self.time().to_le_bytes());
+                    fields.push(std::mem::take(&mut f));
+                }
+            }
+            if self.p(0.8) {
+                key(2, 0, &mut f);
+                varint(
+                    if self.p(0.9) {
+                        self.rng.random_range(0..25)
+                    } else {
+                        self.rng.random()
+                    },
+                    &mut f,
+                );
+                fields.push(std::mem::take(&mut f));
+            }
+            for _ in 0..self.rng.random_range(0..3) {
+                let v = self.any_value(2);
+                ld(5, &v, &mut f);
+                fields.push(std::mem::take(&mut f));
+            }
+            for _ in 0..self.rng.random_range(0..5) {
+                let kv = self.key_value(2);
+                ld(6, &kv, &mut f);
+                fields.push(std::mem::take(&mut f));
+            }
+            if self.p(0.9) {
+                let t = self.id(16);
+                ld(9, &t, &mut f);
+                fields.push(std::mem::take(&mut f));
+            }
+            if self.p(0.5) {
+                let s = self.id(8);
+                ld(10, &s, &mut f);
+                fields.push(std::mem::take(&mut f));
+            }
+            if self.p(0.1) && !fields.is_empty() {
+                let i = self.rng.random_range(0..fields.len());
+                fields.push(fields[i].clone());
+            }
+            for _ in 0..self.rng.random_range(0..3) {
+                self.unknown(&mut f, &[1, 2, 5, 6, 9, 10, 11], 0);
+                fields.push(std::mem::take(&mut f));
+            }
+            self.shuffle_join(fields)
+        }
+
+        /// A `TracesData` (or, with `logs`, a `LogsData`).
+        fn message(&mut self, logs: bool) -> Vec<u8> {
+            let mut top = Vec::new();
+            for _ in 0..self.rng.random_range(0..4) {
+                let mut fields: Vec<Vec<u8>> = Vec::new();
+                let resources = if self.p(0.85) {
+                    1
+                } else {
+                    self.rng.random_range(0..3)
+                };
+                for _ in 0..resources {
+                    let mut f = Vec::new();
+                    let r = self.resource();
+                    ld(1, &r, &mut f);
+                    fields.push(f);
+                }
+                for _ in 0..self.rng.random_range(0..3) {
+                    let mut scope = Vec::new();
+                    if self.p(0.3) {
+                        ld(1, b"\x0a\x03gen", &mut scope);
+                    }
+                    for _ in 0..self.rng.random_range(0..6) {
+                        let rec = if logs { self.log_record() } else { self.span() };
+                        ld(2, &rec, &mut scope);
+                    }
+                    if self.p(0.1) {
+                        ld(3, b"https://schema", &mut scope);
+                    }
+                    let mut f = Vec::new();
+                    ld(2, &scope, &mut f);
+                    fields.push(f);
+                }
+                if self.p(0.05) {
+                    let mut f = Vec::new();
+                    self.unknown(&mut f, &[1, 2], 0);
+                    fields.push(f);
+                }
+                let rs = self.shuffle_join(fields);
+                ld(1, &rs, &mut top);
+            }
+            if self.p(0.05) {
+                self.unknown(&mut top, &[1], 0);
+            }
+            top
+        }
+
+        /// A corrupted copy of `msg`.
+        fn corrupt(&mut self, msg: &[u8]) -> Vec<u8> {
+            let mut m = msg.to_vec();
+            match self.rng.random_range(0..4) {
+                0 if !m.is_empty() => {
+                    let i = self.rng.random_range(0..m.len());
+                    m[i] = self.rng.random();
+                }
+                1 if !m.is_empty() => {
+                    let i = self.rng.random_range(0..m.len());
+                    m[i] ^= 1 << self.rng.random_range(0..8);
+                }
+                2 => {
+                    let i = self.rng.random_range(0..=m.len());
+                    let b = [0x80, 0xff, 0x07, 0x06, 0x0b, 0x0c, 0x00][self.rng.random_range(0..7)];
+                    m.insert(i, b);
+                }
+                _ if !m.is_empty() => {
+                    let i = self.rng.random_range(0..m.len());
+                    m.remove(i);
+                }
+                _ => {}
+            }
+            m
+        }
+    }
+
+    #[test]
+    fn protobuf_decoders_match_prost() {
+        let opts = opts();
+        let mut g = Gen {
+            rng: ChaCha8Rng::seed_from_u64(0x0c0ffee),
+        };
+        let mut stats = Stats::default();
+        let mut whole = Stats::default();
+        for i in 0..6_000 {
+            let logs = i % 2 == 1;
+            let msg = g.message(logs);
+            check_proto(&msg, &opts, &mut whole);
+            for _ in 0..4 {
+                let bad = g.corrupt(&msg);
+                check_proto(&bad, &opts, &mut stats);
+            }
+            if i % 25 == 0 {
+                for len in 0..msg.len() {
+                    check_proto(&msg[..len], &opts, &mut stats);
+                }
+            }
+        }
+        println!("uncorrupted: {whole:#?}\ncorrupted: {stats:#?}");
+        assert!(stats.messages > 60_000);
+    }
+
+    #[test]
+    fn protobuf_recursion_limit_matches_prost() {
+        let opts = opts();
+        let mut g = Gen {
+            rng: ChaCha8Rng::seed_from_u64(1),
+        };
+        let mut stats = Stats::default();
+        for levels in 0..60 {
+            let v = g.deep_value(levels);
+            let mut kv = Vec::new();
+            ld(1, b"k", &mut kv);
+            ld(2, &v, &mut kv);
+            let mut span = Vec::new();
+            ld(1, &[1; 16], &mut span);
+            ld(2, &[1; 8], &mut span);
+            key(7, 1, &mut span);
+            span.extend_from_slice(&NOW.to_le_bytes());
+            ld(9, &kv, &mut span);
+            let mut scope = Vec::new();
+            ld(2, &span, &mut scope);
+            let res = b"\x0a\x13\x0a\x0cservice.name\x12\x03\x0a\x01a";
+            let mut rs = Vec::new();
+            ld(1, res, &mut rs);
+            ld(2, &scope, &mut rs);
+            let mut msg = Vec::new();
+            ld(1, &rs, &mut msg);
+            check_proto(&msg, &opts, &mut stats);
+            // Groups nested as deep.
+            let mut group = Vec::new();
+            for _ in 0..levels * 2 {
+                key(3, 3, &mut group);
+            }
+            for _ in 0..levels * 2 {
+                key(3, 4, &mut group);
+            }
+            let mut msg = Vec::new();
+            let mut span = Vec::new();
+            span.extend_from_slice(&group);
+            let mut scope = Vec::new();
+            ld(2, &span, &mut scope);
+            let mut rs = Vec::new();
+            ld(2, &scope, &mut rs);
+            ld(1, &rs, &mut msg);
+            check_proto(&msg, &opts, &mut stats);
+        }
+        println!("{stats:#?}");
+    }
+
+    fn check_json(bytes: &[u8], opts: &DecodeOptions, stats: &mut Stats) {
+        let new = super::decode_traces_json(bytes, opts);
+        stats.add(&new, |s| (s.pii, false, false));
+        same(
+            "json traces",
+            bytes,
+            new,
+            reference::decode_traces_json(bytes, opts),
+        );
+        let origin = Origin {
+            partition: 1,
+            offset: 5,
+            index: 0,
+        };
+        let new = super::decode_logs_json(bytes, origin, opts);
+        stats.add(&new, |l| (l.pii, l.request, l.error_request));
+        same(
+            "json logs",
+            bytes,
+            new,
+            reference::decode_logs_json(bytes, origin, opts),
+        );
+    }
+
+    /// A JSON value with its object members in a chosen order (duplicates allowed)
+    /// and its strings already escaped.
+    enum J {
+        Raw(String),
+        Str(String),
+        Arr(Vec<J>),
+        Obj(Vec<(String, J)>),
+    }
+
+    impl J {
+        fn write(&self, g: &mut Gen, out: &mut String) {
+            let ws = |g: &mut Gen, out: &mut String| {
+                if g.p(0.05) {
+                    out.push_str([" ", "\n", "\t ", "\r\n  "][g.rng.random_range(0..4)]);
+                }
+            };
+            match self {
+                J::Raw(r) => out.push_str(r),
+                J::Str(s) => {
+                    out.push('"');
+                    out.push_str(s);
+                    out.push('"');
+                }
+                J::Arr(xs) => {
+                    out.push('[');
+                    for (i, x) in xs.iter().enumerate() {
+                        if i > 0 {
+                            out.push(',');
+                        }
+                        ws(g, out);
+                        x.write(g, out);
+                    }
+                    out.push(']');
+                }
+                J::Obj(members) => {
+                    out.push('{');
+                    for (i, (k, v)) in members.iter().enumerate() {
+                        if i > 0 {
+                            out.push(',');
+                        }
+                        ws(g, out);
+                        out.push('"');
+                        out.push_str(k);
+                        out.push('"');
+                        ws(g, out);
+                        out.push(':');
+                        ws(g, out);
+                        v.write(g, out);
+                    }
+                    out.push('}');
+                }
+            }
+        }
+    }
+
+    impl Gen {
+        /// Escapes `text` for a JSON string, sometimes with needless `\u` escapes.
+        fn esc(&mut self, text: &str) -> String {
+            let mut out = String::new();
+            for c in text.chars() {
+                match c {
+                    '"' => out.push_str("\\\""),
+                    '\\' => out.push_str("\\\\"),
+                    c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+                    c if c.is_ascii() && self.p(0.01) => {
+                        out.push_str(&format!("\\u{:04X}", c as u32))
+                    }
+                    c => out.push(c),
+                }
+            }
+            out
+        }
+
+        fn jstr(&mut self, text: &str) -> J {
+            J::Str(self.esc(text))
+        }
+
+        /// A member name: the lowerCamelCase name or its snake_case alias.
+        fn name(&mut self, camel: &str, snake: &str) -> String {
+            let n = if self.p(0.2) { snake } else { camel };
+            self.esc(n)
+        }
+
+        fn odd_value(&mut self) -> J {
+            match self.rng.random_range(0..7) {
+                0 => J::Raw("null".into()),
+                1 => J::Raw("true".into()),
+                2 => J::Raw("5".into()),
+                3 => J::Raw("-1.5".into()),
+                4 => J::Arr(vec![]),
+                5 => J::Obj(vec![]),
+                _ => self.jstr("x"),
+            }
+        }
+
+        /// A 64-bit integer as OTLP JSON writes it, or something near it.
+        fn juint(&mut self, v: u64) -> J {
+            match self.rng.random_range(0..200) {
+                0 => J::Str(String::new()),
+                1 => J::Str(format!("x{v}")),
+                2 => J::Raw(format!("-{v}")),
+                3 => J::Raw(format!("{v}.0")),
+                4 => J::Raw("1.5".into()),
+                5 => J::Raw("1e300".into()),
+                6 => J::Str(format!("+{v}")),
+                7 => J::Raw("1e400".into()),
+                8 => J::Raw("-0".into()),
+                9 => self.odd_value(),
+                10..=24 => J::Raw(v.to_string()),
+                _ => J::Str(v.to_string()),
+            }
+        }
+
+        fn jint(&mut self) -> J {
+            let v = self.int();
+            match self.rng.random_range(0..60) {
+                0 => J::Raw(format!("{v}.0")),
+                1 => J::Raw("2.5".into()),
+                2 => J::Raw("18446744073709551615".into()),
+                3 => J::Str(format!("{v}x")),
+                4 => self.odd_value(),
+                5..=10 => J::Raw(v.to_string()),
+                _ => J::Str(v.to_string()),
+            }
+        }
+
+        fn jenum(&mut self, names: &[&str]) -> J {
+            let n = self.rng.random_range(0..names.len());
+            match self.rng.random_range(0..60) {
+                0 => J::Raw("2.0".into()),
+                1 => J::Raw("4294967296".into()),
+                2 => J::Raw("-3".into()),
+                3 => self.jstr("BOGUS_NAME"),
+                4 => J::Str(format!("{n}")),
+                5 => self.odd_value(),
+                6..=30 => {
+                    let s = names[n];
+                    self.jstr(s)
+                }
+                _ => J::Raw(n.to_string()),
+            }
+        }
+
+        fn hex_id(&mut self, len: usize) -> J {
+            let bytes = self.id(len);
+            let mut h: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            match self.rng.random_range(0..60) {
+                4..=9 => h = h.to_uppercase(),
+                1 if !h.is_empty() => h.replace_range(0..1, "g"),
+                2 => h.push('a'),
+                3 => return self.odd_value(),
+                _ => {}
+            }
+            self.jstr(&h)
+        }
+
+        fn obj(&mut self, mut members: Vec<(String, J)>, unknown: bool) -> J {
+            if unknown && self.p(0.2) {
+                let v = match self.rng.random_range(0..4) {
+                    0 => J::Obj(vec![("name".into(), self.jstr("x"))]),
+                    1 => J::Arr(vec![J::Raw("1".into()), J::Raw("{}".into())]),
+                    2 => J::Raw("123".into()),
+                    _ => self.odd_value(),
+                };
+                let k = [
+                    "name",
+                    "droppedAttributesCount",
+                    "flags",
+                    "events",
+                    "schemaUrl",
+                    "x",
+                ][self.rng.random_range(0..6)];
+                members.push((k.to_string(), v));
+            }
+            if !members.is_empty() && self.p(0.01) {
+                let i = self.rng.random_range(0..members.len());
+                let k = members[i].0.clone();
+                let v = self.odd_value();
+                members.push((k, v));
+            }
+            if self.p(0.3) {
+                for i in (1..members.len()).rev() {
+                    let j = self.rng.random_range(0..=i);
+                    members.swap(i, j);
+                }
+            }
+            J::Obj(members)
+        }
+
+        fn jany(&mut self, depth: u32) -> J {
+            let mut members = Vec::new();
+            let n = if self.p(0.1) {
+                self.rng.random_range(0..3)
+            } else {
+                1
+            };
+            for _ in 0..n {
+                let variant = if depth == 0 {
+                    self.rng.random_range(0..4)
+                } else {
+                    self.rng.random_range(0..7)
+                };
+                let (k, v) = match variant {
+                    0 => {
+                        let s = self.string();
+                        let v = if self.p(0.01) {
+                            self.odd_value()
+                        } else {
+                            self.jstr(&s)
+                        };
+                        (self.name("stringValue", "string_value"), v)
+                    }
+                    1 => {
+                        let v = if self.p(0.01) {
+                            self.odd_value()
+                        } else {
+                            J::Raw("true".into())
+                        };
+                        (self.name("boolValue", "bool_value"), v)
+                    }
+                    2 => {
+                        let v = self.jint();
+                        (self.name("intValue", "int_value"), v)
+                    }
+                    3 => {
+                        let v = if self.p(0.01) {
+                            self.odd_value()
+                        } else {
+                            J::Raw(
+                                ["503.7", "200", "-1", "1e300", "5e-324"]
+                                    [self.rng.random_range(0..5)]
+                                .into(),
+                            )
+                        };
+                        (self.name("doubleValue", "double_value"), v)
+                    }
+                    4 => {
+                        let values = (0..self.rng.random_range(0..4))
+                            .map(|_| self.jany(depth - 1))
+                            .collect();
+                        let v = self.obj(vec![("values".into(), J::Arr(values))], true);
+                        (self.name("arrayValue", "array_value"), v)
+                    }
+                    5 => {
+                        let values = (0..self.rng.random_range(0..4))
+                            .map(|_| self.jkv(depth - 1))
+                            .collect();
+                        let v = self.obj(vec![("values".into(), J::Arr(values))], true);
+                        (self.name("kvlistValue", "kvlist_value"), v)
+                    }
+                    _ => {
+                        let v = self.jstr("aGVsbG8=");
+                        (self.name("bytesValue", "bytes_value"), v)
+                    }
+                };
+                members.push((k, v));
+            }
+            if self.p(0.03) {
+                let k = self.name("stringValue", "string_value");
+                members.push((k, J::Raw("null".into())));
+            }
+            self.obj(members, true)
+        }
+
+        fn jkv(&mut self, depth: u32) -> J {
+            let mut members = Vec::new();
+            if self.p(0.995) {
+                let k = self.pick(&KEYS);
+                let k = if self.p(0.005) {
+                    self.odd_value()
+                } else {
+                    self.jstr(k)
+                };
+                members.push(("key".to_string(), k));
+            }
+            if self.p(0.95) {
+                let v = if self.p(0.02) {
+                    J::Raw("null".into())
+                } else {
+                    self.jany(depth)
+                };
+                members.push(("value".to_string(), v));
+            }
+            self.obj(members, true)
+        }
+
+        fn jattrs(&mut self, n: usize) -> J {
+            if self.p(0.005) {
+                return self.odd_value();
+            }
+            J::Arr((0..n).map(|_| self.jkv(2)).collect())
+        }
+
+        fn jresource(&mut self) -> J {
+            if self.p(0.02) {
+                return J::Raw("null".into());
+            }
+            let mut attrs = Vec::new();
+            for i in 0..self.rng.random_range(0..6) {
+                let k = if i == 0 && self.p(0.9) {
+                    "service.name"
+                } else {
+                    self.pick(&KEYS[..5])
+                };
+                let v = if self.p(0.9) {
+                    let s = if self.p(0.1) {
+                        String::new()
+                    } else {
+                        format!("svc-{}", self.rng.random_range(0..4))
+                    };
+                    let s = self.jstr(&s);
+                    J::Obj(vec![("stringValue".into(), s)])
+                } else {
+                    self.jany(1)
+                };
+                let k = self.jstr(k);
+                attrs.push(J::Obj(vec![("key".into(), k), ("value".into(), v)]));
+            }
+            self.obj(vec![("attributes".into(), J::Arr(attrs))], true)
+        }
+
+        fn jspan(&mut self) -> J {
+            let mut m = Vec::new();
+            let v = self.hex_id(16);
+            m.push((self.name("traceId", "trace_id"), v));
+            let v = self.hex_id(8);
+            m.push((self.name("spanId", "span_id"), v));
+            if self.p(0.7) {
+                let v = self.hex_id(8);
+                m.push((self.name("parentSpanId", "parent_span_id"), v));
+            }
+            if self.p(0.7) {
+                let s = self.string();
+                let v = self.jstr(&s);
+                m.push(("name".into(), v));
+            }
+            if self.p(0.8) {
+                let v = self.jenum(&[
+                    "SPAN_KIND_UNSPECIFIED",
+                    "SPAN_KIND_INTERNAL",
+                    "SPAN_KIND_SERVER",
+                    "SPAN_KIND_CLIENT",
+                    "SPAN_KIND_PRODUCER",
+                    "SPAN_KIND_CONSUMER",
+                ]);
+                m.push(("kind".into(), v));
+            }
+            for (camel, snake) in [
+                ("startTimeUnixNano", "start_time_unix_nano"),
+                ("endTimeUnixNano", "end_time_unix_nano"),
+            ] {
+                if self.p(0.95) {
+                    let t = self.time();
+                    let v = self.juint(t);
+                    m.push((self.name(camel, snake), v));
+                }
+            }
+            if self.p(0.8) {
+                let n = self.rng.random_range(0..5);
+                let v = self.jattrs(n);
+                m.push(("attributes".into(), v));
+            }
+            if self.p(0.6) {
+                let v = if self.p(0.1) {
+                    J::Raw("null".into())
+                } else {
+                    let code =
+                        self.jenum(&["STATUS_CODE_UNSET", "STATUS_CODE_OK", "STATUS_CODE_ERROR"]);
+                    let msg = self.jstr("m");
+                    self.obj(vec![("code".into(), code), ("message".into(), msg)], true)
+                };
+                m.push(("status".into(), v));
+            }
+            self.obj(m, true)
+        }
+
+        fn jlog(&mut self) -> J {
+            let mut m = Vec::new();
+            for (camel, snake) in [
+                ("timeUnixNano", "time_unix_nano"),
+                ("observedTimeUnixNano", "observed_time_unix_nano"),
+            ] {
+                if self.p(0.8) {
+                    let t = self.time();
+                    let v = self.juint(t);
+                    m.push((self.name(camel, snake), v));
+                }
+            }
+            if self.p(0.8) {
+                let v = match self.rng.random_range(0..10) {
+                    0 => self.jstr("SEVERITY_NUMBER_ERROR"),
+                    1 => self.jstr("SEVERITY_NUMBER_FATAL4"),
+                    2 => self.jstr("SEVERITY_NUMBER_UNSPECIFIED"),
+                    3 => self.jstr("SEVERITY_NUMBER_LOUD"),
+                    4 => self.jstr("ERROR"),
+                    5 => J::Str("17".into()),
+                    6 if self.p(0.2) => self.odd_value(),
+                    _ => J::Raw(self.rng.random_range(0..25).to_string()),
+                };
+                m.push((self.name("severityNumber", "severity_number"), v));
+            }
+            if self.p(0.3) {
+                m.push((
+                    self.name("severityText", "severity_text"),
+                    self.jstr("INFO"),
+                ));
+            }
+            if self.p(0.7) {
+                let v = if self.p(0.05) {
+                    J::Raw("null".into())
+                } else {
+                    self.jany(2)
+                };
+                m.push(("body".into(), v));
+            }
+            if self.p(0.8) {
+                let n = self.rng.random_range(0..5);
+                let v = self.jattrs(n);
+                m.push(("attributes".into(), v));
+            }
+            if self.p(0.9) {
+                let v = self.hex_id(16);
+                m.push((self.name("traceId", "trace_id"), v));
+            }
+            if self.p(0.5) {
+                let v = self.hex_id(8);
+                m.push((self.name("spanId", "span_id"), v));
+            }
+            self.obj(m, true)
+        }
+
+        fn json_message(&mut self, logs: bool) -> Vec<u8> {
+            let mut rss = Vec::new();
+            for _ in 0..self.rng.random_range(0..4) {
+                let mut m = Vec::new();
+                if self.p(0.9) {
+                    let r = self.jresource();
+                    m.push(("resource".to_string(), r));
+                }
+                let mut scopes = Vec::new();
+                for _ in 0..self.rng.random_range(0..3) {
+                    let records: Vec<J> = (0..self.rng.random_range(0..6))
+                        .map(|_| if logs { self.jlog() } else { self.jspan() })
+                        .collect();
+                    let name = if logs {
+                        self.name("logRecords", "log_records")
+                    } else {
+                        "spans".to_string()
+                    };
+                    let mut sm = vec![(name, J::Arr(records))];
+                    if self.p(0.3) {
+                        sm.push((
+                            "scope".into(),
+                            J::Obj(vec![("name".into(), J::Str("gen".into()))]),
+                        ));
+                    }
+                    scopes.push(self.obj(sm, false));
+                }
+                let name = if logs {
+                    self.name("scopeLogs", "scope_logs")
+                } else {
+                    self.name("scopeSpans", "scope_spans")
+                };
+                m.push((name, J::Arr(scopes)));
+                rss.push(self.obj(m, true));
+            }
+            let name = if logs {
+                self.name("resourceLogs", "resource_logs")
+            } else {
+                self.name("resourceSpans", "resource_spans")
+            };
+            let top = self.obj(vec![(name, J::Arr(rss))], true);
+            let mut out = String::new();
+            top.write(self, &mut out);
+            out.into_bytes()
+        }
+
+        /// A corrupted copy of a JSON message.
+        fn corrupt_json(&mut self, msg: &[u8]) -> Vec<u8> {
+            let mut m = msg.to_vec();
+            if m.is_empty() {
+                return m;
+            }
+            const BYTES: &[u8] = b"\"{}[],:\\0a \xff";
+            let i = self.rng.random_range(0..m.len());
+            let b = BYTES[self.rng.random_range(0..BYTES.len())];
+            match self.rng.random_range(0..3) {
+                0 => m[i] = b,
+                1 => {
+                    m.remove(i);
+                }
+                _ => m.insert(i, b),
+            }
+            m
+        }
+    }
+
+    #[test]
+    fn json_decoders_match_the_record_by_record_decoders() {
+        let opts = opts();
+        let mut g = Gen {
+            rng: ChaCha8Rng::seed_from_u64(0x15),
+        };
+        let mut stats = Stats::default();
+        let mut whole = Stats::default();
+        for i in 0..4_000 {
+            let logs = i % 2 == 1;
+            let msg = g.json_message(logs);
+            check_json(&msg, &opts, &mut whole);
+            for _ in 0..3 {
+                let bad = g.corrupt_json(&msg);
+                check_json(&bad, &opts, &mut stats);
+            }
+            if i % 100 == 0 {
+                for len in 0..msg.len() {
+                    check_json(&msg[..len], &opts, &mut stats);
+                }
+            }
+        }
+        println!("uncorrupted: {whole:#?}\ncorrupted: {stats:#?}");
+        assert!(whole.records > 3_000);
     }
 }
