@@ -86,50 +86,55 @@ impl Names {
         r.map(|r| self.get(r).service.clone()).unwrap_or_default()
     }
 
-    /// The total order of candidates inside one (sli, service, environment,
-    /// window) group: rank, then version, trace, duration and deepest service.
-    fn order(&mut self, a: &Candidate, b: &Candidate) -> Ordering {
-        a.rank()
-            .cmp(&b.rank())
-            .then_with(|| {
-                if a.res == b.res {
-                    Ordering::Equal
-                } else {
-                    self.get(a.res).version.cmp(&self.get(b.res).version)
-                }
-            })
-            .then_with(|| (a.trace, a.duration_us).cmp(&(b.trace, b.duration_us)))
-            .then_with(|| {
-                if a.deepest_error == b.deepest_error {
-                    Ordering::Equal
-                } else {
-                    self.service(a.deepest_error)
-                        .cmp(&self.service(b.deepest_error))
-                }
-            })
-    }
-
-    /// Sorts `cands` by their group, then by [`Names::order`].
+    /// Sorts `cands` by group (sli, service, environment), then by rank,
+    /// version, trace, duration and deepest service; returns each group's key and length, in order.
     fn group_and_sort(&mut self, cands: &mut [Candidate]) -> Vec<(GroupKey, usize)> {
-        let keys: HashMap<u32, (String, String)> = cands
-            .iter()
-            .map(|c| c.res)
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .map(|r| {
-                let res = self.get(r);
-                (r.id, (res.service.clone(), res.environment.clone()))
-            })
-            .collect();
-        let group = |c: &Candidate| (c.sli, keys[&c.res.id].clone());
-        cands.sort_by(|a, b| group(a).cmp(&group(b)).then_with(|| self.order(a, b)));
-        let mut runs: Vec<(GroupKey, usize)> = Vec::new();
-        for c in cands.iter() {
-            let g = group(c);
-            match runs.last_mut() {
-                Some((last, n)) if *last == g => *n += 1,
-                _ => runs.push((g, 1)),
+        // Rank the distinct resources by (service, environment, version) once,
+        // so the sort compares integers.
+        let mut distinct: Vec<Res> = cands.iter().map(|c| c.res).collect();
+        distinct.sort_unstable();
+        distinct.dedup();
+        let mut named: Vec<(Arc<Resource>, Res)> =
+            distinct.into_iter().map(|r| (self.get(r), r)).collect();
+        named.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut rank: HashMap<u32, (u32, u32)> = HashMap::with_capacity(named.len());
+        let mut groups: Vec<(String, String)> = Vec::new();
+        for (i, (res, r)) in named.iter().enumerate() {
+            let g = (res.service.clone(), res.environment.clone());
+            if groups.last() != Some(&g) {
+                groups.push(g);
             }
+            rank.insert(r.id, ((groups.len() - 1) as u32, i as u32));
+        }
+        // The deepest-error services, ranked by name.
+        let mut deepest: Vec<Res> = cands.iter().filter_map(|c| c.deepest_error).collect();
+        deepest.sort_unstable();
+        deepest.dedup();
+        let mut deepest: Vec<(String, u32)> = deepest
+            .into_iter()
+            .map(|r| (self.service(Some(r)), r.id))
+            .collect();
+        deepest.sort();
+        let mut names: Vec<&String> = deepest.iter().map(|(n, _)| n).collect();
+        names.dedup();
+        let deepest: HashMap<u32, usize> = deepest
+            .iter()
+            .map(|(n, id)| (*id, names.partition_point(|x| *x < n) + 1))
+            .collect();
+        cands.sort_by_cached_key(|c| {
+            let (group, version) = rank[&c.res.id];
+            let d = c.deepest_error.map_or(0, |r| deepest[&r.id]);
+            (c.sli, group, c.rank(), version, c.trace, c.duration_us, d)
+        });
+        let mut runs: Vec<(GroupKey, usize)> = Vec::new();
+        let mut last = None;
+        for c in cands.iter() {
+            let g = (c.sli, rank[&c.res.id].0);
+            match runs.last_mut() {
+                Some((_, n)) if last == Some(g) => *n += 1,
+                _ => runs.push(((c.sli, groups[g.1 as usize].clone()), 1)),
+            }
+            last = Some(g);
         }
         runs
     }
