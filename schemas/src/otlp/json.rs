@@ -111,6 +111,8 @@ pub(crate) struct LogRecord {
     pub attributes: Vec<KeyValue>,
     #[serde(default, alias = "trace_id")]
     pub trace_id: String,
+    #[serde(default, alias = "span_id")]
+    pub span_id: String,
 }
 
 #[derive(Deserialize)]

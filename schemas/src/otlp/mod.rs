@@ -199,11 +199,9 @@ struct RawSpan {
     pii: bool,
 }
 
+#[inline(never)]
 fn decode_traces_proto(bytes: &[u8], opts: &DecodeOptions) -> Decoded<Span> {
-    let mut out = Decoded {
-        records: Vec::with_capacity(wire::count_records(bytes)),
-        rejects: Vec::new(),
-    };
+    let mut out = Decoded::default();
     let mut index = 0u32;
     let walked = wire::traces(bytes, opts, |attrs, spans| {
         let resource = attrs.resource();
@@ -228,6 +226,7 @@ fn decode_traces_proto(bytes: &[u8], opts: &DecodeOptions) -> Decoded<Span> {
     }
 }
 
+#[inline(never)]
 fn decode_traces_json(bytes: &[u8], opts: &DecodeOptions) -> Decoded<Span> {
     let data: json::TracesData = match serde_json::from_slice(bytes) {
         Ok(d) => d,
@@ -330,23 +329,24 @@ fn validate_span(
 /// A log record as read off the wire, before validation; shared by both encodings.
 struct RawLog {
     trace: Result<u128, IdError>,
+    /// Checked only: the model has no span id for logs.
+    span: Result<u64, IdError>,
     time: u64,
     observed: u64,
     severity: i32,
     attrs: AttrFlags,
 }
 
+#[inline(never)]
 fn decode_logs_proto(bytes: &[u8], origin: Origin, opts: &DecodeOptions) -> Decoded<LogRecord> {
-    let mut out = Decoded {
-        records: Vec::with_capacity(wire::count_records(bytes)),
-        rejects: Vec::new(),
-    };
+    let mut out = Decoded::default();
     let mut index = 0u32;
     let walked = wire::logs(bytes, opts, |attrs, records| {
         let resource = attrs.resource();
         for l in records.drain(..) {
             let raw = RawLog {
                 trace: ids::trace_id_from_bytes(l.trace),
+                span: ids::span_id_from_bytes(l.span),
                 time: l.time,
                 observed: l.observed,
                 severity: l.severity,
@@ -363,6 +363,7 @@ fn decode_logs_proto(bytes: &[u8], origin: Origin, opts: &DecodeOptions) -> Deco
     }
 }
 
+#[inline(never)]
 fn decode_logs_json(bytes: &[u8], origin: Origin, opts: &DecodeOptions) -> Decoded<LogRecord> {
     let data: json::LogsData = match serde_json::from_slice(bytes) {
         Ok(d) => d,
@@ -379,6 +380,7 @@ fn decode_logs_json(bytes: &[u8], origin: Origin, opts: &DecodeOptions) -> Decod
                     Ok(l) => {
                         let raw = RawLog {
                             trace: ids::trace_id_from_hex(&l.trace_id),
+                            span: ids::span_id_from_hex(&l.span_id),
                             time: l.time_unix_nano,
                             observed: l.observed_time_unix_nano,
                             severity: l.severity_number,
@@ -410,6 +412,8 @@ fn validate_log(
     let trace = raw
         .trace
         .map_err(|e| bad(Reason::InvalidTraceId, &format!("trace id: {e}")))?;
+    raw.span
+        .map_err(|e| bad(Reason::InvalidSpanId, &format!("span id: {e}")))?;
     let Some(resource) = resource else {
         return Err(bad(Reason::MissingService, "resource has no service.name"));
     };
@@ -495,6 +499,87 @@ mod tests {
     }
 
     #[test]
+    fn a_log_span_id_of_the_wrong_length_is_rejected() {
+        use prost::Message;
+        let opts = DecodeOptions::default();
+        let now = opts.now_ns;
+        let log = |span_id: Vec<u8>| proto::LogRecord {
+            time_unix_nano: now,
+            trace_id: vec![7; 16],
+            span_id,
+            ..Default::default()
+        };
+        let data = proto::LogsData {
+            resource_logs: vec![proto::ResourceLogs {
+                resource: Some(proto::Resource {
+                    attributes: vec![proto::KeyValue::string("service.name", "a")],
+                }),
+                scope_logs: vec![proto::ScopeLogs {
+                    log_records: vec![
+                        log(vec![1; 8]),
+                        log(vec![1; 6]),
+                        log(vec![]),
+                        log(vec![0; 8]),
+                    ],
+                }],
+            }],
+        };
+        let d = decode_logs(
+            &data.encode_to_vec(),
+            Encoding::OtlpProto,
+            Origin::default(),
+            &opts,
+        );
+        assert_eq!(d.records.len(), 3);
+        assert_eq!(
+            d.rejects,
+            vec![Rejection::record(
+                Reason::InvalidSpanId,
+                1,
+                "span id: wrong length 6"
+            )]
+        );
+
+        let json = |span: &str| {
+            format!(
+                r#"{{"resourceLogs":[{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"a"}}}}]}},
+                "scopeLogs":[{{"logRecords":[{{"timeUnixNano":"{now}","traceId":"0af7651916cd43dd8448eb211c80319c"{span}}}]}}]}}]}}"#
+            )
+        };
+        let decode = |span: &str| {
+            decode_logs(
+                json(span).as_bytes(),
+                Encoding::OtlpJson,
+                Origin::default(),
+                &opts,
+            )
+        };
+        for ok in [
+            "",
+            r#","spanId":"""#,
+            r#","spanId":"B7AD6B7169203331""#,
+            r#","span_id":"b7ad6b7169203331""#,
+        ] {
+            let d = decode(ok);
+            assert_eq!((d.records.len(), d.rejects.len()), (1, 0), "{ok}");
+        }
+        let bad = decode(r#","spanId":"b7ad6b716920""#);
+        assert_eq!(
+            bad.rejects,
+            vec![Rejection::record(
+                Reason::InvalidSpanId,
+                0,
+                "span id: wrong length 12"
+            )]
+        );
+        let bad = decode(r#","spanId":"b7ad6b716920333g""#);
+        assert_eq!(bad.rejects[0].reason, Reason::InvalidSpanId);
+        let bad = decode(r#","spanId":5"#);
+        assert_eq!(bad.rejects[0].reason, Reason::MalformedJson);
+        assert_eq!(bad.rejects[0].index, Some(0));
+    }
+
+    #[test]
     fn protobuf_ids_of_the_wrong_length_are_rejected() {
         use prost::Message;
         let span = |trace: Vec<u8>, parent: Vec<u8>| proto::Span {
@@ -542,7 +627,8 @@ mod tests {
 
 /// The decoders as they were before the zero-copy walk and the one-pass JSON
 /// decoder (prost structs, serde derive with `RawValue` per record), kept to test
-/// the new ones against. Only the log span id check was added to them.
+/// the new ones against. Only the log span id check (a span id of the wrong
+/// length or not hex is `invalid_span_id`) was added to them.
 #[cfg(test)]
 mod reference {
     use std::sync::Arc;
@@ -567,6 +653,7 @@ mod reference {
         attributes: &'a [proto::KeyValue],
     }
 
+    #[inline(never)]
     pub(super) fn decode_traces_proto(bytes: &[u8], opts: &DecodeOptions) -> Decoded<Span> {
         let data = match proto::TracesData::decode(bytes) {
             Ok(d) => d,
@@ -601,6 +688,7 @@ mod reference {
         out
     }
 
+    #[inline(never)]
     pub(super) fn decode_traces_json(bytes: &[u8], opts: &DecodeOptions) -> Decoded<Span> {
         let data: json::TracesData = match serde_json::from_slice(bytes) {
             Ok(d) => d,
@@ -706,6 +794,7 @@ mod reference {
 
     struct RawLog<'a> {
         trace: Result<u128, IdError>,
+        span: Result<u64, IdError>,
         time: u64,
         observed: u64,
         severity: i32,
@@ -713,6 +802,7 @@ mod reference {
         attributes: &'a [proto::KeyValue],
     }
 
+    #[inline(never)]
     pub(super) fn decode_logs_proto(
         bytes: &[u8],
         origin: Origin,
@@ -735,6 +825,7 @@ mod reference {
                 for l in &sl.log_records {
                     let raw = RawLog {
                         trace: ids::trace_id_from_bytes(&l.trace_id),
+                        span: ids::span_id_from_bytes(&l.span_id),
                         time: l.time_unix_nano,
                         observed: l.observed_time_unix_nano,
                         severity: l.severity_number,
@@ -750,6 +841,7 @@ mod reference {
         out
     }
 
+    #[inline(never)]
     pub(super) fn decode_logs_json(
         bytes: &[u8],
         origin: Origin,
@@ -775,6 +867,7 @@ mod reference {
                             let body = l.body.map(proto::AnyValue::from);
                             let raw = RawLog {
                                 trace: ids::trace_id_from_hex(&l.trace_id),
+                                span: ids::span_id_from_hex(&l.span_id),
                                 time: l.time_unix_nano,
                                 observed: l.observed_time_unix_nano,
                                 severity: l.severity_number,
@@ -807,6 +900,8 @@ mod reference {
         let trace = raw
             .trace
             .map_err(|e| bad(Reason::InvalidTraceId, &format!("trace id: {e}")))?;
+        raw.span
+            .map_err(|e| bad(Reason::InvalidSpanId, &format!("span id: {e}")))?;
         let Some(resource) = resource else {
             return Err(bad(Reason::MissingService, "resource has no service.name"));
         };
@@ -2130,5 +2225,228 @@ mod equivalence {
         }
         println!("uncorrupted: {whole:#?}\ncorrupted: {stats:#?}");
         assert!(whole.records > 3_000);
+    }
+
+    /// A batch shaped like the benches' workload: 100 records over about 20
+    /// resources, one or two attributes each.
+    fn workload_batch(logs: bool) -> (Vec<u8>, Vec<u8>) {
+        use super::proto::*;
+        use prost::Message;
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let mut by_service: Vec<Vec<(Span, LogRecord)>> = vec![Vec::new(); 20];
+        for _ in 0..100 {
+            let svc = rng.random_range(0..20);
+            let t = NOW - rng.random_range(0..600_000_000_000);
+            let mut attributes = vec![KeyValue::string("http.route", "/api/items")];
+            if rng.random_bool(0.01) {
+                attributes.push(KeyValue::string("user.note", "alice@example.com"));
+            }
+            let span = Span {
+                trace_id: rng.random::<u128>().to_be_bytes().to_vec(),
+                span_id: rng.random::<u64>().to_be_bytes().to_vec(),
+                parent_span_id: rng.random::<u64>().to_be_bytes().to_vec(),
+                name: "op".into(),
+                kind: 2,
+                start_time_unix_nano: t,
+                end_time_unix_nano: t + 1_000_000,
+                attributes,
+                status: Some(Status {
+                    message: String::new(),
+                    code: rng.random_range(0..3),
+                }),
+            };
+            let log = LogRecord {
+                time_unix_nano: t,
+                severity_number: 9,
+                body: Some(AnyValue {
+                    value: Some(any_value::Value::StringValue("request handled".into())),
+                }),
+                attributes: vec![
+                    KeyValue::string("http.request.method", "GET"),
+                    KeyValue::int("http.response.status_code", 200),
+                ],
+                trace_id: span.trace_id.clone(),
+                span_id: vec![],
+                observed_time_unix_nano: t,
+            };
+            by_service[svc].push((span, log));
+        }
+        let resource = |svc: usize| Resource {
+            attributes: vec![
+                KeyValue::string("service.name", &format!("svc-{svc:02}")),
+                KeyValue::string("deployment.environment.name", "prod"),
+                KeyValue::string("service.version", "1.0.0"),
+            ],
+        };
+        let resource_json = |svc: usize| {
+            format!(
+                r#"{{"attributes":[{{"key":"service.name","value":{{"stringValue":"svc-{svc:02}"}}}},{{"key":"deployment.environment.name","value":{{"stringValue":"prod"}}}},{{"key":"service.version","value":{{"stringValue":"1.0.0"}}}}]}}"#
+            )
+        };
+        let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+        let groups: Vec<(usize, &Vec<(Span, LogRecord)>)> = by_service
+            .iter()
+            .enumerate()
+            .filter(|(_, g)| !g.is_empty())
+            .collect();
+        if logs {
+            let data = LogsData {
+                resource_logs: groups
+                    .iter()
+                    .map(|(svc, g)| ResourceLogs {
+                        resource: Some(resource(*svc)),
+                        scope_logs: vec![ScopeLogs {
+                            log_records: g.iter().map(|(_, l)| l.clone()).collect(),
+                        }],
+                    })
+                    .collect(),
+            };
+            let json: Vec<String> = groups
+                .iter()
+                .map(|(svc, g)| {
+                    let records: Vec<String> = g
+                        .iter()
+                        .map(|(_, l)| {
+                            format!(
+                                r#"{{"timeUnixNano":"{t}","observedTimeUnixNano":"{t}","severityNumber":9,"traceId":"{}","body":{{"stringValue":"request handled"}},"attributes":[{{"key":"http.request.method","value":{{"stringValue":"GET"}}}},{{"key":"http.response.status_code","value":{{"intValue":"200"}}}}]}}"#,
+                                hex(&l.trace_id),
+                                t = l.time_unix_nano
+                            )
+                        })
+                        .collect();
+                    format!(
+                        r#"{{"resource":{},"scopeLogs":[{{"logRecords":[{}]}}]}}"#,
+                        resource_json(*svc),
+                        records.join(",")
+                    )
+                })
+                .collect();
+            let json = format!(r#"{{"resourceLogs":[{}]}}"#, json.join(","));
+            (data.encode_to_vec(), json.into_bytes())
+        } else {
+            let data = TracesData {
+                resource_spans: groups
+                    .iter()
+                    .map(|(svc, g)| ResourceSpans {
+                        resource: Some(resource(*svc)),
+                        scope_spans: vec![ScopeSpans {
+                            spans: g.iter().map(|(s, _)| s.clone()).collect(),
+                        }],
+                    })
+                    .collect(),
+            };
+            let json: Vec<String> = groups
+                .iter()
+                .map(|(svc, g)| {
+                    let spans: Vec<String> = g
+                        .iter()
+                        .map(|(s, _)| {
+                            let attrs: Vec<String> = s
+                                .attributes
+                                .iter()
+                                .map(|kv| {
+                                    let Some(any_value::Value::StringValue(v)) =
+                                        kv.value.as_ref().and_then(|v| v.value.as_ref())
+                                    else {
+                                        unreachable!()
+                                    };
+                                    format!(r#"{{"key":"{}","value":{{"stringValue":"{v}"}}}}"#, kv.key)
+                                })
+                                .collect();
+                            format!(
+                                r#"{{"traceId":"{}","spanId":"{}","parentSpanId":"{}","name":"op","kind":2,"startTimeUnixNano":"{}","endTimeUnixNano":"{}","attributes":[{}],"status":{{"code":{}}}}}"#,
+                                hex(&s.trace_id),
+                                hex(&s.span_id),
+                                hex(&s.parent_span_id),
+                                s.start_time_unix_nano,
+                                s.end_time_unix_nano,
+                                attrs.join(","),
+                                s.status.as_ref().map_or(0, |st| st.code)
+                            )
+                        })
+                        .collect();
+                    format!(
+                        r#"{{"resource":{},"scopeSpans":[{{"scope":{{"name":"gen"}},"spans":[{}]}}]}}"#,
+                        resource_json(*svc),
+                        spans.join(",")
+                    )
+                })
+                .collect();
+            let json = format!(r#"{{"resourceSpans":[{}]}}"#, json.join(","));
+            (data.encode_to_vec(), json.into_bytes())
+        }
+    }
+
+    /// Nanoseconds per record of `f` on a 100-record batch: the best of 7 runs.
+    fn ns_per_record<T>(f: impl Fn() -> Decoded<T>) -> f64 {
+        let n = f().records.len() as f64;
+        let iters = 300;
+        (0..7)
+            .map(|_| {
+                let t = std::time::Instant::now();
+                for _ in 0..iters {
+                    std::hint::black_box(f());
+                }
+                t.elapsed().as_nanos() as f64 / iters as f64 / n
+            })
+            .fold(f64::INFINITY, f64::min)
+    }
+
+    /// Old against new decode speed on the workload batch; run with
+    /// `cargo test --release -p causeway-schemas -- --ignored --nocapture decode_speed`.
+    #[test]
+    #[ignore]
+    fn decode_speed() {
+        let opts = opts();
+        let origin = Origin::default();
+        let (tp, tj) = workload_batch(false);
+        let (lp, lj) = workload_batch(true);
+        assert_eq!(super::decode_traces_proto(&tp, &opts).records.len(), 100);
+        assert_eq!(super::decode_traces_json(&tj, &opts).records.len(), 100);
+        assert_eq!(
+            super::decode_logs_proto(&lp, origin, &opts).records.len(),
+            100
+        );
+        assert_eq!(
+            super::decode_logs_json(&lj, origin, &opts).records.len(),
+            100
+        );
+        let row = |name: &str, old: f64, new: f64| {
+            println!(
+                "{name:12} old {old:7.1} ns/record ({:5.2} M/s)  new {new:7.1} ns/record ({:5.2} M/s)  x{:.2}",
+                1e3 / old,
+                1e3 / new,
+                old / new
+            )
+        };
+        let only = std::env::var("DECODE_SPEED").unwrap_or_default();
+        if only.is_empty() || only == "traces_proto" {
+            row(
+                "traces proto",
+                ns_per_record(|| reference::decode_traces_proto(&tp, &opts)),
+                ns_per_record(|| super::decode_traces_proto(&tp, &opts)),
+            );
+        }
+        if only.is_empty() || only == "traces_json" {
+            row(
+                "traces json",
+                ns_per_record(|| reference::decode_traces_json(&tj, &opts)),
+                ns_per_record(|| super::decode_traces_json(&tj, &opts)),
+            );
+        }
+        if only.is_empty() || only == "logs_proto" {
+            row(
+                "logs proto",
+                ns_per_record(|| reference::decode_logs_proto(&lp, origin, &opts)),
+                ns_per_record(|| super::decode_logs_proto(&lp, origin, &opts)),
+            );
+        }
+        if only.is_empty() || only == "logs_json" {
+            row(
+                "logs json",
+                ns_per_record(|| reference::decode_logs_json(&lj, origin, &opts)),
+                ns_per_record(|| super::decode_logs_json(&lj, origin, &opts)),
+            );
+        }
     }
 }

@@ -625,38 +625,3 @@ fn scope_logs<'a>(
         }
     })
 }
-
-/// The number of records (spans or log records: field 2 of the scopes, field 2 of
-/// the resources, field 1 of the message) a `TracesData`/`LogsData` holds, to size
-/// the output; a guess that stops at the first malformed field.
-pub(crate) fn count_records(buf: &[u8]) -> usize {
-    /// Calls `f` with each field (tag, body) of a message, skipping scalars;
-    /// `None` at the first malformed field.
-    fn fields(buf: &[u8], mut f: impl FnMut(u32, &[u8])) -> Option<()> {
-        let mut r = Reader { buf, pos: 0 };
-        while r.pos < buf.len() {
-            let (tag, wt) = r.key().ok()?;
-            match wt {
-                WireType::LengthDelimited => f(tag, r.bytes(wt).ok()?),
-                WireType::Varint => {
-                    r.varint().ok()?;
-                }
-                WireType::SixtyFourBit => r.pos = r.pos.checked_add(8)?,
-                WireType::ThirtyTwoBit => r.pos = r.pos.checked_add(4)?,
-                _ => return None,
-            }
-        }
-        Some(())
-    }
-    let mut n = 0;
-    let _ = fields(buf, |tag, body| {
-        if tag == 1 {
-            let _ = fields(body, |tag, body| {
-                if tag == 2 {
-                    let _ = fields(body, |tag, _| n += usize::from(tag == 2));
-                }
-            });
-        }
-    });
-    n
-}
