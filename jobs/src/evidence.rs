@@ -142,35 +142,49 @@ impl Names {
 
 type GroupKey = (Sli, (String, String));
 
-/// One worker's candidates of one window, cut to what can reach the final
-/// selection: per group, the sorted prefix up to the `k`-th entry whose trace
-/// differs from its predecessor's. Every candidate of a trace is on the worker
-/// that owns the trace, so the merged prefixes select exactly what the whole
-/// lists would.
-pub fn preselect(mut cands: Vec<Candidate>, k: usize) -> Vec<Candidate> {
-    let mut names = Names::default();
-    let runs = names.group_and_sort(&mut cands);
-    let mut out = Vec::new();
-    let mut rest = cands.as_slice();
-    for (_, n) in runs {
-        let (group, tail) = rest.split_at(n);
-        rest = tail;
-        let mut kept = 0;
-        for (i, c) in group.iter().enumerate() {
-            if i == 0 || group[i - 1].trace != c.trace {
-                if kept == k {
-                    break;
-                }
-                kept += 1;
-            }
-            out.push(c.clone());
-        }
+/// The best `k` candidates of distinct traces of one (sli, resource), kept while
+/// a window is evaluated: a trace is ranked by its best candidate. Every
+/// candidate of a trace is on the worker that owns the trace, so the final
+/// selection over all resources of a group and all workers only needs these.
+#[derive(Clone, Debug, Default)]
+pub struct TopK(Vec<Candidate>);
+
+impl TopK {
+    fn key(c: &Candidate) -> (Reverse<u64>, u128, u64) {
+        let (rank, trace) = c.rank();
+        (rank, trace, c.duration_us)
     }
-    out
+
+    /// Offers a candidate.
+    pub fn offer(&mut self, c: Candidate, k: usize) {
+        let key = Self::key(&c);
+        if let Some(i) = self.0.iter().position(|x| x.trace == c.trace) {
+            if key < Self::key(&self.0[i]) {
+                self.0.remove(i);
+            } else {
+                return;
+            }
+        } else if self.0.len() >= k {
+            match self.0.last() {
+                Some(worst) if key < Self::key(worst) => {
+                    self.0.pop();
+                }
+                _ => return,
+            }
+        }
+        let at = self.0.partition_point(|x| Self::key(x) < key);
+        self.0.insert(at, c);
+    }
+
+    /// The kept candidates, best first.
+    pub fn into_vec(self) -> Vec<Candidate> {
+        self.0
+    }
 }
 
 /// The exemplar records of one window from every worker's candidates: per
-/// (sli, service, environment), the best `k` distinct traces.
+/// (sli, service, environment), the best `k` distinct traces (a trace is
+/// ranked by its best candidate, across versions).
 pub fn exemplar_records(mut cands: Vec<Candidate>, window: u64, k: usize) -> Vec<ExemplarRecord> {
     let mut names = Names::default();
     let runs = names.group_and_sort(&mut cands);
@@ -179,9 +193,12 @@ pub fn exemplar_records(mut cands: Vec<Candidate>, window: u64, k: usize) -> Vec
     for ((sli, (service, environment)), n) in runs {
         let (group, tail) = rest.split_at(n);
         rest = tail;
-        let mut present: Vec<&Candidate> = group.iter().collect();
-        present.dedup_by_key(|c| c.trace);
-        present.truncate(k);
+        let mut seen = std::collections::HashSet::new();
+        let present: Vec<&Candidate> = group
+            .iter()
+            .filter(|c| seen.insert(c.trace))
+            .take(k)
+            .collect();
         if present.is_empty() {
             continue;
         }

@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::correlate::{AuditRec, LogRec, Part, SpanRec, WindowPart, Winners};
-use crate::evidence::{self, Candidate};
+use crate::evidence::{self, Candidate, TopK};
 use crate::intern::Res;
 use crate::obs::Sli;
 use crate::params::Params;
@@ -94,7 +94,7 @@ pub struct Window<'p> {
     params: &'p Params,
     counts: ResMap<(Res, Counts)>,
     edges: HashMap<(u32, u32), (Res, Res, u64, u64), crate::correlate::IdBuild>,
-    candidates: Vec<Candidate>,
+    exemplars: HashMap<(Sli, u32), TopK, crate::correlate::IdBuild>,
 }
 
 impl<'p> Window<'p> {
@@ -105,7 +105,7 @@ impl<'p> Window<'p> {
             params,
             counts: ResMap::default(),
             edges: HashMap::default(),
-            candidates: Vec::new(),
+            exemplars: HashMap::default(),
         }
     }
 
@@ -130,15 +130,20 @@ impl<'p> Window<'p> {
             if s.is_entry() {
                 if p.availability_exemplars && s.is_error() {
                     let d = *deepest.get_or_insert_with(|| evidence::deepest_error(w));
-                    self.candidates
-                        .push(Candidate::new(Sli::Availability, trace, s, d));
+                    self.exemplar(Candidate::new(Sli::Availability, trace, s, d));
                 }
                 if p.latency_exemplars {
-                    self.candidates
-                        .push(Candidate::new(Sli::Latency, trace, s, None));
+                    self.exemplar(Candidate::new(Sli::Latency, trace, s, None));
                 }
             }
         }
+    }
+
+    fn exemplar(&mut self, c: Candidate) {
+        self.exemplars
+            .entry((c.sli, c.res.id))
+            .or_default()
+            .offer(c, self.params.exemplars);
     }
 
     fn span(&mut self, s: &SpanRec, parent: Option<&SpanRec>) {
@@ -203,7 +208,11 @@ impl<'p> Window<'p> {
                     (window, Part::Edge(client, server, total, failed))
                 }),
         );
-        let candidates = evidence::preselect(self.candidates, self.params.exemplars);
+        let candidates: Vec<Candidate> = self
+            .exemplars
+            .into_values()
+            .flat_map(TopK::into_vec)
+            .collect();
         if !candidates.is_empty() {
             out.push((window, Part::Exemplars(candidates)));
         }
