@@ -254,7 +254,9 @@ impl<R: Read + Send> PartitionReader for DelimitedReader<R> {
                 return Ok(self.frame_error(header, "length prefix is not a valid varint".into()));
             }
         }
-        let mut payload = Vec::new();
+        // Sized up front (a hostile prefix cannot make it allocate more than 64 MiB
+        // before the bytes are there), so the read is one copy out of the buffer.
+        let mut payload = Vec::with_capacity(len.min(1 << 26) as usize);
         (&mut self.inner).take(len).read_to_end(&mut payload)?;
         self.pos += (header.len() + payload.len()) as u64;
         if (payload.len() as u64) < len {
