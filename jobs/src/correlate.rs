@@ -333,21 +333,42 @@ pub type IdBuild = BuildHasherDefault<IdHasher>;
 
 type TraceMap<V> = HashMap<u128, V, IdBuild>;
 
-/// The spans held for one trace.
+/// A log or audit record held with its trace until its window is evaluated.
+#[derive(Clone, Copy)]
+enum Joined {
+    Log(LogRec),
+    Audit(AuditRec),
+}
+
+impl Joined {
+    fn time(&self) -> u64 {
+        match self {
+            Joined::Log(l) => l.time,
+            Joined::Audit(a) => a.time,
+        }
+    }
+}
+
+/// What one worker holds of a trace.
 #[derive(Default)]
 struct Trace {
     spans: Vec<SpanRec>,
-    /// The latest leave time of its spans.
+    /// Log and audit records of the trace whose windows are not evaluated yet.
+    joined: Vec<Joined>,
+    /// The latest leave time of its records.
     leave: u64,
+    /// The last window (by final time) it was queued for and evaluated in.
+    queued: u64,
+    evaluated: u64,
 }
 
-/// The records of one window waiting for its snapshot.
+/// One window waiting for its snapshot.
 struct Pending {
     cap: Capability<u64>,
-    /// Trace ids of the window's spans (with repeats).
-    span_traces: Vec<u128>,
-    logs: Vec<LogRec>,
-    audits: Vec<AuditRec>,
+    /// The traces with records in the window (a trace may repeat).
+    traces: Vec<u128>,
+    /// Records without a trace id: they join nothing.
+    untraced: Vec<Joined>,
 }
 
 /// The correlation state of one worker.
@@ -356,91 +377,113 @@ struct State {
     traces: TraceMap<Trace>,
     /// Trace ids by the leave time that may end them.
     evict: BTreeMap<u64, Vec<u128>>,
-    pending: BTreeMap<u64, Pending>,
+    /// Windows with records, by final time (a few at a time: sorted, searched from the end).
+    pending: Vec<(u64, Pending)>,
 }
 
 impl State {
+    fn pending(&mut self, at: u64, cap: &InputCapability<u64>) -> &mut Pending {
+        let i = match self.pending.iter().rposition(|(t, _)| *t <= at) {
+            Some(i) if self.pending[i].0 == at => i,
+            found => {
+                let i = found.map_or(0, |i| i + 1);
+                let p = Pending {
+                    cap: cap.delayed(&at, 0),
+                    traces: Vec::new(),
+                    untraced: Vec::new(),
+                };
+                self.pending.insert(i, (at, p));
+                i
+            }
+        };
+        &mut self.pending[i].1
+    }
+
     fn insert(&mut self, rec: Rec, cap: &InputCapability<u64>, frontier: u64) {
-        let at = self.params.final_at(self.params.window_of(rec.time()));
-        let pending = self.pending.entry(at).or_insert_with(|| Pending {
-            cap: cap.delayed(&at, 0),
-            span_traces: Vec::new(),
-            logs: Vec::new(),
-            audits: Vec::new(),
-        });
+        let p = &self.params;
+        let at = p.final_at(p.window_of(rec.time()));
+        let (trace, leave) = match &rec {
+            Rec::Span(t, s) => (*t, p.span_lifetime(s.event_time()).1),
+            Rec::Log(l) => (l.trace, at),
+            Rec::Audit(a) => (a.trace, at),
+        };
+        if trace == 0 {
+            let joined = match rec {
+                Rec::Log(l) => Joined::Log(l),
+                Rec::Audit(a) => Joined::Audit(a),
+                // Spans always have a trace id.
+                Rec::Span(..) => return,
+            };
+            self.pending(at, cap).untraced.push(joined);
+            return;
+        }
+        let t = self.traces.entry(trace).or_default();
         match rec {
-            Rec::Span(trace, s) => {
-                pending.span_traces.push(trace);
-                let leave = self.params.span_lifetime(s.event_time()).1;
-                let t = self.traces.entry(trace).or_default();
+            Rec::Span(_, s) => {
                 if t.spans.len() >= 16 && t.spans.len().is_power_of_two() {
                     // A long-lived trace id: drop copies no snapshot can see again.
-                    let p = &self.params;
                     t.spans
                         .retain(|x| p.span_lifetime(x.event_time()).1 > frontier);
                 }
                 t.spans.push(s);
-                if leave > t.leave {
-                    t.leave = leave;
-                    self.evict.entry(leave).or_default().push(trace);
-                }
             }
-            Rec::Log(l) => pending.logs.push(l),
-            Rec::Audit(a) => pending.audits.push(a),
+            Rec::Log(l) => t.joined.push(Joined::Log(l)),
+            Rec::Audit(a) => t.joined.push(Joined::Audit(a)),
+        }
+        if leave > t.leave {
+            t.leave = leave;
+            self.evict.entry(leave).or_default().push(trace);
+        }
+        if t.queued != at {
+            t.queued = at;
+            self.pending(at, cap).traces.push(trace);
         }
     }
 
     /// Evaluates the window whose records are `p`, final at `at`.
-    fn evaluate(&self, window: u64, at: u64, mut p: Pending) -> Vec<WindowPart> {
+    fn evaluate(&mut self, window: u64, at: u64, p: Pending) -> Vec<WindowPart> {
         let params = &self.params;
         let snapshot = at - 1;
         let mut acc = crate::sli::Window::new(window, params);
-        p.span_traces.sort_unstable();
-        p.span_traces.dedup();
-        p.logs.sort_unstable_by_key(|l| l.trace);
-        p.audits.sort_unstable_by_key(|a| a.trace);
-        let mut logs = p.logs.as_slice();
-        let mut audits = p.audits.as_slice();
-        let untraced_logs = take_while_trace(&mut logs, 0);
-        for l in untraced_logs {
-            acc.log(l, None);
+        for r in &p.untraced {
+            match r {
+                Joined::Log(l) => acc.log(l, None),
+                Joined::Audit(a) => acc.audit(a, None),
+            }
         }
-        for a in take_while_trace(&mut audits, 0) {
-            acc.audit(a, None);
-        }
-        let mut spans = p.span_traces.as_slice();
-        loop {
-            // The next trace in any of the three sorted lists.
-            let next = [
-                spans.first().copied(),
-                logs.first().map(|l| l.trace),
-                audits.first().map(|a| a.trace),
-            ]
-            .into_iter()
-            .flatten()
-            .min();
-            let Some(trace) = next else { break };
-            let winners = self
-                .traces
-                .get(&trace)
-                .map(|t| Winners::at(&t.spans, snapshot, params));
-            if spans.first() == Some(&trace) {
-                spans = &spans[1..];
-                if let Some(w) = &winners {
-                    acc.trace(trace, w);
+        for trace in p.traces {
+            let Some(t) = self.traces.get_mut(&trace) else {
+                continue;
+            };
+            if t.evaluated == at {
+                continue;
+            }
+            t.evaluated = at;
+            let winners = Winners::at(&t.spans, snapshot, params);
+            acc.trace(trace, &winners);
+            let w = (!winners.is_empty()).then_some(&winners);
+            let mut rest = false;
+            for r in &t.joined {
+                if params.final_at(params.window_of(r.time())) != at {
+                    rest = true;
+                    continue;
+                }
+                match r {
+                    Joined::Log(l) => acc.log(l, w),
+                    Joined::Audit(a) => acc.audit(a, w),
                 }
             }
-            for l in take_while_trace(&mut logs, trace) {
-                acc.log(l, winners.as_ref());
-            }
-            for a in take_while_trace(&mut audits, trace) {
-                acc.audit(a, winners.as_ref());
+            if rest {
+                t.joined
+                    .retain(|r| params.final_at(params.window_of(r.time())) != at);
+            } else {
+                t.joined.clear();
             }
         }
         acc.parts()
     }
 
-    /// Drops every trace whose spans all left at or before `frontier`.
+    /// Drops every trace whose records all left at or before `frontier`.
     fn evict(&mut self, frontier: u64) {
         while let Some(entry) = self.evict.first_entry() {
             if *entry.key() > frontier {
@@ -453,28 +496,6 @@ impl State {
             }
         }
     }
-}
-
-trait Traced {
-    fn trace(&self) -> u128;
-}
-impl Traced for LogRec {
-    fn trace(&self) -> u128 {
-        self.trace
-    }
-}
-impl Traced for AuditRec {
-    fn trace(&self) -> u128 {
-        self.trace
-    }
-}
-
-/// Splits off the leading records of `list` with trace id `trace`.
-fn take_while_trace<'a, R: Traced>(list: &mut &'a [R], trace: u128) -> &'a [R] {
-    let n = list.iter().take_while(|r| r.trace() == trace).count();
-    let (head, tail) = list.split_at(n);
-    *list = tail;
-    head
 }
 
 /// Correlates spans, logs and audit records by trace id and emits, for each
@@ -518,7 +539,7 @@ pub fn correlate<'s>(
                 params,
                 traces: TraceMap::default(),
                 evict: BTreeMap::new(),
-                pending: BTreeMap::new(),
+                pending: Vec::new(),
             };
             move |(input, frontier), output| {
                 let now = frontier.frontier().first().copied().unwrap_or(u64::MAX);
@@ -527,12 +548,11 @@ pub fn correlate<'s>(
                         state.insert(rec, &cap, now);
                     }
                 });
-                while let Some(entry) = state.pending.first_entry() {
-                    if frontier.frontier().less_than(entry.key()) {
+                while let Some((at, _)) = state.pending.first() {
+                    if frontier.frontier().less_than(at) {
                         break;
                     }
-                    let at = *entry.key();
-                    let p = entry.remove();
+                    let (at, p) = state.pending.remove(0);
                     let cap = p.cap.clone();
                     let window = at - state.params.window_s - state.params.grace_s;
                     let parts = state.evaluate(window, at, p);
