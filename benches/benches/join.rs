@@ -62,30 +62,19 @@ fn join(c: &mut Criterion) {
                     let (l_in, l) = scope.new_collection();
                     let (_a_in, a) = scope.new_collection();
                     let (_d_in, d) = scope.new_collection();
-                    let out = build(
-                        Inputs {
-                            spans: s,
-                            logs: l,
-                            audits: a,
-                            deploys: d,
-                        },
-                        &params,
-                    );
+                    let out = build(Inputs::from_events(s, l, a, d), &params);
                     out.sli.probe_with(&probe);
                     out.service_graph.probe_with(&probe);
                     out.exemplars.probe_with(&probe);
                     out.changes.probe_with(&probe);
                     (s_in, l_in)
                 });
+                // Spans and logs are inserted only: the jobs evict them.
                 for s in spans {
-                    let (enter, leave) = params.span_lifetime(s.event_time());
-                    s_in.update_at(s.clone(), enter, 1);
-                    s_in.update_at(s, leave, -1);
+                    s_in.update_at(s.clone(), params.span_lifetime(s.event_time()).0, 1);
                 }
                 for l in logs {
-                    let (enter, leave) = params.record_lifetime(l.time);
-                    l_in.update_at(l.clone(), enter, 1);
-                    l_in.update_at(l, leave, -1);
+                    l_in.update_at(l.clone(), params.record_lifetime(l.time).0, 1);
                 }
             })
         })

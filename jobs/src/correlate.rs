@@ -43,7 +43,7 @@ use crate::params::Params;
 use crate::sli::Counts;
 
 /// A span as the correlation state holds it (its trace id is the state's key).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct SpanRec {
     /// Span id, never 0.
     pub span: u64,
@@ -104,7 +104,7 @@ impl SpanRec {
 }
 
 /// A log record reduced to what the SLIs read.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct LogRec {
     /// Trace id; 0 when the record carries none.
     pub trace: u128,
@@ -138,7 +138,7 @@ impl LogRec {
 }
 
 /// An audit record reduced to what M5 reads.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct AuditRec {
     /// Trace id; 0 when none.
     pub trace: u128,
@@ -148,8 +148,19 @@ pub struct AuditRec {
     pub res: Res,
 }
 
+impl AuditRec {
+    /// The compact form of `a`.
+    pub fn of(a: &AuditRecord, interner: &mut Interner) -> AuditRec {
+        AuditRec {
+            trace: a.trace,
+            time: a.time,
+            res: interner.get(&a.resource),
+        }
+    }
+}
+
 /// One record on its way to the worker that owns its trace.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Rec {
     /// A span of a trace.
     Span(u128, SpanRec),
@@ -498,42 +509,41 @@ impl State {
     }
 }
 
-/// Correlates spans, logs and audit records by trace id and emits, for each
-/// window once it is final, this worker's partial aggregates at `final_at(w)`.
-///
-/// Only insertions are read: every record leaves at the time [`crate::params`]
-/// prescribes, which the operator applies itself (retractions, if the input
-/// carries them, are ignored).
-pub fn correlate<'s>(
+/// The compact records of decoded spans, logs and audit records (insertions only).
+pub fn compact<'s>(
     spans: VecCollection<'s, u64, Span>,
     logs: VecCollection<'s, u64, LogRecord>,
     audits: VecCollection<'s, u64, AuditRecord>,
-    params: &Params,
-) -> StreamVec<'s, u64, WindowPart> {
+) -> VecCollection<'s, u64, Rec> {
     let mut interner = Interner::default();
     let spans = spans.inner.flat_map(move |(s, t, r)| {
-        let rec = Rec::Span(s.trace, SpanRec::of(&s, &mut interner));
-        (r > 0).then_some((rec, t))
+        (r > 0).then(|| (Rec::Span(s.trace, SpanRec::of(&s, &mut interner)), t, 1))
     });
     let mut interner = Interner::default();
     let logs = logs.inner.flat_map(move |(l, t, r)| {
-        let rec = LogRec::of(&l, &mut interner);
-        std::iter::repeat_n((Rec::Log(rec), t), r.max(0) as usize)
+        (r > 0).then(|| (Rec::Log(LogRec::of(&l, &mut interner)), t, r))
     });
     let mut interner = Interner::default();
     let audits = audits.inner.flat_map(move |(a, t, r)| {
-        let rec = AuditRec {
-            trace: a.trace,
-            time: a.time,
-            res: interner.get(&a.resource),
-        };
-        std::iter::repeat_n((Rec::Audit(rec), t), r.max(0) as usize)
+        (r > 0).then(|| (Rec::Audit(AuditRec::of(&a, &mut interner)), t, r))
     });
+    VecCollection::new(spans.concat(logs).concat(audits))
+}
+
+/// Correlates spans, logs and audit records by trace id and emits, for each
+/// window once it is final, this worker's partial aggregates at `final_at(w)`.
+///
+/// Only insertions are read (a record with multiplicity `n` counts `n` times):
+/// every record leaves at the time [`crate::params`] prescribes, which the
+/// operator applies itself.
+pub fn correlate<'s>(
+    records: VecCollection<'s, u64, Rec>,
+    params: &Params,
+) -> StreamVec<'s, u64, WindowPart> {
     let params = params.clone();
-    let route = Exchange::new(|(r, _t): &(Rec, u64)| r.route());
-    spans
-        .concat(logs)
-        .concat(audits)
+    let route = Exchange::new(|(r, _t, _n): &(Rec, u64, isize)| r.route());
+    records
+        .inner
         .unary_frontier(route, "Correlate", move |_cap, _info| {
             let mut state = State {
                 params,
@@ -544,8 +554,13 @@ pub fn correlate<'s>(
             move |(input, frontier), output| {
                 let now = frontier.frontier().first().copied().unwrap_or(u64::MAX);
                 input.for_each(|cap, data| {
-                    for (rec, _t) in data.drain(..) {
-                        state.insert(rec, &cap, now);
+                    for (rec, _t, n) in data.drain(..) {
+                        for _ in 1..n {
+                            state.insert(rec.clone(), &cap, now);
+                        }
+                        if n > 0 {
+                            state.insert(rec, &cap, now);
+                        }
                     }
                 });
                 while let Some((at, _)) = state.pending.first() {

@@ -34,16 +34,33 @@ pub use params::Params;
 
 /// The jobs' inputs, timestamped as [`params`] prescribes.
 pub struct Inputs<'s> {
-    /// Spans, present from the second of their event time until [`Params::span_lifetime`]
-    /// ends. Only insertions are read: the jobs evict spans themselves.
-    pub spans: VecCollection<'s, u64, Span>,
-    /// Log records, present during [`Params::record_lifetime`]. Only insertions are read.
-    pub logs: VecCollection<'s, u64, LogRecord>,
-    /// Audit records, present during [`Params::record_lifetime`] (the changes
-    /// job reads the retractions too).
+    /// Spans, log records and audit records in compact form ([`correlate::Rec`]),
+    /// each at the second of its event time. Only insertions are read: the
+    /// correlation operator evicts them itself when [`Params::span_lifetime`] /
+    /// [`Params::record_lifetime`] ends.
+    pub records: VecCollection<'s, u64, correlate::Rec>,
+    /// Audit records, present during [`Params::record_lifetime`] (inserted and
+    /// retracted), for the actors of deploy events.
     pub audits: VecCollection<'s, u64, AuditRecord>,
     /// Deploy events, present during [`Params::record_lifetime`].
     pub deploys: VecCollection<'s, u64, DeployEvent>,
+}
+
+impl<'s> Inputs<'s> {
+    /// The inputs from collections of decoded events (tests and benches; the
+    /// pipeline builds the compact records as it ingests).
+    pub fn from_events(
+        spans: VecCollection<'s, u64, Span>,
+        logs: VecCollection<'s, u64, LogRecord>,
+        audits: VecCollection<'s, u64, AuditRecord>,
+        deploys: VecCollection<'s, u64, DeployEvent>,
+    ) -> Self {
+        Inputs {
+            records: correlate::compact(spans, logs, audits.clone()),
+            audits,
+            deploys,
+        }
+    }
 }
 
 /// The jobs' outputs: each record appears once, at the time its window became final.
@@ -60,8 +77,8 @@ pub struct Outputs<'s> {
 
 /// Builds every SLI job, the service graph and the evidence over `inputs`.
 pub fn build<'s>(inputs: Inputs<'s>, params: &Params) -> Outputs<'s> {
-    let changes = evidence::changes(inputs.deploys, inputs.audits.clone(), params);
-    let parts = correlate::correlate(inputs.spans, inputs.logs, inputs.audits, params);
+    let changes = evidence::changes(inputs.deploys, inputs.audits, params);
+    let parts = correlate::correlate(inputs.records, params);
     let finals = operators::finalize::merge(parts, params);
     Outputs {
         sli: finals.clone().flat_map(|f| match f {

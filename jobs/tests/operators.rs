@@ -68,15 +68,7 @@ fn run_with_exemplars(
             input.update_at(s.clone(), enter, 1);
             input.update_at(s.clone(), leave, -1);
         }
-        let out = build(
-            Inputs {
-                spans: spans_c,
-                logs,
-                audits,
-                deploys,
-            },
-            &params,
-        );
+        let out = build(Inputs::from_events(spans_c, logs, audits, deploys), &params);
         (
             out.sli.capture(),
             out.service_graph.capture(),

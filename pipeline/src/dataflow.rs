@@ -62,14 +62,12 @@ pub fn build(
 ) -> (Inputs, ProbeHandle<u64>) {
     let params = settings.params.clone();
     worker.dataflow::<u64, _, _>(move |scope| {
-        let (spans_in, spans) = scope.new_collection();
-        let (logs_in, logs) = scope.new_collection();
+        let (records_in, records) = scope.new_collection();
         let (audits_in, audits) = scope.new_collection();
         let (deploys_in, deploys) = scope.new_collection();
         let out = causeway_jobs::build(
             JobInputs {
-                spans,
-                logs,
+                records,
                 audits,
                 deploys,
             },
@@ -103,8 +101,7 @@ pub fn build(
         .probe_with(&probe);
         (
             Inputs {
-                spans: spans_in,
-                logs: logs_in,
+                records: records_in,
                 audits: audits_in,
                 deploys: deploys_in,
             },

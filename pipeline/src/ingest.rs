@@ -17,10 +17,12 @@
 
 use std::collections::BTreeMap;
 
+use causeway_jobs::correlate::{AuditRec, LogRec, Rec, SpanRec};
+use causeway_jobs::intern::Interner;
 use causeway_jobs::Params;
 use causeway_schemas::records::DlqRecord;
 use causeway_schemas::{audit, cdevents, otlp};
-use causeway_schemas::{AuditRecord, DeployEvent, LogRecord, Origin, Reason, Rejection, Span};
+use causeway_schemas::{AuditRecord, DeployEvent, Origin, Reason, Rejection};
 use differential_dataflow::input::InputSession;
 
 use crate::config::Settings;
@@ -89,25 +91,13 @@ impl Watermark {
 
 /// The dataflow inputs of one worker.
 pub struct Inputs {
-    /// Spans.
-    pub spans: InputSession<u64, Span, isize>,
-    /// Log records.
-    pub logs: InputSession<u64, LogRecord, isize>,
-    /// Audit records.
+    /// Spans, log records and audit records in compact form, for correlation.
+    pub records: InputSession<u64, Rec, isize>,
+    /// Audit records (with retractions), for the actors of deploys.
     pub audits: InputSession<u64, AuditRecord, isize>,
-    /// Deploy events.
+    /// Deploy events (with retractions).
     pub deploys: InputSession<u64, DeployEvent, isize>,
 }
-
-/// An input session and whether its records' retractions are sent: the jobs
-/// evict spans and logs themselves; audit records and deploy events feed a
-/// differential join, which needs them.
-type Session<T> = (fn(&mut Inputs) -> &mut InputSession<u64, T, isize>, bool);
-
-const SPANS: Session<Span> = (|i| &mut i.spans, false);
-const LOGS: Session<LogRecord> = (|i| &mut i.logs, false);
-const AUDITS: Session<AuditRecord> = (|i| &mut i.audits, true);
-const DEPLOYS: Session<DeployEvent> = (|i| &mut i.deploys, true);
 
 /// What one message admitted, applied to the counts once per message.
 struct Tally {
@@ -168,6 +158,8 @@ pub struct Ingest {
     pub advances: Vec<(u64, std::time::Instant)>,
     /// Records held in state, by the time they are retracted.
     leaving: BTreeMap<u64, u64>,
+    /// Resource ids of the records this worker ingests.
+    interner: Interner,
 }
 
 struct Source<'a> {
@@ -187,6 +179,7 @@ impl Ingest {
             dlq: Vec::new(),
             advances: Vec::new(),
             leaving: BTreeMap::new(),
+            interner: Interner::default(),
         }
     }
 
@@ -197,7 +190,7 @@ impl Ingest {
 
     /// The current input time (second).
     pub fn time(&self) -> u64 {
-        *self.inputs.spans.time()
+        *self.inputs.records.time()
     }
 
     /// Processes one message of partition `partition` (named `name`) of `topic`.
@@ -241,8 +234,11 @@ impl Ingest {
                 let d = otlp::decode_traces(&msg.payload, encoding, opts);
                 for (i, s) in d.records.into_iter().enumerate() {
                     let t = s.event_time();
-                    let life = self.settings.params.span_lifetime(t);
-                    self.admit(&src, &mut tally, i as u32, t, s, life, SPANS);
+                    let (enter, leave) = self.settings.params.span_lifetime(t);
+                    if self.admit(&src, &mut tally, i as u32, t, leave) {
+                        let rec = Rec::Span(s.trace, SpanRec::of(&s, &mut self.interner));
+                        self.inputs.records.update_at(rec, enter, 1);
+                    }
                 }
                 self.reject_all(&src, d.rejects);
             }
@@ -250,24 +246,35 @@ impl Ingest {
                 let d = otlp::decode_logs(&msg.payload, encoding, origin, opts);
                 for l in d.records {
                     let (t, index) = (l.time, l.origin.index);
-                    let life = self.settings.params.record_lifetime(t);
-                    self.admit(&src, &mut tally, index, t, l, life, LOGS);
+                    let (enter, leave) = self.settings.params.record_lifetime(t);
+                    if self.admit(&src, &mut tally, index, t, leave) {
+                        let rec = Rec::Log(LogRec::of(&l, &mut self.interner));
+                        self.inputs.records.update_at(rec, enter, 1);
+                    }
                 }
                 self.reject_all(&src, d.rejects);
             }
             Topic::Audit => match audit::decode_audit(&msg.payload, origin, tp, opts) {
                 Ok(a) => {
                     let t = a.time;
-                    let life = self.settings.params.record_lifetime(t);
-                    self.admit(&src, &mut tally, 0, t, a, life, AUDITS);
+                    let (enter, leave) = self.settings.params.record_lifetime(t);
+                    if self.admit(&src, &mut tally, 0, t, leave) {
+                        let rec = Rec::Audit(AuditRec::of(&a, &mut self.interner));
+                        self.inputs.records.update_at(rec, enter, 1);
+                        self.inputs.audits.update_at(a.clone(), enter, 1);
+                        self.inputs.audits.update_at(a, leave, -1);
+                    }
                 }
                 Err(r) => self.reject(&src, r),
             },
             Topic::Deploys => match cdevents::decode_deploy(&msg.payload, origin, tp, opts) {
                 Ok(d) => {
                     let t = d.time;
-                    let life = self.settings.params.record_lifetime(t);
-                    self.admit(&src, &mut tally, 0, t, d, life, DEPLOYS);
+                    let (enter, leave) = self.settings.params.record_lifetime(t);
+                    if self.admit(&src, &mut tally, 0, t, leave) {
+                        self.inputs.deploys.update_at(d.clone(), enter, 1);
+                        self.inputs.deploys.update_at(d, leave, -1);
+                    }
                 }
                 Err(r) => self.reject(&src, r),
             },
@@ -283,30 +290,22 @@ impl Ingest {
         tally.needed
     }
 
-    /// Inserts `record` into its collection for `lifetime` unless it is late.
-    #[allow(clippy::too_many_arguments)]
-    fn admit<T: differential_dataflow::Data>(
+    /// Counts a record leaving at `leave` as admitted unless it is late (then
+    /// it is dead-lettered); true when admitted.
+    fn admit(
         &mut self,
         src: &Source<'_>,
         tally: &mut Tally,
         index: u32,
         t: u64,
-        record: T,
-        (enter, leave): (u64, u64),
-        (session, retract): Session<T>,
-    ) {
+        leave: u64,
+    ) -> bool {
         if tally.is_late(t) {
             self.late(src, index);
-            return;
-        }
-        let input = session(&mut self.inputs);
-        if retract {
-            input.update_at(record.clone(), enter, 1);
-            input.update_at(record, leave, -1);
-        } else {
-            input.update_at(record, enter, 1);
+            return false;
         }
         tally.admitted(t, leave);
+        true
     }
 
     fn late(&mut self, src: &Source<'_>, index: u32) {
@@ -349,8 +348,7 @@ impl Ingest {
             self.advances.push((t, std::time::Instant::now()));
             self.leaving = self.leaving.split_off(&(t + 1));
         }
-        self.inputs.spans.advance_to(t);
-        self.inputs.logs.advance_to(t);
+        self.inputs.records.advance_to(t);
         self.inputs.audits.advance_to(t);
         self.inputs.deploys.advance_to(t);
         self.flush();
@@ -358,8 +356,7 @@ impl Ingest {
 
     /// Sends buffered updates into the dataflow.
     pub fn flush(&mut self) {
-        self.inputs.spans.flush();
-        self.inputs.logs.flush();
+        self.inputs.records.flush();
         self.inputs.audits.flush();
         self.inputs.deploys.flush();
     }

@@ -227,7 +227,7 @@ fn window_records(parts: Vec<WindowPart>, params: &Params) -> Vec<Final> {
                 ..SliRecord::bare(Sli::SamplingBias.as_str(), dims, bounds)
             }));
         }
-        out.extend(latency_record(dims, bounds, c.durations).map(Final::Sli));
+        out.extend(latency_record(dims, bounds, c.latency).map(Final::Sli));
     }
     out.extend(
         edges
@@ -258,15 +258,11 @@ fn window_records(parts: Vec<WindowPart>, params: &Params) -> Vec<Final> {
 fn latency_record(
     dims: (&str, &str, &str),
     window: (u64, u64),
-    mut durations: Vec<u64>,
+    buckets: Vec<(u64, u64)>,
 ) -> Option<SliRecord> {
-    if durations.is_empty() {
+    let hist = crate::sli::latency::merge(buckets)?;
+    if hist.is_empty() {
         return None;
-    }
-    durations.sort_unstable();
-    let mut hist = Histogram::<u64>::new(3).ok()?;
-    for run in durations.chunk_by(|a, b| a == b) {
-        hist.record_n(run[0], run.len() as u64).ok()?;
     }
     let ms = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
     Some(SliRecord {

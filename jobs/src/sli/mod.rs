@@ -56,8 +56,8 @@ pub struct Counts {
     pub total: [u64; 7],
     /// M10: requests, error requests, traced requests, traced error requests.
     pub sampling: [u64; 4],
-    /// R2: entry span durations, microseconds (unsorted).
-    pub durations: Vec<u64>,
+    /// R2: entry span durations, microseconds, as (duration, count).
+    pub latency: Vec<(u64, u64)>,
 }
 
 impl Counts {
@@ -76,7 +76,7 @@ impl Counts {
         for i in 0..4 {
             self.sampling[i] += other.sampling[i];
         }
-        self.durations.extend(other.durations);
+        self.latency.extend(other.latency);
     }
 
     /// Good and total of a ratio SLI.
@@ -88,11 +88,18 @@ impl Counts {
 
 type ResMap<V> = HashMap<u32, V, crate::correlate::IdBuild>;
 
+/// A resource's counts in one window and its entry span durations (µs).
+struct Acc {
+    res: Res,
+    counts: Counts,
+    durations: Vec<u64>,
+}
+
 /// The counts of one window on one worker.
 pub struct Window<'p> {
     window: u64,
     params: &'p Params,
-    counts: ResMap<(Res, Counts)>,
+    counts: ResMap<Acc>,
     edges: HashMap<(u32, u32), (Res, Res, u64, u64), crate::correlate::IdBuild>,
     exemplars: HashMap<(Sli, u32), TopK, crate::correlate::IdBuild>,
 }
@@ -109,12 +116,16 @@ impl<'p> Window<'p> {
         }
     }
 
+    fn acc(&mut self, res: Res) -> &mut Acc {
+        self.counts.entry(res.id).or_insert_with(|| Acc {
+            res,
+            counts: Counts::default(),
+            durations: Vec::new(),
+        })
+    }
+
     fn counts(&mut self, res: Res) -> &mut Counts {
-        &mut self
-            .counts
-            .entry(res.id)
-            .or_insert_with(|| (res, Counts::default()))
-            .1
+        &mut self.acc(res).counts
     }
 
     /// Observes the winners of `trace` whose event time lies in this window.
@@ -156,7 +167,8 @@ impl<'p> Window<'p> {
             e.2 += 1;
             e.3 += u64::from(failed);
         }
-        let c = self.counts(s.res);
+        let acc = self.acc(s.res);
+        let c = &mut acc.counts;
         c.add(
             Sli::LatencyCapture,
             latency_capture::valid_timing(s, parent, p),
@@ -167,7 +179,7 @@ impl<'p> Window<'p> {
             c.add(Sli::Availability, good);
         }
         if let Some(us) = latency::duration_us(s) {
-            c.durations.push(us);
+            acc.durations.push(us);
         }
     }
 
@@ -199,7 +211,10 @@ impl<'p> Window<'p> {
         let mut out: Vec<WindowPart> = self
             .counts
             .into_values()
-            .map(|(res, c)| (window, Part::Counts(res, c)))
+            .map(|mut acc| {
+                acc.counts.latency = latency::runs(acc.durations);
+                (window, Part::Counts(acc.res, acc.counts))
+            })
             .collect();
         out.extend(
             self.edges
