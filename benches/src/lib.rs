@@ -1,4 +1,5 @@
 //! Causeway's seeded workload generator and benchmark helpers.
 
+pub mod edge_cases;
 pub mod kafka;
 pub mod workload;

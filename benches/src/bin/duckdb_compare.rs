@@ -1,0 +1,1045 @@
+//! Side by side: `causeway replay` against the same SLIs written as DuckDB SQL
+//! (`benches/duckdb/sli.sql`), on one seeded workload.
+//!
+//! ```text
+//! cargo build --release -p causeway
+//! cargo run --release -p causeway-benches --bin duckdb_compare -- [--spans 1000000]
+//!     [--seed 7] [--partitions 4] [--threads 2] [--repeat 1] [--dir DIR] [--keep]
+//!     [--no-w1] [--no-edge-cases]
+//! ```
+//!
+//! 1. Generates the workload once, in a child process (`workload::generate`:
+//!    orphans, error traces, untraced logs, PII, duplicates, late and malformed
+//!    messages; `--spans / 8` traces over `traces / 100` s of event time, as the
+//!    `e2e` bench), plus one partition per topic of hand-made boundary cases
+//!    (`edge_cases`, about 4 % of the spans; `--no-edge-cases` leaves them out),
+//!    and writes it as OTLP JSON replay input (`DIR/in`).
+//! 2. Flattens the same files for DuckDB: every message is read with Causeway's
+//!    file reader and decoded with `causeway_schemas` (so malformed messages and
+//!    invalid records drop out exactly as in Causeway, and PII and request flags
+//!    come from Causeway's detectors), and every decoded span, log record and
+//!    audit record becomes one JSON line (`DIR/flat`) with the partition and
+//!    message offset it came from. Nothing is filtered for lateness here: the
+//!    SQL applies SPEC §2's per-partition lateness rule itself.
+//! 3. Runs DuckDB (Python package in `~/.cache/causeway-duckdb-venv`, created with
+//!    the newest `duckdb` pip offers when missing) with `--threads` threads, and
+//!    `causeway replay -w 2` and `-w 1` (the release binary next to this one, or
+//!    `$CAUSEWAY_BIN`), each under `/usr/bin/time -v` for CPU seconds and peak
+//!    RSS, `--repeat` times interleaved, keeping each engine's fastest run.
+//! 4. Compares every (sli, service, environment, version, window) record and
+//!    every service-graph edge; latency quantiles must be the HDR bucket of the
+//!    exact quantile (within 3 significant digits). Exits 1 on any difference,
+//!    keeping `DIR`.
+//! 5. Prints the table and removes `DIR` (unless `--keep`).
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use causeway::config::{Config, Settings};
+use causeway::sources::file::{list_inputs, open};
+use causeway::sources::Topic;
+use causeway_benches::edge_cases::{write_edge_cases, Bounds, EdgeStats};
+use causeway_benches::workload::{generate, Format, WorkloadConfig};
+use causeway_schemas::records::{ServiceGraphRecord, SliRecord};
+use causeway_schemas::{audit, otlp, Origin, Resource};
+use serde_json::Value;
+
+const SQL: &str = include_str!("../../duckdb/sli.sql");
+const RUNNER: &str = include_str!("../../duckdb/run.py");
+
+fn die(msg: impl std::fmt::Display) -> ! {
+    eprintln!("duckdb_compare: {msg}");
+    std::process::exit(2)
+}
+
+struct Args {
+    spans: usize,
+    seed: u64,
+    partitions: usize,
+    dir: Option<PathBuf>,
+    keep: bool,
+    w1: bool,
+    threads: usize,
+    repeat: usize,
+    edge_cases: bool,
+}
+
+fn parse_args() -> Args {
+    let mut a = Args {
+        spans: 1_000_000,
+        seed: 7,
+        partitions: 4,
+        dir: None,
+        keep: false,
+        w1: true,
+        threads: 2,
+        repeat: 1,
+        edge_cases: true,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut value = |name: &str| {
+            it.next()
+                .unwrap_or_else(|| die(format!("{name} needs a value")))
+        };
+        match arg.as_str() {
+            "--spans" => a.spans = parse_num(&value("--spans")),
+            "--seed" => a.seed = parse_num(&value("--seed")) as u64,
+            "--partitions" => a.partitions = parse_num(&value("--partitions")).max(1),
+            "--threads" => a.threads = parse_num(&value("--threads")).max(1),
+            "--repeat" => a.repeat = parse_num(&value("--repeat")).max(1),
+            "--dir" => a.dir = Some(PathBuf::from(value("--dir"))),
+            "--keep" => a.keep = true,
+            "--no-w1" => a.w1 = false,
+            "--no-edge-cases" => a.edge_cases = false,
+            "-h" | "--help" => {
+                println!(
+                    "usage: duckdb_compare [--spans N=1000000] [--seed 7] [--partitions 4] \
+                     [--threads 2] [--repeat 1] [--dir DIR] [--keep] [--no-w1] [--no-edge-cases]"
+                );
+                std::process::exit(0)
+            }
+            other => die(format!("unknown argument {other} (try --help)")),
+        }
+    }
+    a
+}
+
+fn parse_num(s: &str) -> usize {
+    let s = s.replace('_', "");
+    let (num, mul) = match s.chars().last() {
+        Some('k' | 'K') => (&s[..s.len() - 1], 1_000),
+        Some('m' | 'M') => (&s[..s.len() - 1], 1_000_000),
+        _ => (&s[..], 1),
+    };
+    num.parse::<usize>()
+        .map(|n| n * mul)
+        .unwrap_or_else(|_| die(format!("not a number: {s}")))
+}
+
+/// The 1-minute load average (other work on the machine skews the timings).
+fn loadavg() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
+        .unwrap_or(f64::NAN)
+}
+
+/// Resource usage of one measured child process.
+#[derive(Clone, Copy, Default)]
+struct Usage {
+    wall_s: f64,
+    cpu_s: f64,
+    peak_rss_kib: u64,
+}
+
+/// Runs `cmd` under `/usr/bin/time -v`; returns its usage and stdout.
+fn measure(name: &str, cmd: &[String], dir: &Path, log: &Path) -> (Usage, String) {
+    let time_file = dir.join(format!("time-{name}.txt"));
+    let start = Instant::now();
+    let out = Command::new("/usr/bin/time")
+        .arg("-v")
+        .arg("-o")
+        .arg(&time_file)
+        .args(cmd)
+        .stdin(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap_or_else(|e| die(e)))
+        .output()
+        .unwrap_or_else(|e| die(format!("cannot run /usr/bin/time ({e}); install GNU time")));
+    let wall_s = start.elapsed().as_secs_f64();
+    if !out.status.success() {
+        let err = std::fs::read_to_string(log).unwrap_or_default();
+        die(format!(
+            "{name} failed ({}):\n{}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            err.lines()
+                .rev()
+                .take(30)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect::<Vec<_>>()
+                .join("\n")
+        ));
+    }
+    let report = std::fs::read_to_string(&time_file).unwrap_or_default();
+    let field = |key: &str| -> f64 {
+        report
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(key))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    let usage = Usage {
+        wall_s,
+        cpu_s: field("User time (seconds):") + field("System time (seconds):"),
+        peak_rss_kib: field("Maximum resident set size (kbytes):") as u64,
+    };
+    (usage, String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The Python of the DuckDB venv, created with the newest `duckdb` when missing.
+fn duckdb_python() -> PathBuf {
+    let home = std::env::var_os("HOME").unwrap_or_else(|| die("HOME is not set"));
+    let venv = PathBuf::from(home).join(".cache/causeway-duckdb-venv");
+    let python = venv.join("bin/python");
+    let has_duckdb = |p: &Path| {
+        Command::new(p)
+            .args(["-c", "import duckdb"])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !has_duckdb(&python) {
+        eprintln!(
+            "creating {} with the newest duckdb from pip",
+            venv.display()
+        );
+        let ok = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .is_ok_and(|s| s.success())
+            && Command::new(venv.join("bin/pip"))
+                .args(["install", "--quiet", "--upgrade", "duckdb"])
+                .status()
+                .is_ok_and(|s| s.success());
+        if !ok || !has_duckdb(&python) {
+            die(format!(
+                "cannot set up {} (needs python3 with venv and pip access)",
+                venv.display()
+            ));
+        }
+    }
+    python
+}
+
+fn causeway_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("CAUSEWAY_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().unwrap_or_else(|e| die(e));
+    let bin = exe.with_file_name("causeway");
+    if !bin.is_file() {
+        die(format!(
+            "{} not found: run `cargo build --release -p causeway` first (same CARGO_TARGET_DIR), \
+             or set CAUSEWAY_BIN",
+            bin.display()
+        ));
+    }
+    bin
+}
+
+fn json_str(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_default()
+}
+
+fn dims(r: &Resource) -> String {
+    format!(
+        r#""service":{},"environment":{},"version":{}"#,
+        json_str(&r.service),
+        json_str(&r.environment),
+        json_str(&r.version)
+    )
+}
+
+fn hex_or_empty_u128(v: u128) -> String {
+    if v == 0 {
+        String::new()
+    } else {
+        format!("{v:032x}")
+    }
+}
+
+#[derive(Default)]
+struct Flat {
+    spans: u64,
+    logs: u64,
+    audits: u64,
+    bytes: u64,
+}
+
+/// One JSON line per decoded record of `input`, as Causeway's decoders see them.
+fn flatten(input: &Path, flat: &Path, s: &Settings) -> Flat {
+    std::fs::create_dir_all(flat).unwrap_or_else(|e| die(e));
+    let create = |name: &str| {
+        BufWriter::with_capacity(
+            1 << 20,
+            std::fs::File::create(flat.join(name)).unwrap_or_else(|e| die(e)),
+        )
+    };
+    let (mut fs, mut fl, mut fa) = (
+        create("spans.jsonl"),
+        create("logs.jsonl"),
+        create("audit.jsonl"),
+    );
+    let mut n = Flat::default();
+    let files = list_inputs(input).unwrap_or_else(|e| die(e));
+    for (i, (path, topic, enc)) in files.into_iter().enumerate() {
+        let p = i as u32;
+        let mut part = open(&path, topic, enc, p).unwrap_or_else(|e| die(e));
+        while let Some(msg) = part.reader.next_message().unwrap_or_else(|e| die(e)) {
+            if msg.framing_error.is_some() {
+                continue;
+            }
+            let o = msg.offset;
+            let origin = Origin {
+                partition: p,
+                offset: o,
+                index: 0,
+            };
+            let res = match topic {
+                Topic::Spans => {
+                    let mut r = Ok(());
+                    for sp in otlp::decode_traces(&msg.payload, enc, &s.decode).records {
+                        n.spans += 1;
+                        r = r.and(writeln!(
+                            fs,
+                            r#"{{"p":{p},"o":{o},"trace_id":"{:032x}","span_id":"{:016x}","parent_span_id":"{}","start_ns":{},"end_ns":{},"kind":{},"status":{},"pii":{},{}}}"#,
+                            sp.trace,
+                            sp.span,
+                            if sp.parent == 0 { String::new() } else { format!("{:016x}", sp.parent) },
+                            sp.start,
+                            sp.end,
+                            sp.kind as u8,
+                            sp.status as u8,
+                            sp.pii,
+                            dims(&sp.resource),
+                        ));
+                    }
+                    r
+                }
+                Topic::Logs => {
+                    let mut r = Ok(());
+                    for l in otlp::decode_logs(&msg.payload, enc, origin, &s.decode).records {
+                        n.logs += 1;
+                        r = r.and(writeln!(
+                            fl,
+                            r#"{{"p":{p},"o":{o},"trace_id":"{}","time_ns":{},"severity":{},"request":{},"error_request":{},"pii":{},{}}}"#,
+                            hex_or_empty_u128(l.trace),
+                            l.time,
+                            l.severity,
+                            l.request,
+                            l.error_request,
+                            l.pii,
+                            dims(&l.resource),
+                        ));
+                    }
+                    r
+                }
+                Topic::Audit => {
+                    match audit::decode_audit(
+                        &msg.payload,
+                        origin,
+                        msg.traceparent.as_deref(),
+                        &s.decode,
+                    ) {
+                        Ok(a) => {
+                            n.audits += 1;
+                            writeln!(
+                                fa,
+                                r#"{{"p":{p},"o":{o},"trace_id":"{}","time_ns":{},{}}}"#,
+                                hex_or_empty_u128(a.trace),
+                                a.time,
+                                dims(&a.resource),
+                            )
+                        }
+                        Err(_) => Ok(()),
+                    }
+                }
+                // The generator writes no deploy events, and no SLI of this
+                // comparison reads them.
+                Topic::Deploys => Ok(()),
+            };
+            res.unwrap_or_else(|e| die(e));
+        }
+    }
+    for mut f in [fs, fl, fa] {
+        f.flush().unwrap_or_else(|e| die(e));
+    }
+    for name in ["spans.jsonl", "logs.jsonl", "audit.jsonl"] {
+        n.bytes += std::fs::metadata(flat.join(name)).map_or(0, |m| m.len());
+    }
+    n
+}
+
+fn dir_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+fn read_lines(path: &Path) -> Vec<String> {
+    let f = std::fs::File::open(path).unwrap_or_else(|e| die(format!("{}: {e}", path.display())));
+    BufReader::new(f)
+        .lines()
+        .map(|l| l.unwrap_or_else(|e| die(e)))
+        .filter(|l| !l.trim().is_empty())
+        .collect()
+}
+
+fn read_values(path: &Path) -> Vec<Value> {
+    read_lines(path)
+        .iter()
+        .map(|l| {
+            serde_json::from_str(l).unwrap_or_else(|e| die(format!("{}: {e}", path.display())))
+        })
+        .collect()
+}
+
+type Key = (String, String, String, String, u64);
+
+fn key_of(v: &Value) -> Key {
+    let s = |k: &str| v[k].as_str().unwrap_or_default().to_string();
+    (
+        s("sli"),
+        s("service"),
+        s("environment"),
+        s("version"),
+        v["window_start"].as_u64().unwrap_or(u64::MAX),
+    )
+}
+
+fn u(v: &Value, k: &str) -> u64 {
+    v[k].as_u64()
+        .unwrap_or_else(|| die(format!("field {k} missing in {v}")))
+}
+
+/// The largest value hdrhistogram (lowest discernible value 1, 3 significant
+/// digits: 2048 sub-buckets) counts in the same bucket as `v`; this is what
+/// `value_at_quantile` returns for a quantile whose rank lands on `v`.
+fn hdr_highest_equivalent(v: u64) -> u64 {
+    let bucket = (63 - (v | 2047).leading_zeros()).saturating_sub(10);
+    let range = 1u64 << bucket;
+    (v & !(range - 1)) + range - 1
+}
+
+#[derive(Default)]
+struct Comparison {
+    diffs: Vec<String>,
+    ratio: usize,
+    latency: usize,
+    quantiles: usize,
+    quantiles_exact_bucket: usize,
+    max_rel_err: f64,
+    sampling: usize,
+    edges: usize,
+}
+
+fn compare(causeway_out: &Path, duck_out: &Path) -> Comparison {
+    let mut c = Comparison::default();
+    let got: Vec<SliRecord> = read_lines(&causeway_out.join("sli.jsonl"))
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| die(format!("sli.jsonl: {e}"))))
+        .collect();
+    let got_graph: Vec<ServiceGraphRecord> = read_lines(&causeway_out.join("service_graph.jsonl"))
+        .iter()
+        .map(|l| {
+            serde_json::from_str(l).unwrap_or_else(|e| die(format!("service_graph.jsonl: {e}")))
+        })
+        .collect();
+    let key = |r: &SliRecord| -> Key {
+        (
+            r.sli.clone(),
+            r.service.clone(),
+            r.environment.clone(),
+            r.version.clone(),
+            r.window_start,
+        )
+    };
+    let diff = |c: &mut Comparison, s: String| c.diffs.push(s);
+
+    // Ratio SLIs.
+    let want: BTreeMap<Key, (u64, u64)> = read_values(&duck_out.join("ratio.jsonl"))
+        .iter()
+        .map(|v| (key_of(v), (u(v, "good"), u(v, "total"))))
+        .collect();
+    let have: BTreeMap<Key, (u64, u64)> = got
+        .iter()
+        .filter(|r| r.good.is_some() && r.sli != "correlated_alert_rate")
+        .map(|r| (key(r), (r.good.unwrap_or(0), r.total.unwrap_or(0))))
+        .collect();
+    c.ratio = want.len();
+    for (k, w) in &want {
+        match have.get(k) {
+            Some(h) if h == w => {}
+            Some(h) => diff(
+                &mut c,
+                format!(
+                    "{k:?}: duckdb good/total {}/{}, causeway {}/{}",
+                    w.0, w.1, h.0, h.1
+                ),
+            ),
+            None => diff(
+                &mut c,
+                format!(
+                    "{k:?}: duckdb good/total {}/{}, causeway has no record",
+                    w.0, w.1
+                ),
+            ),
+        }
+    }
+    for (k, h) in &have {
+        if !want.contains_key(k) {
+            diff(
+                &mut c,
+                format!(
+                    "{k:?}: causeway good/total {}/{}, duckdb has no row",
+                    h.0, h.1
+                ),
+            );
+        }
+    }
+
+    // R2 latency: total exact, p50/p90/p99 within HDR precision of the exact rank value.
+    let want: BTreeMap<Key, Value> = read_values(&duck_out.join("latency.jsonl"))
+        .into_iter()
+        .map(|v| (key_of(&v), v))
+        .collect();
+    let have: BTreeMap<Key, &SliRecord> = got
+        .iter()
+        .filter(|r| r.sli == "latency")
+        .map(|r| (key(r), r))
+        .collect();
+    c.latency = want.len();
+    for (k, w) in &want {
+        let Some(h) = have.get(k) else {
+            diff(
+                &mut c,
+                format!("{k:?}: latency only in duckdb (total {})", w["total"]),
+            );
+            continue;
+        };
+        if h.total != Some(u(w, "total")) {
+            diff(
+                &mut c,
+                format!(
+                    "{k:?}: latency total duckdb {}, causeway {:?}",
+                    w["total"], h.total
+                ),
+            );
+        }
+        for (name, ms) in [("p50", h.p50_ms), ("p90", h.p90_ms), ("p99", h.p99_ms)] {
+            let exact = u(w, &format!("{name}_us"));
+            let Some(ms) = ms else {
+                diff(&mut c, format!("{k:?}: causeway latency has no {name}"));
+                continue;
+            };
+            let got_us = (ms * 1000.0).round() as u64;
+            c.quantiles += 1;
+            let bucket = hdr_highest_equivalent(exact);
+            let rel = (got_us as f64 - exact as f64).abs() / (exact as f64).max(1.0);
+            c.max_rel_err = c.max_rel_err.max(rel);
+            if got_us == bucket {
+                c.quantiles_exact_bucket += 1;
+            } else {
+                diff(
+                    &mut c,
+                    format!(
+                        "{k:?}: {name}: exact {exact} us (HDR bucket up to {bucket} us), \
+                         causeway {got_us} us (rel. error {rel:.5})"
+                    ),
+                );
+            }
+        }
+    }
+    for k in have.keys() {
+        if !want.contains_key(k) {
+            diff(&mut c, format!("{k:?}: latency only in causeway"));
+        }
+    }
+
+    // M10 sampling bias: the four counts exact, the value to 1e-12.
+    let want: BTreeMap<Key, Value> = read_values(&duck_out.join("sampling.jsonl"))
+        .into_iter()
+        .map(|v| (key_of(&v), v))
+        .collect();
+    let have: BTreeMap<Key, &SliRecord> = got
+        .iter()
+        .filter(|r| r.sli == "sampling_bias")
+        .map(|r| (key(r), r))
+        .collect();
+    c.sampling = want.len();
+    for (k, w) in &want {
+        let Some(h) = have.get(k) else {
+            diff(&mut c, format!("{k:?}: sampling_bias only in duckdb"));
+            continue;
+        };
+        let counts = [
+            h.requests,
+            h.error_requests,
+            h.traced_requests,
+            h.traced_error_requests,
+        ];
+        let want_counts = [
+            "requests",
+            "error_requests",
+            "traced_requests",
+            "traced_error_requests",
+        ]
+        .map(|f| Some(u(w, f)));
+        let value_ok = h
+            .value
+            .zip(w["value"].as_f64())
+            .is_some_and(|(a, b)| (a - b).abs() <= 1e-12);
+        if counts != want_counts || !value_ok {
+            diff(
+                &mut c,
+                format!(
+                    "{k:?}: sampling_bias duckdb {w}, causeway {:?} value {:?}",
+                    counts, h.value
+                ),
+            );
+        }
+    }
+    for k in have.keys() {
+        if !want.contains_key(k) {
+            diff(&mut c, format!("{k:?}: sampling_bias only in causeway"));
+        }
+    }
+
+    // Service graph.
+    let want: BTreeMap<(u64, String, String), (u64, u64)> =
+        read_values(&duck_out.join("edges.jsonl"))
+            .iter()
+            .map(|v| {
+                (
+                    (
+                        u(v, "window_start"),
+                        v["client"].as_str().unwrap_or_default().to_string(),
+                        v["server"].as_str().unwrap_or_default().to_string(),
+                    ),
+                    (u(v, "total"), u(v, "failed")),
+                )
+            })
+            .collect();
+    let have: BTreeMap<(u64, String, String), (u64, u64)> = got_graph
+        .iter()
+        .map(|e| {
+            (
+                (e.window_start, e.client.clone(), e.server.clone()),
+                (e.total, e.failed),
+            )
+        })
+        .collect();
+    c.edges = want.len();
+    for (k, w) in &want {
+        match have.get(k) {
+            Some(h) if h == w => {}
+            other => diff(
+                &mut c,
+                format!("edge {k:?}: duckdb total/failed {w:?}, causeway {other:?}"),
+            ),
+        }
+    }
+    for (k, h) in &have {
+        if !want.contains_key(k) {
+            diff(
+                &mut c,
+                format!("edge {k:?}: causeway total/failed {h:?}, duckdb has no row"),
+            );
+        }
+    }
+    c
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+/// Steps 1 and 2: writes the workload as OTLP JSON into `DIR/in` and the decoded
+/// records as JSON lines into `DIR/flat`; prints a JSON summary on stdout.
+fn prepare(
+    dir: &Path,
+    spans: usize,
+    seed: u64,
+    partitions: usize,
+    edge: bool,
+    settings: &Settings,
+) {
+    let traces = spans.div_ceil(8).max(1);
+    let cfg = WorkloadConfig {
+        seed,
+        traces,
+        duration_s: (traces as u64 / 100).max(600),
+        partitions,
+        ..WorkloadConfig::default()
+    };
+    let t = Instant::now();
+    let (span_count, span_msgs) = {
+        let w = generate(&cfg);
+        w.write(&dir.join("in"), Format::Json, cfg.partitions)
+            .unwrap_or_else(|e| die(format!("write workload: {e}")));
+        (w.span_count, w.spans.len())
+    };
+    let edge_stats = if edge {
+        let p = &settings.params;
+        let bounds = Bounds {
+            horizon_ns: p.horizon_s * 1_000_000_000,
+            grace_ns: p.grace_s * 1_000_000_000,
+            skew_ns: p.skew_tolerance_ns,
+            max_span_duration_ns: p.max_span_duration_ns,
+            lateness_ns: settings.allowed_lateness_ns,
+        };
+        let rounds = (spans / 5000).max(20);
+        write_edge_cases(
+            &dir.join("in"),
+            seed,
+            cfg.start_ns,
+            cfg.duration_s,
+            rounds,
+            &bounds,
+        )
+        .unwrap_or_else(|e| die(format!("write edge cases: {e}")))
+    } else {
+        EdgeStats::default()
+    };
+    let gen_s = t.elapsed().as_secs_f64();
+    let in_bytes = dir_bytes(&dir.join("in"));
+    eprintln!(
+        "workload: {traces} traces, {span_count} spans ({span_msgs} span messages incl. duplicates), \
+         {} s of event time; edge cases: {} spans, {} logs, {} audits; {:.0} MiB OTLP JSON, \
+         generated in {gen_s:.1} s",
+        cfg.duration_s,
+        edge_stats.spans,
+        edge_stats.logs,
+        edge_stats.audits,
+        in_bytes as f64 / (1 << 20) as f64,
+    );
+    let t = Instant::now();
+    let flat = flatten(&dir.join("in"), &dir.join("flat"), settings);
+    eprintln!(
+        "flattened: {} spans, {} log records, {} audit records decoded ({:.0} MiB JSON lines) in {:.1} s; \
+         generator peak RSS {:.0} MiB",
+        flat.spans,
+        flat.logs,
+        flat.audits,
+        flat.bytes as f64 / (1 << 20) as f64,
+        t.elapsed().as_secs_f64(),
+        mib(self_peak_rss_kib())
+    );
+    println!(
+        "{}",
+        serde_json::json!({
+            "traces": traces,
+            "span_count": span_count,
+            "edge_spans": edge_stats.spans,
+            "spans": flat.spans,
+            "logs": flat.logs,
+            "audits": flat.audits,
+            "flat_bytes": flat.bytes,
+        })
+    );
+}
+
+fn self_peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn main() {
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some("--prepare") && argv.len() == 7 {
+        let settings = Config::from_toml("", std::env::vars())
+            .and_then(|c| c.settings())
+            .unwrap_or_else(|e| die(e));
+        prepare(
+            Path::new(&argv[2]),
+            parse_num(&argv[3]),
+            parse_num(&argv[4]) as u64,
+            parse_num(&argv[5]),
+            argv[6] == "1",
+            &settings,
+        );
+        return;
+    }
+    let args = parse_args();
+    let settings = Config::from_toml("", std::env::vars())
+        .and_then(|c| c.settings())
+        .unwrap_or_else(|e| die(e));
+    let python = duckdb_python();
+    let causeway = causeway_bin();
+    let dir = args.dir.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("causeway-duckdb-{}", std::process::id()))
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| die(e));
+
+    // 1.-2. In a child process, so the generator's memory is gone before the
+    // measured runs.
+    let out = Command::new(std::env::current_exe().unwrap_or_else(|e| die(e)))
+        .arg("--prepare")
+        .arg(&dir)
+        .args(
+            [
+                args.spans,
+                args.seed as usize,
+                args.partitions,
+                usize::from(args.edge_cases),
+            ]
+            .map(|n| n.to_string()),
+        )
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap_or_else(|e| die(e));
+    if !out.status.success() {
+        die(format!("preparing the workload failed ({})", out.status));
+    }
+    let prep: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| die(e));
+    let traces = u(&prep, "traces");
+    let span_count = u(&prep, "span_count");
+    let flat = Flat {
+        spans: u(&prep, "spans"),
+        logs: u(&prep, "logs"),
+        audits: u(&prep, "audits"),
+        bytes: u(&prep, "flat_bytes"),
+    };
+
+    // 3. DuckDB.
+    let duck_dir = dir.join("duckdb");
+    std::fs::create_dir_all(&duck_dir).unwrap_or_else(|e| die(e));
+    // `DUCKDB_COMPARE_SQL=FILE` runs another SQL file (for working on the SQL
+    // without rebuilding).
+    let sql = match std::env::var_os("DUCKDB_COMPARE_SQL") {
+        Some(f) => std::fs::read_to_string(&f)
+            .unwrap_or_else(|e| die(format!("{}: {e}", Path::new(&f).display()))),
+        None => SQL.to_string(),
+    };
+    std::fs::write(dir.join("sli.sql"), sql).unwrap_or_else(|e| die(e));
+    std::fs::write(dir.join("run.py"), RUNNER).unwrap_or_else(|e| die(e));
+    let p = &settings.params;
+    let params = [
+        ("window_s", p.window_s.to_string()),
+        ("horizon_ns", (p.horizon_s * 1_000_000_000).to_string()),
+        ("grace_ns", (p.grace_s * 1_000_000_000).to_string()),
+        ("lateness_ns", settings.allowed_lateness_ns.to_string()),
+        ("max_span_duration_ns", p.max_span_duration_ns.to_string()),
+        ("skew_ns", p.skew_tolerance_ns.to_string()),
+    ];
+    let mut cmd: Vec<String> = vec![
+        python.display().to_string(),
+        dir.join("run.py").display().to_string(),
+        "--sql".into(),
+        dir.join("sli.sql").display().to_string(),
+        "--data".into(),
+        dir.join("flat").display().to_string(),
+        "--out".into(),
+        duck_dir.display().to_string(),
+        "--threads".into(),
+        args.threads.to_string(),
+    ];
+    for (k, v) in &params {
+        cmd.push("--param".into());
+        cmd.push(format!("{k}={v}"));
+    }
+    // 4. Causeway, and the measured runs: each engine `repeat` times, interleaved,
+    // keeping the fastest run (wall) of each.
+    let workers: Vec<usize> = if args.w1 { vec![2, 1] } else { vec![2] };
+    let causeway_cmd = |w: usize, out: &Path| -> Vec<String> {
+        vec![
+            causeway.display().to_string(),
+            "replay".into(),
+            "--input".into(),
+            dir.join("in").display().to_string(),
+            "--out".into(),
+            out.display().to_string(),
+            "-w".into(),
+            w.to_string(),
+            "--quiet".into(),
+        ]
+    };
+    let mut duck: Option<Usage> = None;
+    let mut duck_stdout = String::new();
+    let mut runs: Vec<(usize, Option<Usage>, PathBuf)> = workers
+        .iter()
+        .map(|&w| (w, None, dir.join(format!("out-w{w}"))))
+        .collect();
+    let mut loads: Vec<f64> = Vec::new();
+    let keep_best = |best: &mut Option<Usage>, u: Usage| {
+        if best.is_none_or(|b| u.wall_s < b.wall_s) {
+            *best = Some(u);
+        }
+    };
+    for r in 1..=args.repeat {
+        loads.push(loadavg());
+        eprintln!(
+            "[{r}/{}] DuckDB ({} threads), load {:.2} ...",
+            args.repeat,
+            args.threads,
+            loads[loads.len() - 1]
+        );
+        let (u, out) = measure("duckdb", &cmd, &dir, &dir.join("duckdb.log"));
+        eprintln!("  {:.2} s wall, {:.2} s CPU", u.wall_s, u.cpu_s);
+        if duck.is_none_or(|b| u.wall_s < b.wall_s) {
+            duck_stdout = out;
+        }
+        keep_best(&mut duck, u);
+        for (w, best, out) in runs.iter_mut() {
+            let _ = std::fs::remove_dir_all(&*out);
+            loads.push(loadavg());
+            eprintln!(
+                "[{r}/{}] causeway replay -w {w}, load {:.2} ...",
+                args.repeat,
+                loads[loads.len() - 1]
+            );
+            let (u, _) = measure(
+                &format!("causeway-w{w}"),
+                &causeway_cmd(*w, out),
+                &dir,
+                &dir.join(format!("causeway-w{w}.log")),
+            );
+            eprintln!("  {:.2} s wall, {:.2} s CPU", u.wall_s, u.cpu_s);
+            keep_best(best, u);
+        }
+    }
+    let duck_info: Value = serde_json::from_str(duck_stdout.trim()).unwrap_or(Value::Null);
+    let duck = duck.unwrap_or_default();
+    let runs: Vec<(usize, Usage, PathBuf)> = runs
+        .into_iter()
+        .map(|(w, u, out)| (w, u.unwrap_or_default(), out))
+        .collect();
+
+    // 5. Compare.
+    let cmp = compare(&runs[0].2, &duck_dir);
+    let counts: Value = std::fs::read_to_string(duck_dir.join("counts.json"))
+        .ok()
+        .and_then(|s| serde_json::from_str(s.lines().next().unwrap_or("")).ok())
+        .unwrap_or(Value::Null);
+    let duck_late = ["spans", "logs", "audits"]
+        .iter()
+        .map(|t| {
+            counts[format!("{t}_read")].as_u64().unwrap_or(0)
+                - counts[format!("{t}_accepted")].as_u64().unwrap_or(0)
+        })
+        .sum::<u64>();
+    let causeway_late = read_lines(&runs[0].2.join("dlq.jsonl"))
+        .iter()
+        .filter(|l| l.contains(r#""reason":"late""#))
+        .count() as u64;
+    let same_w1 = runs.get(1).map(|(_, _, out1)| {
+        ["sli.jsonl", "service_graph.jsonl"]
+            .iter()
+            .all(|f| std::fs::read(runs[0].2.join(f)).ok() == std::fs::read(out1.join(f)).ok())
+    });
+
+    println!();
+    println!(
+        "workload: seed {}, {traces} traces, {span_count} spans generated; input {} span records \
+         (incl. duplicates), {} log records, {} audit records; DuckDB {}",
+        args.seed,
+        flat.spans,
+        flat.logs,
+        flat.audits,
+        duck_info["duckdb"].as_str().unwrap_or("?")
+    );
+    println!(
+        "accepted by the SQL: {} spans ({} unique), {} logs, {} audits; late: SQL {duck_late}, \
+         causeway dlq {causeway_late}",
+        counts["spans_accepted"],
+        counts["spans_unique"],
+        counts["logs_accepted"],
+        counts["audits_accepted"]
+    );
+    println!(
+        "compared: {} ratio records, {} latency records ({} quantiles, {} in the exact HDR bucket, \
+         max rel. error {:.5}%), {} sampling_bias records, {} edges: {}",
+        cmp.ratio,
+        cmp.latency,
+        cmp.quantiles,
+        cmp.quantiles_exact_bucket,
+        cmp.max_rel_err * 100.0,
+        cmp.sampling,
+        cmp.edges,
+        if cmp.diffs.is_empty() { "all equal".to_string() } else { format!("{} DIFFERENCES", cmp.diffs.len()) }
+    );
+    if let Some(same) = same_w1 {
+        println!(
+            "causeway -w 1 vs -w 2 outputs: {}",
+            if same { "byte-identical" } else { "DIFFERENT" }
+        );
+    }
+    println!(
+        "timings: best (lowest wall) of {} run(s) per engine, interleaved; 1-min load average \
+         before the runs {:.2}..{:.2} on {} CPUs",
+        args.repeat,
+        loads.iter().copied().fold(f64::INFINITY, f64::min),
+        loads.iter().copied().fold(0.0, f64::max),
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    println!();
+    let spans = flat.spans as f64;
+    println!(
+        "{:<22} {:>10} {:>8} {:>8} {:>11} {:>13}",
+        "engine", "spans", "wall s", "CPU s", "spans/s", "peak RSS MiB"
+    );
+    let row = |name: &str, u: &Usage| {
+        println!(
+            "{:<22} {:>10} {:>8.2} {:>8.2} {:>11.0} {:>13.0}",
+            name,
+            flat.spans,
+            u.wall_s,
+            u.cpu_s,
+            spans / u.wall_s,
+            mib(u.peak_rss_kib)
+        );
+    };
+    row(&format!("duckdb threads={}", args.threads), &duck);
+    for (w, u, _) in &runs {
+        row(&format!("causeway replay -w {w}"), u);
+    }
+    let w2 = runs[0].1;
+    println!();
+    println!(
+        "causeway -w 2 / duckdb spans/s: {:.2}x (per CPU second: {:.2}x)",
+        duck.wall_s / w2.wall_s,
+        duck.cpu_s / w2.cpu_s
+    );
+    if let Some((_, w1, _)) = runs.get(1) {
+        println!(
+            "causeway -w 2 / -w 1 spans/s: {:.2}x (per CPU second: {:.2}x)",
+            w1.wall_s / w2.wall_s,
+            w1.cpu_s / w2.cpu_s
+        );
+    }
+    if let Some(s) = duck_info["seconds"].as_object() {
+        let phases: Vec<String> = s
+            .iter()
+            .map(|(k, v)| format!("{k} {:.2}", v.as_f64().unwrap_or(0.0)))
+            .collect();
+        println!("duckdb phases of that run (s): {}", phases.join(", "));
+    }
+
+    if !cmp.diffs.is_empty() {
+        println!();
+        println!("first differences:");
+        for d in cmp.diffs.iter().take(20) {
+            println!("  {d}");
+        }
+    }
+    let ok = cmp.diffs.is_empty() && same_w1 != Some(false);
+    if args.keep || !ok {
+        eprintln!(
+            "kept {} (inputs, flattened records, both outputs)",
+            dir.display()
+        );
+    } else {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    std::process::exit(if ok { 0 } else { 1 });
+}
