@@ -311,6 +311,24 @@ pub enum Part {
     Exemplars(Vec<Candidate>),
 }
 
+impl Part {
+    /// The worker that merges this part: a hash of what it is keyed by in the
+    /// final records (strings, so every process routes alike).
+    pub fn route(&self) -> u64 {
+        use crate::operators::finalize::stable_hash;
+        match self {
+            Part::Counts(res, _) => stable_hash(&*res.resource()),
+            Part::Edge(client, server, ..) => {
+                stable_hash(&(&client.resource().service, &server.resource().service))
+            }
+            Part::Exemplars(c) => c.first().map_or(0, |c| {
+                let r = c.res.resource();
+                stable_hash(&(&r.service, &r.environment))
+            }),
+        }
+    }
+}
+
 /// A window's part, tagged with the window start.
 pub type WindowPart = (u64, Part);
 

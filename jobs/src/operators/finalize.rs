@@ -138,15 +138,17 @@ pub enum Final {
     Exemplars(ExemplarRecord),
 }
 
-/// Merges every worker's parts of each window on worker 0 and emits the
-/// window's final records at the time the parts carry (`final_at(window)`).
+/// Merges every worker's parts of each window and emits the window's final
+/// records at the time the parts carry (`final_at(window)`). Parts are routed by
+/// what they are keyed by (resource, edge, exemplar group), so the merge work
+/// is spread over the workers and each final record is built on one of them.
 pub fn merge<'s>(
     parts: StreamVec<'s, u64, WindowPart>,
     params: &Params,
 ) -> StreamVec<'s, u64, Final> {
     let params = params.clone();
     parts.unary_frontier(
-        Exchange::new(|_: &WindowPart| 0),
+        Exchange::new(|(_, part): &WindowPart| part.route()),
         "MergeWindows",
         move |_cap, _info| {
             let mut pending: BTreeMap<u64, (Capability<u64>, Vec<WindowPart>)> = BTreeMap::new();

@@ -223,14 +223,14 @@ impl<'p> Window<'p> {
                     (window, Part::Edge(client, server, total, failed))
                 }),
         );
-        let candidates: Vec<Candidate> = self
-            .exemplars
-            .into_values()
-            .flat_map(TopK::into_vec)
-            .collect();
-        if !candidates.is_empty() {
-            out.push((window, Part::Exemplars(candidates)));
-        }
+        // One part per (sli, resource), so the merge of a (service,
+        // environment) group lands on one worker.
+        out.extend(
+            self.exemplars
+                .into_values()
+                .map(|top| (window, Part::Exemplars(top.into_vec())))
+                .filter(|(_, p)| matches!(p, Part::Exemplars(c) if !c.is_empty())),
+        );
         out
     }
 }
