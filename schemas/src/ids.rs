@@ -38,37 +38,57 @@ pub fn span_id_from_bytes(b: &[u8]) -> Result<u64, IdError> {
     }
 }
 
-fn hex_value(s: &str, len: usize) -> Result<u128, IdError> {
-    if s.len() != len {
-        return Err(IdError::Length(s.len()));
+/// The value of each hex digit (either case); 0xff for any other byte.
+const HEX_DIGITS: [u8; 256] = {
+    let mut t = [0xff; 256];
+    let mut i = 0;
+    while i < 10 {
+        t[b'0' as usize + i] = i as u8;
+        i += 1;
     }
-    let mut v: u128 = 0;
-    for c in s.bytes() {
-        let d = match c {
-            b'0'..=b'9' => c - b'0',
-            b'a'..=b'f' => c - b'a' + 10,
-            b'A'..=b'F' => c - b'A' + 10,
-            _ => return Err(IdError::Hex),
-        };
-        v = (v << 4) | u128::from(d);
+    let mut i = 0;
+    while i < 6 {
+        t[b'a' as usize + i] = 10 + i as u8;
+        t[b'A' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    t
+};
+
+/// The value of 16 hex digits.
+fn hex_u64(digits: &[u8]) -> Result<u64, IdError> {
+    let mut v = 0u64;
+    let mut bad = 0u8;
+    for &c in digits {
+        let d = HEX_DIGITS[usize::from(c)];
+        bad |= d;
+        v = (v << 4) | u64::from(d & 0x0f);
+    }
+    if bad & 0xf0 != 0 {
+        return Err(IdError::Hex);
     }
     Ok(v)
 }
 
 /// Reads a trace id from 32 hex digits (either case); empty gives `0` (absent).
 pub fn trace_id_from_hex(s: &str) -> Result<u128, IdError> {
-    if s.is_empty() {
-        return Ok(0);
+    match s.len() {
+        0 => Ok(0),
+        32 => {
+            let (hi, lo) = s.as_bytes().split_at(16);
+            Ok(u128::from(hex_u64(hi)?) << 64 | u128::from(hex_u64(lo)?))
+        }
+        n => Err(IdError::Length(n)),
     }
-    hex_value(s, 32)
 }
 
 /// Reads a span id from 16 hex digits (either case); empty gives `0` (absent).
 pub fn span_id_from_hex(s: &str) -> Result<u64, IdError> {
-    if s.is_empty() {
-        return Ok(0);
+    match s.len() {
+        0 => Ok(0),
+        16 => hex_u64(s.as_bytes()),
+        n => Err(IdError::Length(n)),
     }
-    hex_value(s, 16).map(|v| v as u64)
 }
 
 /// Lowercase hex of a trace id, 32 digits.
@@ -106,6 +126,36 @@ mod tests {
             span_id_from_hex("EEE19B7EC3C1B174").unwrap(),
             0xeee19b7ec3c1b174
         );
+    }
+
+    #[test]
+    fn hex_ids_match_a_digit_by_digit_reading() {
+        fn slow(s: &str) -> Result<u128, IdError> {
+            let mut v = 0u128;
+            for c in s.chars() {
+                v = v << 4 | u128::from(c.to_digit(16).ok_or(IdError::Hex)?);
+            }
+            Ok(v)
+        }
+        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+        for i in 0..20_000u32 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let mut s = format!("{x:016x}{:016X}", x.rotate_left(i % 64));
+            if i % 3 == 0 {
+                let at = (x % 32) as usize;
+                let c = [b'g', b'G', b' ', b'/', b':', b'@', b'`', 0x7f][i as usize % 8];
+                s.replace_range(at..at + 1, std::str::from_utf8(&[c]).unwrap());
+            }
+            assert_eq!(trace_id_from_hex(&s), slow(&s), "{s}");
+            assert_eq!(
+                span_id_from_hex(&s[8..24]),
+                slow(&s[8..24]).map(|v| v as u64),
+                "{s}"
+            );
+        }
+        assert_eq!(span_id_from_hex("é234567890abcde"), Err(IdError::Hex));
     }
 
     #[test]
