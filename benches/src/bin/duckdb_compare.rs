@@ -5,13 +5,15 @@
 //! cargo build --release -p causeway
 //! cargo run --release -p causeway-benches --bin duckdb_compare -- [--spans 1000000]
 //!     [--seed 7] [--partitions 4] [--threads 2] [--repeat 1] [--dir DIR] [--keep]
-//!     [--no-w1] [--no-edge-cases]
+//!     [--no-w1] [--no-edge-cases] [--chunk-spans 1000000]
 //! ```
 //!
 //! 1. Generates the workload once, in a child process (`workload::generate`:
 //!    orphans, error traces, untraced logs, PII, duplicates, late and malformed
 //!    messages; `--spans / 8` traces over `traces / 100` s of event time, as the
-//!    `e2e` bench), plus one partition per topic of hand-made boundary cases
+//!    `e2e` bench; above `--chunk-spans` in consecutive chunks with seeds
+//!    `seed`, `seed + 1`, ..., to bound the generator's memory), plus one
+//!    partition per topic of hand-made boundary cases
 //!    (`edge_cases`, about 4 % of the spans; `--no-edge-cases` leaves them out),
 //!    and writes it as OTLP JSON replay input (`DIR/in`).
 //! 2. Flattens the same files for DuckDB: every message is read with Causeway's
@@ -65,6 +67,9 @@ struct Args {
     threads: usize,
     repeat: usize,
     edge_cases: bool,
+    chunk_spans: usize,
+    /// Internal: only generate and flatten into `--dir` (the child process).
+    prepare: bool,
 }
 
 fn parse_args() -> Args {
@@ -78,6 +83,8 @@ fn parse_args() -> Args {
         threads: 2,
         repeat: 1,
         edge_cases: true,
+        chunk_spans: 1_000_000,
+        prepare: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -95,10 +102,12 @@ fn parse_args() -> Args {
             "--keep" => a.keep = true,
             "--no-w1" => a.w1 = false,
             "--no-edge-cases" => a.edge_cases = false,
+            "--chunk-spans" => a.chunk_spans = parse_num(&value("--chunk-spans")).max(8),
+            "--prepare" => a.prepare = true,
             "-h" | "--help" => {
                 println!(
                     "usage: duckdb_compare [--spans N=1000000] [--seed 7] [--partitions 4] \
-                     [--threads 2] [--repeat 1] [--dir DIR] [--keep] [--no-w1] [--no-edge-cases]"
+                     [--threads 2] [--repeat 1] [--dir DIR] [--keep] [--no-w1] [--no-edge-cases] [--chunk-spans 1000000]"
                 );
                 std::process::exit(0)
             }
@@ -126,6 +135,23 @@ fn loadavg() -> f64 {
         .ok()
         .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
         .unwrap_or(f64::NAN)
+}
+
+/// Appends every file of `from` to the file of the same name in `to`, then
+/// removes `from`.
+fn append_files(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap_or_else(|e| die(e));
+    for e in std::fs::read_dir(from).unwrap_or_else(|e| die(e)) {
+        let e = e.unwrap_or_else(|e| die(e));
+        let mut src = std::fs::File::open(e.path()).unwrap_or_else(|e| die(e));
+        let mut dst = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(to.join(e.file_name()))
+            .unwrap_or_else(|e| die(e));
+        std::io::copy(&mut src, &mut dst).unwrap_or_else(|e| die(e));
+    }
+    std::fs::remove_dir_all(from).unwrap_or_else(|e| die(e));
 }
 
 /// Resource usage of one measured child process.
@@ -658,30 +684,48 @@ fn mib(kib: u64) -> f64 {
 
 /// Steps 1 and 2: writes the workload as OTLP JSON into `DIR/in` and the decoded
 /// records as JSON lines into `DIR/flat`; prints a JSON summary on stdout.
-fn prepare(
-    dir: &Path,
-    spans: usize,
-    seed: u64,
-    partitions: usize,
-    edge: bool,
-    settings: &Settings,
-) {
+fn prepare(dir: &Path, a: &Args, settings: &Settings) {
+    let (spans, seed, partitions, chunk_spans) = (a.spans, a.seed, a.partitions, a.chunk_spans);
     let traces = spans.div_ceil(8).max(1);
-    let cfg = WorkloadConfig {
-        seed,
-        traces,
-        duration_s: (traces as u64 / 100).max(600),
-        partitions,
-        ..WorkloadConfig::default()
-    };
+    // The generator holds a whole workload in memory (about 1.6 GB per million
+    // spans), so larger workloads are generated in consecutive chunks of
+    // `chunk_spans` (seeds seed, seed + 1, ...; each chunk's event time follows
+    // the previous one's) and appended to the same partition files.
+    let chunk_traces = chunk_spans.div_ceil(8).max(1);
+    let chunks = traces.div_ceil(chunk_traces);
+    let in_dir = dir.join("in");
     let t = Instant::now();
-    let (span_count, span_msgs) = {
+    let (mut span_count, mut span_msgs) = (0, 0);
+    let start_ns = WorkloadConfig::default().start_ns;
+    let mut duration_s = 0;
+    for i in 0..chunks {
+        let n = chunk_traces.min(traces - i * chunk_traces);
+        let cfg = WorkloadConfig {
+            seed: seed.wrapping_add(i as u64),
+            traces: n,
+            start_ns: start_ns + duration_s * 1_000_000_000,
+            duration_s: (n as u64 / 100).max(600),
+            partitions,
+            ..WorkloadConfig::default()
+        };
         let w = generate(&cfg);
-        w.write(&dir.join("in"), Format::Json, cfg.partitions)
+        let target = if chunks == 1 {
+            in_dir.clone()
+        } else {
+            dir.join("chunk")
+        };
+        w.write(&target, Format::Json, cfg.partitions)
             .unwrap_or_else(|e| die(format!("write workload: {e}")));
-        (w.span_count, w.spans.len())
-    };
-    let edge_stats = if edge {
+        span_count += w.span_count;
+        span_msgs += w.spans.len();
+        duration_s += cfg.duration_s;
+        drop(w);
+        if chunks > 1 {
+            append_files(&target, &in_dir);
+            eprintln!("chunk {}/{chunks}: {n} traces", i + 1);
+        }
+    }
+    let edge_stats = if a.edge_cases {
         let p = &settings.params;
         let bounds = Bounds {
             horizon_ns: p.horizon_s * 1_000_000_000,
@@ -691,25 +735,17 @@ fn prepare(
             lateness_ns: settings.allowed_lateness_ns,
         };
         let rounds = (spans / 5000).max(20);
-        write_edge_cases(
-            &dir.join("in"),
-            seed,
-            cfg.start_ns,
-            cfg.duration_s,
-            rounds,
-            &bounds,
-        )
-        .unwrap_or_else(|e| die(format!("write edge cases: {e}")))
+        write_edge_cases(&in_dir, seed, start_ns, duration_s, rounds, &bounds)
+            .unwrap_or_else(|e| die(format!("write edge cases: {e}")))
     } else {
         EdgeStats::default()
     };
     let gen_s = t.elapsed().as_secs_f64();
-    let in_bytes = dir_bytes(&dir.join("in"));
+    let in_bytes = dir_bytes(&in_dir);
     eprintln!(
         "workload: {traces} traces, {span_count} spans ({span_msgs} span messages incl. duplicates), \
-         {} s of event time; edge cases: {} spans, {} logs, {} audits; {:.0} MiB OTLP JSON, \
-         generated in {gen_s:.1} s",
-        cfg.duration_s,
+         {duration_s} s of event time in {chunks} chunk(s); edge cases: {} spans, {} logs, {} audits; \
+         {:.0} MiB OTLP JSON, generated in {gen_s:.1} s",
         edge_stats.spans,
         edge_stats.logs,
         edge_stats.audits,
@@ -754,25 +790,18 @@ fn self_peak_rss_kib() -> u64 {
 }
 
 fn main() {
-    let argv: Vec<String> = std::env::args().collect();
-    if argv.get(1).map(String::as_str) == Some("--prepare") && argv.len() == 7 {
-        let settings = Config::from_toml("", std::env::vars())
-            .and_then(|c| c.settings())
-            .unwrap_or_else(|e| die(e));
-        prepare(
-            Path::new(&argv[2]),
-            parse_num(&argv[3]),
-            parse_num(&argv[4]) as u64,
-            parse_num(&argv[5]),
-            argv[6] == "1",
-            &settings,
-        );
-        return;
-    }
     let args = parse_args();
     let settings = Config::from_toml("", std::env::vars())
         .and_then(|c| c.settings())
         .unwrap_or_else(|e| die(e));
+    if args.prepare {
+        let dir = args
+            .dir
+            .clone()
+            .unwrap_or_else(|| die("--prepare needs --dir"));
+        prepare(&dir, &args, &settings);
+        return;
+    }
     let python = duckdb_python();
     let causeway = causeway_bin();
     let dir = args.dir.clone().unwrap_or_else(|| {
@@ -785,16 +814,9 @@ fn main() {
     // measured runs.
     let out = Command::new(std::env::current_exe().unwrap_or_else(|e| die(e)))
         .arg("--prepare")
+        .arg("--dir")
         .arg(&dir)
-        .args(
-            [
-                args.spans,
-                args.seed as usize,
-                args.partitions,
-                usize::from(args.edge_cases),
-            ]
-            .map(|n| n.to_string()),
-        )
+        .args(std::env::args().skip(1).filter(|a| a != "--prepare"))
         .stderr(Stdio::inherit())
         .output()
         .unwrap_or_else(|e| die(e));
