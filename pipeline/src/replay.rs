@@ -19,6 +19,9 @@ use crate::sources::Topic;
 /// Messages read from each partition per scheduling round.
 const ROUND_MESSAGES: usize = 16;
 
+/// How far (event time) a partition may run ahead of its worker's slowest one.
+const ALIGN_NS: u64 = 10 * causeway_schemas::time::NANOS_PER_SEC;
+
 /// Why a replay could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
@@ -222,8 +225,22 @@ fn run_worker(
     let mut last_report = Instant::now();
     loop {
         let previous = ingest.time();
+        // Event-time alignment: a partition more than ALIGN_NS ahead of this
+        // worker's slowest one waits, so nothing is read far ahead of the
+        // watermark and held in memory (lateness is per partition, so the
+        // reading order changes no output).
+        let slowest = parts
+            .iter()
+            .filter(|p| !p.2)
+            .filter_map(|p| p.1.max_seen())
+            .min();
         for (part, wm, done, pos) in parts.iter_mut().filter(|p| !p.2) {
             for _ in 0..ROUND_MESSAGES {
+                if let (Some(low), Some(seen)) = (slowest, wm.max_seen()) {
+                    if seen > low.saturating_add(ALIGN_NS) {
+                        break;
+                    }
+                }
                 let next = part
                     .reader
                     .next_message()
