@@ -2,8 +2,12 @@
 //!
 //! Keys are lowerCamelCase (snake_case is accepted too, as protobuf JSON parsers
 //! must); trace and span ids are hex strings of either case; 64-bit integers may be
-//! strings or numbers; enums may be numbers or their names. Each span and log
-//! record is parsed on its own, so one malformed record rejects only itself.
+//! strings or numbers; enums may be numbers or their names. One malformed span or
+//! log record rejects only itself.
+//!
+//! A message is first read in one pass (see "One-pass decoding" below); when that
+//! gives up, it is read again with the serde types of this file, each record on
+//! its own from its `RawValue`, which is what defines the result.
 
 use std::borrow::Cow;
 use std::fmt;
