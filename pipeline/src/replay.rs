@@ -267,7 +267,11 @@ fn run_worker(
             break;
         };
         ingest.advance(watermark);
-        worker.step_while(|| probe.less_than(&previous));
+        // Wait for the other workers by parking, not spinning: a worker with
+        // nothing to do gives its core to the others.
+        while probe.less_than(&previous) {
+            worker.step_or_park(Some(Duration::from_millis(1)));
+        }
         if show_progress && index == 0 && last_report.elapsed() > Duration::from_millis(200) {
             last_report = Instant::now();
             let done = progress.load(Ordering::Relaxed);
