@@ -1869,6 +1869,78 @@ mod equivalence {
     }
 
     #[test]
+    fn protobuf_edge_cases_match_prost() {
+        let opts = opts();
+        let mut stats = Stats::default();
+        // A valid span inside ResourceSpans/ScopeSpans, to wrap odd fields with.
+        let wrap = |span_extra: &[u8]| {
+            let mut span = Vec::new();
+            ld(1, &[1; 16], &mut span);
+            ld(2, &[2; 8], &mut span);
+            key(7, 1, &mut span);
+            span.extend_from_slice(&NOW.to_le_bytes());
+            span.extend_from_slice(span_extra);
+            let mut scope = Vec::new();
+            ld(2, &span, &mut scope);
+            let mut rs = Vec::new();
+            ld(1, b"\x0a\x13\x0a\x0cservice.name\x12\x03\x0a\x01a", &mut rs);
+            ld(2, &scope, &mut rs);
+            let mut msg = Vec::new();
+            ld(1, &rs, &mut msg);
+            msg
+        };
+        let odd: Vec<Vec<u8>> = vec![
+            vec![],
+            vec![0x00],                                                       // tag 0
+            vec![0x0e],                                                       // wire type 6
+            vec![0x0f],                                                       // wire type 7
+            vec![0x0c],                               // end group, top level
+            vec![0x0b, 0x0c],                         // empty group, tag 1
+            vec![0x13, 0x1c],                         // group tag 2, ended by tag 3
+            vec![0x80, 0x80, 0x80, 0x80, 0x10],       // key 2^32
+            vec![0xf8, 0xff, 0xff, 0xff, 0x0f, 0x00], // key u32::MAX & !7: tag 2^29-1, varint
+            vec![0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01], // 10-byte key
+            vec![0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x02], // 10th byte 2
+            vec![0xff; 11],
+            vec![
+                0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01,
+            ], // unknown field 1 as varint
+            vec![
+                0x0a, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01,
+            ], // huge length
+            vec![0x0d, 1, 2, 3],                         // fixed32, short
+            vec![0x09, 1, 2, 3, 4, 5, 6, 7],             // fixed64, short
+            vec![0x10, 0x01],                            // resource_spans as varint
+            vec![0x12, 0x00],                            // unknown field 2, empty
+            vec![0x0a, 0x02, 0x08],                      // nested message cut by its length
+            vec![0x0a, 0x02, 0x12, 0x05, 1, 2, 3, 4, 5], // inner length past the outer one
+        ];
+        for o in &odd {
+            check_proto(o, &opts, &mut stats);
+            let mut m = wrap(&[]);
+            m.extend_from_slice(o);
+            check_proto(&m, &opts, &mut stats);
+            // The same bytes as fields of a span.
+            check_proto(&wrap(o), &opts, &mut stats);
+        }
+        // Known span fields with the wrong wire type, and a name that is not UTF-8.
+        for extra in [
+            &[0x30, 0x00][..],                                 // kind as varint (right)
+            &[0x31, 0, 0, 0, 0, 0, 0, 0, 0],                   // kind as fixed64
+            &[0x38, 0x05],                                     // start as varint
+            &[0x0d, 0, 0, 0, 0],                               // trace id as fixed32
+            &[0x2a, 0x02, 0xc3, 0x28],                         // name not UTF-8
+            &[0x7a, 0x02, 0x18, 0x02],                         // status with code 2
+            &[0x7a, 0x02, 0x18, 0x02, 0x7a, 0x02, 0x12, 0x00], // status merged
+            &[0x7a, 0x02, 0x1a, 0x00],                         // status code as bytes
+            &[0x4b, 0x4c],                                     // attributes as a group
+        ] {
+            check_proto(&wrap(extra), &opts, &mut stats);
+        }
+        assert!(stats.messages >= 2 * (3 * odd.len() + 9));
+    }
+
+    #[test]
     fn protobuf_recursion_limit_matches_prost() {
         let opts = opts();
         let mut g = Gen {
