@@ -2787,6 +2787,19 @@ mod equivalence {
                 ns_per_record(|| super::decode_traces_json(&tj, &opts)),
             );
         }
+        if only.is_empty() || only == "traces_json_bad" {
+            // One bad span: the one-pass decoder gives up, record by record follows.
+            let bad = String::from_utf8(tj.clone())
+                .unwrap()
+                .replacen(r#""kind":2"#, r#""kind":"LOUD""#, 1)
+                .into_bytes();
+            assert_eq!(super::decode_traces_json(&bad, &opts).rejects.len(), 1);
+            row(
+                "json 1 bad",
+                ns_per_record_old(&|| reference::decode_traces_json(&bad, &opts).records.len()),
+                ns_per_record(|| super::decode_traces_json(&bad, &opts)),
+            );
+        }
         if only.is_empty() || only == "logs_proto" {
             row(
                 "logs proto",
