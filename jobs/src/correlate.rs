@@ -28,6 +28,7 @@ use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 
+use causeway_schemas::model::{is_entry_span, span_event_time};
 use causeway_schemas::{AuditRecord, LogRecord, Span, SpanKind, SpanStatus};
 use differential_dataflow::VecCollection;
 use serde::{Deserialize, Serialize};
@@ -78,18 +79,14 @@ impl SpanRec {
         }
     }
 
-    /// Event time: the start, or the end when the start is 0 (as [`Span::event_time`]).
+    /// Event time ([`causeway_schemas::model::span_event_time`]).
     pub fn event_time(&self) -> u64 {
-        if self.start > 0 {
-            self.start
-        } else {
-            self.end
-        }
+        span_event_time(self.start, self.end)
     }
 
-    /// An entry span (SPEC R1): `SERVER`, `CONSUMER`, or a root.
+    /// An entry span ([`causeway_schemas::model::is_entry_span`]).
     pub fn is_entry(&self) -> bool {
-        matches!(self.kind, SpanKind::Server | SpanKind::Consumer) || self.parent == 0
+        is_entry_span(self.kind, self.parent)
     }
 
     /// Status `ERROR`.

@@ -119,20 +119,30 @@ pub struct Span {
 }
 
 impl Span {
-    /// The span's event time: its start, or its end when the start is 0 (such a
-    /// span has invalid timing for M3 but is still counted in the window of its end).
+    /// The span's event time ([`span_event_time`]).
     pub fn event_time(&self) -> u64 {
-        if self.start > 0 {
-            self.start
-        } else {
-            self.end
-        }
+        span_event_time(self.start, self.end)
     }
 
-    /// Whether the span is an entry span (SPEC R1): `SERVER`, `CONSUMER`, or a root.
+    /// Whether the span is an entry span ([`is_entry_span`]).
     pub fn is_entry(&self) -> bool {
-        matches!(self.kind, SpanKind::Server | SpanKind::Consumer) || self.parent == 0
+        is_entry_span(self.kind, self.parent)
     }
+}
+
+/// A span's event time: its start, or its end when the start is 0 (such a span
+/// has invalid timing for M3 but is still counted in the window of its end).
+pub fn span_event_time(start: u64, end: u64) -> u64 {
+    if start > 0 {
+        start
+    } else {
+        end
+    }
+}
+
+/// Whether a span is an entry span (SPEC R1): `SERVER`, `CONSUMER`, or a root.
+pub fn is_entry_span(kind: SpanKind, parent: u64) -> bool {
+    matches!(kind, SpanKind::Server | SpanKind::Consumer) || parent == 0
 }
 
 /// One decoded OTLP log record, reduced to what the SLIs read.
