@@ -17,7 +17,7 @@ use crate::sources::file::{list_inputs, open, InputError};
 use crate::sources::Topic;
 
 /// Messages read from each partition per scheduling round.
-const ROUND_MESSAGES: usize = 16;
+const ROUND_MESSAGES: usize = 256;
 
 /// How far (event time) a partition may run ahead of its worker's slowest one.
 const ALIGN_NS: u64 = 10 * causeway_schemas::time::NANOS_PER_SEC;
