@@ -332,7 +332,7 @@ fn run_worker(worker: &mut timely::worker::Worker, sh: &Shared) -> Result<(), Ru
         .map_err(KafkaSetupError::Client)?;
     let all = discover(&consumer, k)?;
     let dlq = DlqSink::new(k, metrics.clone())?;
-    let stored = read_fenced(k, dlq.producer(), &[&k.topics.checkpoints])?;
+    let stored = read_fenced(k, &[&k.topics.checkpoints])?;
     let checkpoints = latest_checkpoints(&k.group_id, &all, &stored);
     let resume_from = checkpoints
         .iter()

@@ -11,28 +11,32 @@
 //! the last checkpoint ([`written_keys`]) and skips those records: the output is
 //! deterministic, so the skipped records are the ones it would have written.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use causeway_schemas::records::{
     AlertRecord, DlqRecord, EvidenceRecord, ServiceGraphRecord, SliRecord, SloRecord,
 };
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Headers, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{
+    BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer,
+};
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 
 use crate::config::KafkaConfig;
 use crate::dataflow::OutputSink;
 use crate::metrics::Metrics;
 use crate::sources::kafka::{
-    client_config, default_setting, topic_partitions, Health, KafkaSetupError, REQUEST_TIMEOUT,
+    client_config, close, default_setting, topic_partitions, Health, KafkaSetupError,
+    REQUEST_TIMEOUT,
 };
 
 /// Producer context: remembers the newest acknowledged offset per partition and
-/// whether any delivery failed for good.
+/// whether any delivery failed for good, and tracks which messages still wait
+/// for their delivery report.
 #[derive(Clone, Default)]
 pub struct Acks {
     health: Health,
@@ -40,6 +44,51 @@ pub struct Acks {
     pub offsets: Arc<Mutex<BTreeMap<(String, i32), i64>>>,
     /// Set when a message could not be delivered.
     pub failed: Arc<AtomicBool>,
+    in_flight: Arc<InFlight>,
+}
+
+/// Messages handed to librdkafka, numbered in sending order (the number is the
+/// delivery opaque), whose delivery report (either outcome) has not come, and
+/// a condition variable signalled on each report.
+#[derive(Default)]
+struct InFlight {
+    /// (the next number, the numbers without a report).
+    state: Mutex<(usize, BTreeSet<usize>)>,
+    reported: Condvar,
+}
+
+impl Acks {
+    /// Numbers a message about to be sent; the number is its delivery opaque.
+    fn register(&self) -> usize {
+        let Ok(mut s) = self.in_flight.state.lock() else {
+            return usize::MAX;
+        };
+        let n = s.0;
+        s.0 += 1;
+        s.1.insert(n);
+        n
+    }
+
+    /// A mark: every message sent before now has a smaller number.
+    pub fn mark(&self) -> usize {
+        self.in_flight.state.lock().map_or(0, |s| s.0)
+    }
+
+    /// Waits up to `timeout` for the delivery reports of every message sent
+    /// before `mark`; true once they are all in.
+    pub fn wait_reported(&self, mark: usize, timeout: Duration) -> bool {
+        let before = |s: &(usize, BTreeSet<usize>)| s.1.first().is_some_and(|n| *n < mark);
+        let Ok(s) = self.in_flight.state.lock() else {
+            return false;
+        };
+        if timeout.is_zero() {
+            return !before(&s);
+        }
+        self.in_flight
+            .reported
+            .wait_timeout_while(s, timeout, |s| before(s))
+            .is_ok_and(|(s, _)| !before(&s))
+    }
 }
 
 impl ClientContext for Acks {
@@ -49,9 +98,9 @@ impl ClientContext for Acks {
 }
 
 impl ProducerContext for Acks {
-    type DeliveryOpaque = ();
+    type DeliveryOpaque = usize;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+    fn delivery(&self, result: &DeliveryResult<'_>, n: usize) {
         match result {
             Ok(m) => {
                 if let Ok(mut o) = self.offsets.lock() {
@@ -69,34 +118,91 @@ impl ProducerContext for Acks {
                 self.failed.store(true, Ordering::SeqCst);
             }
         }
+        if let Ok(mut s) = self.in_flight.state.lock() {
+            s.1.remove(&n);
+        }
+        self.in_flight.reported.notify_all();
     }
 }
 
 /// A producer whose writes are acknowledged by all in-sync replicas and never
 /// given up on while the broker is away (`message.timeout.ms = 0`).
+/// `linger_ms` is the default of `linger.ms`: 0 for writers that flush right
+/// after writing (lingering would only delay the acknowledgement).
 pub fn producer(
     k: &KafkaConfig,
     metrics: Option<Arc<Metrics>>,
+    linger_ms: &str,
 ) -> Result<ThreadedProducer<Acks>, KafkaSetupError> {
-    let acks = Acks {
+    let mut c = client_config(k);
+    c.set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("message.timeout.ms", "0");
+    default_setting(&mut c, k, "linger.ms", linger_ms);
+    c.create_with_context(acks(metrics))
+        .map_err(KafkaSetupError::Client)
+}
+
+fn acks(metrics: Option<Arc<Metrics>>) -> Acks {
+    Acks {
         health: Health {
             metrics,
             ..Health::default()
         },
         ..Acks::default()
-    };
-    let mut c = client_config(k);
-    c.set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("message.timeout.ms", "0");
-    default_setting(&mut c, k, "linger.ms", "5");
-    c.create_with_context(acks).map_err(KafkaSetupError::Client)
+    }
+}
+
+/// A producer dropped on a thread of its own. Dropping a `ThreadedProducer`
+/// waits for its polling thread to finish a 100 ms poll, which added up to
+/// 0.1 s per producer to every exit; what it wrote is flushed before it is
+/// dropped (outputs after each time, dead letters and checkpoints at the
+/// last checkpoint), so nothing needs to wait for that.
+struct DropAside(Option<ThreadedProducer<Acks>>);
+
+impl std::ops::Deref for DropAside {
+    type Target = ThreadedProducer<Acks>;
+
+    fn deref(&self) -> &ThreadedProducer<Acks> {
+        self.0.as_ref().expect("present until dropped")
+    }
+}
+
+impl Drop for DropAside {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            // If no thread can be started, the producer is dropped here.
+            let _ = std::thread::Builder::new()
+                .name("producer drop".into())
+                .spawn(move || drop(p));
+        }
+    }
 }
 
 /// Blocks until everything produced so far is acknowledged.
+///
+/// Not rdkafka's `flush(timeout)`: it waits by polling in slices of up to
+/// 100 ms, each run to its end, so a flush not complete at once took 100 ms
+/// however fast the broker acknowledged. This waits for the delivery reports
+/// themselves (served by the producer's polling thread) and returns as soon
+/// as the last one is in.
 pub fn flush(p: &ThreadedProducer<Acks>) {
-    while let Err(e) = p.flush(Duration::from_secs(5)) {
-        eprintln!("causeway: waiting for the broker to acknowledge outputs: {e}");
+    let acks = p.context();
+    let mark = acks.mark();
+    let mut waiting = Instant::now();
+    loop {
+        // Wakes the broker threads, which send what is queued.
+        let _ = p.flush(Duration::ZERO);
+        if acks.wait_reported(mark, Duration::from_millis(100)) {
+            return;
+        }
+        if waiting.elapsed() >= Duration::from_secs(5) {
+            eprintln!(
+                "causeway: waiting for the broker to acknowledge outputs ({} in flight)",
+                p.in_flight_count()
+            );
+            waiting = Instant::now();
+        }
     }
 }
 
@@ -108,7 +214,10 @@ fn send(
     payload: &[u8],
     headers: Option<OwnedHeaders>,
 ) {
-    let mut rec = BaseRecord::to(topic).key(key).payload(payload);
+    let n = p.context().register();
+    let mut rec = BaseRecord::with_opaque_to(topic, n)
+        .key(key)
+        .payload(payload);
     if let Some(h) = headers {
         rec = rec.headers(h);
     }
@@ -174,7 +283,7 @@ pub type OutLog = Arc<Mutex<Vec<(u64, OutOffsets)>>>;
 
 /// Writes final records to the output topics (worker 0).
 pub struct KafkaSink {
-    producer: ThreadedProducer<Acks>,
+    producer: DropAside,
     sli_topic: String,
     edge_topic: String,
     slo_topic: String,
@@ -199,7 +308,7 @@ impl KafkaSink {
         metrics: Option<Arc<Metrics>>,
     ) -> Result<Self, KafkaSetupError> {
         Ok(KafkaSink {
-            producer: producer(k, metrics.clone())?,
+            producer: DropAside(Some(producer(k, metrics.clone(), "0")?)),
             sli_topic: k.topics.sli.clone(),
             edge_topic: k.topics.service_graph.clone(),
             slo_topic: k.topics.slo.clone(),
@@ -342,50 +451,92 @@ pub struct Stored {
     pub value: Vec<u8>,
 }
 
-/// Reads `topics` from the beginning up to fence records written now with
-/// `producer`, and returns every record with a value, in partition order. The
-/// end is found with our own fence, not the broker's high watermark, which some
-/// brokers (tansu 0.6) report stale.
-pub fn read_fenced(
+/// Writes a fence record to each of `partitions` and returns their offsets.
+///
+/// With a plain producer of its own: an idempotent producer first acquires a
+/// producer id, which librdkafka starts on a 500 ms timer, so its first write
+/// took 0.5 to 1 s at every start. A fence needs neither ordering nor
+/// deduplication (a repeated fence is skipped like the first).
+fn write_fences(
     k: &KafkaConfig,
-    producer: &ThreadedProducer<Acks>,
-    topics: &[&str],
-) -> Result<Vec<Stored>, KafkaSetupError> {
+    partitions: &[(String, i32)],
+) -> Result<BTreeMap<(String, i32), i64>, KafkaSetupError> {
+    let mut c = client_config(k);
+    c.set("enable.idempotence", "false")
+        .set("acks", "all")
+        .set("message.timeout.ms", "0")
+        .set("linger.ms", "0");
+    let producer: BaseProducer<Acks> = c
+        .create_with_context(Acks::default())
+        .map_err(KafkaSetupError::Client)?;
+    let acks = producer.context().clone();
+    for (topic, p) in partitions {
+        let rec = BaseRecord::<str, (), usize>::with_opaque_to(topic, acks.register())
+            .key(FENCE_KEY)
+            .partition(*p);
+        if let Err((source, _)) = producer.send(rec) {
+            return Err(KafkaSetupError::Op {
+                what: "writing a fence record",
+                source,
+            });
+        }
+    }
+    let mark = acks.mark();
+    let mut waiting = Instant::now();
+    // This thread serves the delivery reports: `poll` with no wait serves what
+    // is there (a poll with a timeout runs to its end).
+    while !acks.wait_reported(mark, Duration::ZERO) {
+        producer.poll(Duration::ZERO);
+        std::thread::sleep(Duration::from_micros(200));
+        if waiting.elapsed() >= Duration::from_secs(5) {
+            eprintln!("causeway: waiting for the broker to acknowledge fence records");
+            waiting = Instant::now();
+        }
+    }
+    let acked = acks.offsets.lock().map(|o| o.clone()).unwrap_or_default();
+    let ends: BTreeMap<(String, i32), i64> = partitions
+        .iter()
+        .filter_map(|id| Some((id.clone(), *acked.get(id)?)))
+        .collect();
+    if acks.failed.load(Ordering::SeqCst) || ends.len() < partitions.len() {
+        let topics: BTreeSet<&str> = partitions.iter().map(|(t, _)| t.as_str()).collect();
+        return Err(KafkaSetupError::ReadBack(
+            topics.into_iter().collect::<Vec<_>>().join(", "),
+        ));
+    }
+    Ok(ends)
+}
+
+/// Reads `topics` from the beginning up to fence records written now, and
+/// returns every record with a value, in partition order. The end is found
+/// with our own fence, not the broker's high watermark, which some brokers
+/// (tansu 0.6) report stale.
+pub fn read_fenced(k: &KafkaConfig, topics: &[&str]) -> Result<Vec<Stored>, KafkaSetupError> {
     let op = |what| move |source| KafkaSetupError::Op { what, source };
-    let consumer: BaseConsumer = client_config(k)
+    let mut c = client_config(k);
+    // The read stops at the fence: a fetch need not wait for more (some
+    // brokers, tansu 0.6, hold a fetch for its maximum wait).
+    default_setting(&mut c, k, "fetch.wait.max.ms", "20");
+    // A short-lived reader connects at once: with sparse connections its
+    // first request waited up to `reconnect.backoff.ms / 2` (50 ms) for one.
+    default_setting(&mut c, k, "enable.sparse.connections", "false");
+    let consumer: BaseConsumer = c
         .set("group.id", format!("{}-readback", k.group_id))
         .set("enable.auto.commit", "false")
         .create()
         .map_err(KafkaSetupError::Client)?;
     let mut tpl = TopicPartitionList::new();
-    let mut fenced = HashSet::new();
+    let mut fenced = Vec::new();
     for topic in topics {
         for p in topic_partitions(&consumer, k, topic)? {
-            let rec = BaseRecord::<str, ()>::to(topic).key(FENCE_KEY).partition(p);
-            if let Err((source, _)) = producer.send(rec) {
-                return Err(KafkaSetupError::Op {
-                    what: "writing a fence record",
-                    source,
-                });
-            }
-            fenced.insert((topic.to_string(), p));
+            fenced.push((topic.to_string(), p));
             // From the beginning: some brokers (tansu 0.6) return nothing for a
             // fetch that starts inside a batch.
             tpl.add_partition_offset(topic, p, Offset::Beginning)
                 .map_err(op("seeking"))?;
         }
     }
-    flush(producer);
-    let acked = producer
-        .context()
-        .offsets
-        .lock()
-        .map(|o| o.clone())
-        .unwrap_or_default();
-    let mut ends: BTreeMap<(String, i32), i64> = acked
-        .into_iter()
-        .filter(|(id, _)| fenced.contains(id))
-        .collect();
+    let mut ends = write_fences(k, &fenced)?;
     consumer.assign(&tpl).map_err(op("assigning partitions"))?;
     drop(tpl);
     let mut out = Vec::new();
@@ -414,6 +565,7 @@ pub fn read_fenced(
             None => {}
         }
     }
+    close(consumer);
     Ok(out)
 }
 
@@ -439,7 +591,7 @@ impl KafkaSink {
         exactly_once: bool,
     ) -> Result<Vec<Stored>, KafkaSetupError> {
         let topics = self.topics();
-        let back = read_fenced(k, &self.producer, &topics)?;
+        let back = read_fenced(k, &topics)?;
         if exactly_once {
             for r in &back {
                 let since = from
@@ -463,7 +615,7 @@ impl KafkaSink {
 /// The producer of one worker: its dead letters and its checkpoint records,
 /// flushed together before the worker's checkpoint counts as taken.
 pub struct DlqSink {
-    producer: ThreadedProducer<Acks>,
+    producer: DropAside,
     topic: String,
 }
 
@@ -471,7 +623,7 @@ impl DlqSink {
     /// A producer for `kafka.topics.dlq`.
     pub fn new(k: &KafkaConfig, metrics: Option<Arc<Metrics>>) -> Result<Self, KafkaSetupError> {
         Ok(DlqSink {
-            producer: producer(k, metrics)?,
+            producer: DropAside(Some(producer(k, metrics, "5")?)),
             topic: k.topics.dlq.clone(),
         })
     }
@@ -521,9 +673,16 @@ impl DlqSink {
         send(&self.producer, topic, key.as_bytes(), value, None);
     }
 
-    /// The worker's producer (dead letters, checkpoints, fences).
-    pub fn producer(&self) -> &ThreadedProducer<Acks> {
-        &self.producer
+    /// A mark: every dead letter or checkpoint record sent before now is
+    /// before it (see [`DlqSink::acknowledged`]).
+    pub fn mark(&self) -> usize {
+        self.producer.context().mark()
+    }
+
+    /// True once every message sent before `mark` is acknowledged (or failed
+    /// for good, see [`DlqSink::failed`]); does not wait.
+    pub fn acknowledged(&self, mark: usize) -> bool {
+        self.producer.context().wait_reported(mark, Duration::ZERO)
     }
 
     /// Blocks until every dead letter and checkpoint is acknowledged.
