@@ -6,13 +6,21 @@
 //! files. Worker 0 writes the outputs ([`KafkaSink`]); every worker writes its
 //! own dead letters.
 //!
+//! **Rounds.** A worker reads for up to 20 ms (or 512 messages), advances its
+//! input frontier, then steps the dataflow until no operator has work (at most
+//! 100 ms) and reads again. It does not wait for the output frontier to reach
+//! its input time: other workers' partitions, or a silent partition, can hold
+//! that back, and waiting would only slow its reading.
+//!
 //! **Checkpoints.** Every `kafka.commit_interval` each worker reads the emitted
 //! frontier `E` from the probe (every output of a time below `E` is acknowledged
-//! by the broker), flushes its dead letters and commits, for each of its
-//! partitions, the first offset still needed for times at or after `E`, with a
-//! [`Checkpoint`] as metadata. A restart resumes from those offsets, rebuilding
-//! at most `trace_horizon` (+ window + grace) of state, and skips output times
-//! below the newest committed `E`.
+//! by the broker) and takes, for each of its partitions, the first offset still
+//! needed for times at or after `E`, with a [`Checkpoint`]. It writes them to
+//! the checkpoint topic (and commits the group's offsets to match) once the
+//! dead letters it sent before are acknowledged, without waiting in between.
+//! A restart resumes from those offsets, rebuilding at most `trace_horizon`
+//! (+ window + grace) of state, and skips output times below the newest
+//! committed `E`.
 //!
 //! **Shutdown.** SIGTERM/SIGINT: stop reading, flush, commit, exit 0. Inputs are
 //! never closed on shutdown (that would emit unfinished windows); they are only
@@ -36,13 +44,19 @@ use crate::sinks::kafka::{
     copy_headers, out_offsets, read_fenced, DlqSink, KafkaSink, OutLog, OutOffsets,
 };
 use crate::sources::kafka::{
-    checkpoint_key, client_config, default_setting, discover, latest_checkpoints, Checkpoint,
+    checkpoint_key, close, consumer_config, discover, latest_checkpoints, Checkpoint,
     CheckpointRecord, Health, InputPartition, KafkaSetupError, Mark, Retention,
 };
 use crate::sources::Message;
 
 /// Messages read per worker per round.
 const ROUND_MESSAGES: usize = 512;
+
+/// How long a worker reads before it steps the dataflow.
+const ROUND_READ: Duration = Duration::from_millis(20);
+
+/// How long a worker steps the dataflow at most before reading again.
+const ROUND_STEP: Duration = Duration::from_millis(100);
 
 /// Why `run` stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -96,6 +110,29 @@ pub struct RunSummary {
     pub stats: Stats,
     /// Input partitions read by this process.
     pub partitions: usize,
+    /// With `--drain`: how long this process only waited for its partitions to
+    /// turn idle (`time.idle_timeout`) after its last message; see
+    /// [`DrainWait`]. Not work: the broker benchmark subtracts it.
+    pub drain_wait: Option<Duration>,
+}
+
+/// How long a worker waited at the end of a `--drain` run: the rounds after
+/// its last message, except the time they spent stepping a dataflow that
+/// made progress (a partition turned idle, so windows were finalized), and
+/// the instant it stopped reading. A worker that stops before the others
+/// waits for them too, so the process waited `min over workers (quiet + last
+/// stop - own stop)`.
+#[derive(Debug, Clone, Copy)]
+struct DrainWait {
+    quiet: Duration,
+    stopped: Instant,
+}
+
+impl DrainWait {
+    fn of_process(waits: &[DrainWait]) -> Option<Duration> {
+        let last = waits.iter().map(|w| w.stopped).max()?;
+        waits.iter().map(|w| w.quiet + (last - w.stopped)).min()
+    }
 }
 
 /// Runs until SIGTERM/SIGINT (or, with `drain`, until the inputs are exhausted).
@@ -135,6 +172,7 @@ pub fn run(opts: &RunOptions) -> Result<RunSummary, RunError> {
         drain: opts.drain,
         barrier: Barrier::new(opts.threads.max(1)),
         summary: Mutex::new(RunSummary::default()),
+        drain_waits: Mutex::new(Vec::new()),
     });
     let s = shared.clone();
     let guards = timely::execute(timely_config, move |worker| {
@@ -164,12 +202,21 @@ pub fn run(opts: &RunOptions) -> Result<RunSummary, RunError> {
     if let Some(e) = first_error {
         return Err(e);
     }
-    let summary = std::mem::take(
+    let mut summary = std::mem::take(
         &mut *shared
             .summary
             .lock()
             .map_err(|_| RunError::Workers("a worker panicked".into()))?,
     );
+    if let Ok(waits) = shared.drain_waits.lock() {
+        summary.drain_wait = DrainWait::of_process(&waits);
+    }
+    if let Some(w) = summary.drain_wait {
+        eprintln!(
+            "causeway run: drained; waited {:.3} s at the end for the partitions to turn idle",
+            w.as_secs_f64()
+        );
+    }
     Ok(summary)
 }
 
@@ -181,6 +228,7 @@ struct Shared {
     drain: bool,
     barrier: Barrier,
     summary: Mutex<RunSummary>,
+    drain_waits: Mutex<Vec<DrainWait>>,
 }
 
 /// timely's configuration from `-w/-n/-p/-h`.
@@ -314,17 +362,7 @@ fn run_worker(worker: &mut timely::worker::Worker, sh: &Shared) -> Result<(), Ru
     let (index, peers) = (worker.index(), worker.peers());
     let k = &sh.config.kafka;
     let metrics = Some(sh.metrics.clone());
-    let mut consumer_config = client_config(k);
-    // One consumer reads many partitions, some empty or idle: a fetch must not
-    // wait the default 500 ms for them.
-    default_setting(&mut consumer_config, k, "fetch.wait.max.ms", "20");
-    let consumer: BaseConsumer<Health> = consumer_config
-        .set("group.id", &k.group_id)
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("isolation.level", "read_committed")
-        .set("statistics.interval.ms", "1000")
+    let consumer: BaseConsumer<Health> = consumer_config(k)
         .create_with_context(Health {
             metrics: metrics.clone(),
             ..Health::default()
@@ -441,13 +479,27 @@ fn run_worker(worker: &mut timely::worker::Worker, sh: &Shared) -> Result<(), Ru
     let mut last_commit = Instant::now();
     let mut reported = Stats::default();
     let worker_label = index.to_string();
+    // One buffer for every message's bytes.
+    let mut msg = Message {
+        offset: 0,
+        payload: Vec::new(),
+        traceparent: None,
+        framing_error: None,
+    };
+    // `--drain`: the rounds since the last message in which nothing happened.
+    let mut quiet = Duration::ZERO;
+    // A checkpoint waiting for its dead letters to be acknowledged.
+    let mut pending: Option<Taken> = None;
 
     loop {
         if sh.shutdown.load(Ordering::SeqCst) {
             break;
         }
+        let round = Instant::now();
+        let mut read = 0;
         let previous = ingest.time();
-        let deadline = Instant::now() + Duration::from_millis(20);
+        let progress = probe.with_frontier(|f| f.first().copied());
+        let deadline = round + ROUND_READ;
         for n in 0..ROUND_MESSAGES {
             let wait = if n == 0 {
                 Duration::from_millis(10)
@@ -466,6 +518,7 @@ fn run_worker(worker: &mut timely::worker::Worker, sh: &Shared) -> Result<(), Ru
                 }
                 Some(Ok(m)) => m,
             };
+            read += 1;
             sh.metrics.kafka_up.set(1);
             let Some(&i) = lookup.get(m.topic()).and_then(|p| p.get(&m.partition())) else {
                 continue;
@@ -477,12 +530,11 @@ fn run_worker(worker: &mut timely::worker::Worker, sh: &Shared) -> Result<(), Ru
                 // the record batch that holds it.
                 continue;
             }
-            let msg = Message {
-                offset,
-                payload: m.payload().unwrap_or_default().to_vec(),
-                traceparent: traceparent(&m),
-                framing_error: None,
-            };
+            msg.offset = offset;
+            msg.payload.clear();
+            msg.payload
+                .extend_from_slice(m.payload().unwrap_or_default());
+            msg.traceparent = traceparent(&m);
             let mark = Mark {
                 offset,
                 max_seen: a.wm.max_seen(),
@@ -510,20 +562,31 @@ fn run_worker(worker: &mut timely::worker::Worker, sh: &Shared) -> Result<(), Ru
                     }
                 }
             }
+            let now = Instant::now();
             a.position = offset + 1;
             a.last_ts = mark.ts_ms;
-            a.last_message = Instant::now();
-            if Instant::now() > deadline {
+            a.last_message = now;
+            if now > deadline {
                 break;
             }
         }
         let watermark = watermark(&consumer, &mut mine, lateness, idle);
         ingest.advance(watermark);
-        let until = Instant::now() + Duration::from_millis(100);
-        worker.step();
-        while probe.less_than(&previous) && Instant::now() < until {
-            worker.step_or_park(Some(Duration::from_millis(1)));
+        // Do the work this round gave this worker: step until no operator is
+        // active (or for ROUND_STEP), then read on. Not until the output
+        // frontier reaches this worker's input time: other workers' partitions
+        // (or a silent one) may hold it back, and waiting for them only slows
+        // this worker's reading.
+        let stepping = Instant::now();
+        let until = stepping + ROUND_STEP;
+        loop {
+            worker.step();
+            let active = worker.activations().borrow().empty_for() == Some(Duration::ZERO);
+            if !active || Instant::now() >= until {
+                break;
+            }
         }
+        let stepped = stepping.elapsed();
         sh.metrics.observe_ingest(&reported, &ingest.stats);
         reported = ingest.stats.clone();
 
@@ -532,18 +595,50 @@ fn run_worker(worker: &mut timely::worker::Worker, sh: &Shared) -> Result<(), Ru
             if resume.output_failed() || dlq.failed() {
                 return Err(RunError::Delivery);
             }
-            checkpoint(&consumer, &probe, &mut mine, &dlq, &resume, sh);
-            report_health(&consumer, &mine, &ingest, &worker_label, sh);
-            if sh.drain && drained(&consumer, &mut mine, idle) {
-                break;
+            if pending.is_none() {
+                pending = take_checkpoint(&probe, &mut mine, &dlq, &resume);
             }
+            report_health(&consumer, &mine, &ingest, &worker_label, sh);
+        }
+        if pending.as_ref().is_some_and(|t| dlq.acknowledged(t.mark)) {
+            if dlq.failed() {
+                return Err(RunError::Delivery);
+            }
+            if let Some(t) = pending.take() {
+                write_checkpoint(&consumer, &mine, &dlq, t, sh);
+            }
+        }
+        if read > 0 {
+            quiet = Duration::ZERO;
+        } else if ingest.time() == previous
+            && probe.with_frontier(|f| f.first().copied()) == progress
+        {
+            quiet += round.elapsed();
+        } else {
+            // A partition turned idle: the watermark moved and windows were
+            // finalized. Only that stepping was work.
+            quiet += round.elapsed().saturating_sub(stepped);
+        }
+        let check = Instant::now();
+        if sh.drain && drained(&consumer, &mut mine, idle) {
+            // Asking the broker whether all is read was waiting too.
+            if read == 0 {
+                quiet += check.elapsed();
+            }
+            break;
         }
     }
 
     if sh.drain && !sh.shutdown.load(Ordering::SeqCst) {
+        if let Ok(mut w) = sh.drain_waits.lock() {
+            w.push(DrainWait {
+                quiet,
+                stopped: Instant::now(),
+            });
+        }
         // Every partition is read to its end: close the inputs so the last
         // windows are emitted, as `replay` does at the end of its files.
-        checkpoint(&consumer, &probe, &mut mine, &dlq, &resume, sh);
+        checkpoint_now(&consumer, &probe, &mut mine, &dlq, &resume, pending, sh);
         let closed = ingest.close();
         while !probe.done() {
             worker.step_or_park(Some(Duration::from_millis(1)));
@@ -556,9 +651,11 @@ fn run_worker(worker: &mut timely::worker::Worker, sh: &Shared) -> Result<(), Ru
             .lock()
             .map_err(|_| RunError::Workers("poisoned".into()))?;
         s.stats.merge(&closed.stats);
+        drop(s);
+        close(consumer);
         return Ok(());
     }
-    checkpoint(&consumer, &probe, &mut mine, &dlq, &resume, sh);
+    checkpoint_now(&consumer, &probe, &mut mine, &dlq, &resume, pending, sh);
     {
         let mut s = sh
             .summary
@@ -571,6 +668,7 @@ fn run_worker(worker: &mut timely::worker::Worker, sh: &Shared) -> Result<(), Ru
     if let Some((_, _, discard)) = &resume.sink {
         discard.store(true, Ordering::SeqCst);
     }
+    close(consumer);
     Ok(())
 }
 
@@ -615,12 +713,13 @@ fn watermark(
         return u64::MAX;
     }
     let value = |a: &Assigned| a.wm.value(lateness).unwrap_or(0);
+    // A partition still re-reading what it had read before a restart is never
+    // idle, however slow its first fetch: its records are known to exist.
+    let quiet = |a: &Assigned| a.position >= a.dlq_from && a.last_message.elapsed() >= idle;
+    check_ends(consumer, mine, quiet);
     let mut active = None;
-    for a in mine.iter_mut() {
-        // A partition still re-reading what it had read before a restart is never
-        // idle, however slow its first fetch: its records are known to exist.
-        let rereading = a.position < a.dlq_from;
-        let is_idle = !rereading && a.last_message.elapsed() >= idle && a.at_end(consumer);
+    for a in mine.iter() {
+        let is_idle = quiet(a) && a.at_end();
         if !is_idle {
             active = Some(active.map_or(value(a), |m: u64| m.min(value(a))));
         }
@@ -629,24 +728,57 @@ fn watermark(
 }
 
 impl Assigned {
-    /// Whether the partition is read to its end, asked of the broker at most
-    /// once a second.
-    fn at_end(&mut self, consumer: &BaseConsumer<Health>) -> bool {
-        if let Some((when, at_end)) = self.end_checked {
-            if when.elapsed() < Duration::from_secs(1) {
-                return at_end;
-            }
+    /// Whether the broker last said the partition is read to its end.
+    fn at_end(&self) -> bool {
+        self.end_checked.is_some_and(|(_, at_end)| at_end)
+    }
+}
+
+/// Asks the broker where the partitions that `wanted` selects end, each at
+/// most once a second, all in one request (`ListOffsets`, as
+/// `fetch_watermarks` sends it for one partition: a worker with many quiet
+/// partitions waited a round trip for each of them every second).
+fn check_ends(
+    consumer: &BaseConsumer<Health>,
+    mine: &mut [Assigned],
+    wanted: impl Fn(&Assigned) -> bool,
+) {
+    let second = Duration::from_secs(1);
+    let due: Vec<usize> = (0..mine.len())
+        .filter(|&i| {
+            let a = &mine[i];
+            wanted(a)
+                && a.end_checked
+                    .is_none_or(|(when, _)| when.elapsed() >= second)
+        })
+        .collect();
+    if due.is_empty() {
+        return;
+    }
+    let mut query = TopicPartitionList::new();
+    for &i in &due {
+        let p = &mine[i].part;
+        if query
+            .add_partition_offset(&p.topic_name, p.partition, Offset::End)
+            .is_err()
+        {
+            return;
         }
-        let at_end = consumer
-            .fetch_watermarks(
-                &self.part.topic_name,
-                self.part.partition,
-                Duration::from_secs(1),
-            )
-            .map(|(_, high)| self.position as i64 >= high)
-            .unwrap_or(false);
-        self.end_checked = Some((Instant::now(), at_end));
-        at_end
+    }
+    let ends = consumer.offsets_for_times(query, second).ok();
+    let now = Instant::now();
+    for i in due {
+        let a = &mut mine[i];
+        let end = ends
+            .as_ref()
+            .and_then(|r| r.find_partition(&a.part.topic_name, a.part.partition))
+            .filter(|e| e.error().is_ok())
+            .and_then(|e| match e.offset() {
+                Offset::Offset(o) => Some(o),
+                _ => None,
+            });
+        let at_end = end.is_some_and(|high| a.position as i64 >= high);
+        a.end_checked = Some((now, at_end));
     }
 }
 
@@ -684,24 +816,37 @@ impl Resume {
     }
 }
 
-/// Commits each partition's restart point for the current emitted frontier.
-fn checkpoint(
-    consumer: &BaseConsumer<Health>,
+/// A checkpoint taken and not yet written. Its records wait until the dead
+/// letters sent before it are acknowledged: a checkpoint must not become
+/// durable before the dead letters below its read positions, and waiting
+/// for them in the worker would stall reading for a broker round trip (more
+/// while a burst of dead letters is in flight).
+struct Taken {
+    /// The dead-letter producer's mark when it was taken.
+    mark: usize,
+    /// The emitted frontier it records.
+    emitted: u64,
+    /// Each changed partition: its index in `mine`, restart offset, and record (JSON).
+    records: Vec<(usize, u64, String)>,
+}
+
+/// Takes a checkpoint: each partition's restart point for the current emitted
+/// frontier (see [`Taken`]; [`write_checkpoint`] writes it).
+fn take_checkpoint(
     probe: &timely::dataflow::ProbeHandle<u64>,
     mine: &mut [Assigned],
     dlq: &DlqSink,
     resume: &Resume,
-    sh: &Shared,
-) {
+) -> Option<Taken> {
     if mine.is_empty() {
-        return;
+        return None;
     }
+    let mark = dlq.mark();
     let frontier = probe.with_frontier(|f| f.first().copied().unwrap_or(u64::MAX));
     let emitted = frontier.max(resume.from);
     let out = resume.out_offsets(emitted);
-    let k = &sh.config.kafka;
-    let mut tpl = TopicPartitionList::new();
-    for a in mine.iter_mut() {
+    let mut records = Vec::new();
+    for (i, a) in mine.iter_mut().enumerate() {
         // The next message is `position`; seeking by the last message's
         // timestamp lands at or before it.
         let next = Mark {
@@ -723,23 +868,45 @@ fn checkpoint(
         if a.last_checkpoint.as_ref() == Some(&record) {
             continue;
         }
-        let json = serde_json::to_string(&record).unwrap_or_default();
+        records.push((
+            i,
+            restart.offset,
+            serde_json::to_string(&record).unwrap_or_default(),
+        ));
         a.last_checkpoint = Some(record);
+    }
+    Some(Taken {
+        mark,
+        emitted,
+        records,
+    })
+}
+
+/// Writes a taken checkpoint whose dead letters are acknowledged, and commits
+/// the group's offsets to match.
+fn write_checkpoint(
+    consumer: &BaseConsumer<Health>,
+    mine: &[Assigned],
+    dlq: &DlqSink,
+    taken: Taken,
+    sh: &Shared,
+) {
+    let k = &sh.config.kafka;
+    let mut tpl = TopicPartitionList::new();
+    for (i, offset, json) in taken.records {
+        let a = &mine[i];
         dlq.send_checkpoint(
             &k.topics.checkpoints,
             &checkpoint_key(&k.group_id, &a.part),
             json.as_bytes(),
         );
         let mut e = tpl.add_partition(&a.part.topic_name, a.part.partition);
-        if e.set_offset(Offset::Offset(restart.offset as i64)).is_ok() {
+        if e.set_offset(Offset::Offset(offset as i64)).is_ok() {
             e.set_metadata(json);
         }
     }
-    // Dead letters below the read position and the checkpoint records themselves
-    // are durable once this returns: the checkpoint is taken.
-    dlq.flush();
-    if emitted != u64::MAX {
-        sh.metrics.checkpoint.set(emitted as i64);
+    if taken.emitted != u64::MAX {
+        sh.metrics.checkpoint.set(taken.emitted as i64);
     }
     // The group's committed offsets mirror the checkpoint for lag monitoring
     // (and carry it as metadata on brokers that keep metadata).
@@ -747,6 +914,28 @@ fn checkpoint(
         eprintln!("causeway run: commit failed (will retry): {e}");
         sh.metrics.kafka_errors.with_label_values(&["commit"]).inc();
     }
+}
+
+/// Takes a checkpoint and waits until it is durable (with the one still
+/// waiting for its dead letters, if any): before a shutdown or a drain's close.
+fn checkpoint_now(
+    consumer: &BaseConsumer<Health>,
+    probe: &timely::dataflow::ProbeHandle<u64>,
+    mine: &mut [Assigned],
+    dlq: &DlqSink,
+    resume: &Resume,
+    pending: Option<Taken>,
+    sh: &Shared,
+) {
+    // Every dead letter so far is durable: both checkpoints may be written.
+    dlq.flush();
+    if let Some(t) = pending {
+        write_checkpoint(consumer, mine, dlq, t, sh);
+    }
+    if let Some(t) = take_checkpoint(probe, mine, dlq, resume) {
+        write_checkpoint(consumer, mine, dlq, t, sh);
+    }
+    dlq.flush();
 }
 
 /// Consumer lag, watermark lag and state size.
@@ -782,6 +971,10 @@ fn report_health(
 
 /// True when every partition is idle and read to its end.
 fn drained(consumer: &BaseConsumer<Health>, mine: &mut [Assigned], idle: Duration) -> bool {
-    mine.iter_mut()
-        .all(|a| a.last_message.elapsed() >= idle && a.at_end(consumer))
+    let quiet = |a: &Assigned| a.last_message.elapsed() >= idle;
+    if !mine.iter().all(quiet) {
+        return false;
+    }
+    check_ends(consumer, mine, quiet);
+    mine.iter().all(Assigned::at_end)
 }
