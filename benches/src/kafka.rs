@@ -14,13 +14,16 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use causeway::sources::file::{list_inputs, open};
+use causeway::sources::kafka::close;
 use causeway::sources::Topic;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::producer::{
+    BaseProducer, BaseRecord, DefaultProducerContext, Producer, ThreadedProducer,
+};
 use rdkafka::{Message, Offset, TopicPartitionList};
 
 /// The output topics `run` writes.
@@ -253,6 +256,28 @@ pub fn produce_inputs(brokers: &str, dir: &Path) -> usize {
     n
 }
 
+/// How many messages [`produce_inputs`] writes to each (topic, partition).
+pub fn partition_counts(dir: &Path) -> BTreeMap<(String, i32), usize> {
+    let mut out = BTreeMap::new();
+    let inputs = list_inputs(dir).expect("input dir");
+    for (topic, files) in layout(dir) {
+        for (p, path) in files.iter().enumerate() {
+            let enc = inputs
+                .iter()
+                .find(|(f, _, _)| f == path)
+                .map(|(_, _, e)| *e)
+                .expect("listed");
+            let mut part = open(path, topic, enc, 0).expect("open input");
+            let mut n = 0;
+            while part.reader.next_message().expect("read input").is_some() {
+                n += 1;
+            }
+            out.insert((topic.default_name().to_string(), p as i32), n);
+        }
+    }
+    out
+}
+
 /// One record read back: key, value and headers.
 #[derive(Debug, Clone)]
 pub struct Record {
@@ -287,8 +312,11 @@ pub fn read_topic(brokers: &str, topic: &str) -> Vec<Record> {
         .map(|p| p.id())
         .collect();
     let fence = format!("__test_fence__/{}/{:?}", std::process::id(), Instant::now());
-    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+    // A plain producer, served here: a `ThreadedProducer`'s flush and drop
+    // each wait in 100 ms steps, which made every read take 0.2 s or more.
+    let producer: BaseProducer<DefaultProducerContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
+        .set("linger.ms", "0")
         .create()
         .expect("producer");
     let mut tpl = TopicPartitionList::new();
@@ -300,9 +328,15 @@ pub fn read_topic(brokers: &str, topic: &str) -> Vec<Record> {
         tpl.add_partition_offset(topic, *p, Offset::Beginning)
             .expect("tpl");
     }
-    producer
-        .flush(Duration::from_secs(30))
-        .expect("flush fence");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        producer.poll(Duration::ZERO);
+        if producer.flush(Duration::ZERO).is_ok() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "fence records not acknowledged");
+        std::thread::sleep(Duration::from_micros(200));
+    }
     consumer.assign(&tpl).expect("assign");
     drop(tpl);
     let mut open: std::collections::BTreeSet<i32> = partitions.into_iter().collect();
@@ -337,5 +371,6 @@ pub fn read_topic(brokers: &str, topic: &str) -> Vec<Record> {
             headers,
         });
     }
+    close(consumer);
     by_partition.into_values().flatten().collect()
 }
