@@ -209,6 +209,75 @@ pub fn create_topics(dir: &Path, mut create: impl FnMut(&str, i32)) {
 /// Produces every message of every input file to its topic and partition.
 /// Returns the number of messages produced.
 pub fn produce_inputs(brokers: &str, dir: &Path) -> usize {
+    produce_messages(brokers, dir, &mut |_, _| true)
+}
+
+/// Which part of the input [`produce_inputs_split`] sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Half {
+    /// Each partition's messages before its first one at or after the cutoff.
+    Before,
+    /// The rest.
+    From,
+}
+
+/// Produces the input files split in event time: `Half::Before` sends each
+/// partition's messages up to (not including) the first one holding an event at or
+/// after `cutoff_ns`; `Half::From` sends the rest. The two halves, in that order,
+/// are exactly what [`produce_inputs`] sends, so a run can be held at a known
+/// point of its input and then let go on.
+pub fn produce_inputs_split(brokers: &str, dir: &Path, cutoff_ns: u64, half: Half) -> usize {
+    let opts = causeway_schemas::DecodeOptions {
+        now_ns: u64::MAX / 2,
+        ..Default::default()
+    };
+    let mut reached = BTreeMap::new();
+    produce_messages(brokers, dir, &mut |(topic, p, enc), payload| {
+        let seen = reached.entry((topic, p)).or_insert(false);
+        *seen |= latest_event(topic, enc, payload, &opts).is_some_and(|t| t >= cutoff_ns);
+        (half == Half::From) == *seen
+    })
+}
+
+/// The latest event time in one input message, if it decodes.
+fn latest_event(
+    topic: Topic,
+    enc: causeway_schemas::Encoding,
+    payload: &[u8],
+    opts: &causeway_schemas::DecodeOptions,
+) -> Option<u64> {
+    use causeway_schemas::{audit, cdevents, model, otlp};
+    let origin = model::Origin {
+        partition: 0,
+        offset: 0,
+        index: 0,
+    };
+    match topic {
+        Topic::Spans => otlp::decode_traces(payload, enc, opts)
+            .records
+            .iter()
+            .map(|s| model::span_event_time(s.start, s.end))
+            .max(),
+        Topic::Logs => otlp::decode_logs(payload, enc, origin, opts)
+            .records
+            .iter()
+            .map(|l| l.time)
+            .max(),
+        Topic::Deploys => cdevents::decode_deploy(payload, origin, None, opts)
+            .ok()
+            .map(|d| d.time),
+        Topic::Audit => audit::decode_audit(payload, origin, None, opts)
+            .ok()
+            .map(|a| a.time),
+    }
+}
+
+/// Decides, in file order, whether a message (given its topic, partition,
+/// encoding and payload) is produced.
+type Keep<'a> = dyn FnMut((Topic, i32, causeway_schemas::Encoding), &[u8]) -> bool + 'a;
+
+/// Produces the messages of every input file that `keep` accepts.
+fn produce_messages(brokers: &str, dir: &Path, keep: &mut Keep<'_>) -> usize {
     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("enable.idempotence", "true")
@@ -227,6 +296,9 @@ pub fn produce_inputs(brokers: &str, dir: &Path) -> usize {
                 .expect("listed");
             let mut part = open(path, topic, enc, 0).expect("open input");
             while let Some(m) = part.reader.next_message().expect("read input") {
+                if !keep((topic, p as i32, enc), &m.payload) {
+                    continue;
+                }
                 let mut rec = BaseRecord::<(), [u8]>::to(topic.default_name())
                     .partition(p as i32)
                     .payload(&m.payload);

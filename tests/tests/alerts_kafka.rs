@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use causeway::sources::kafka::CheckpointRecord;
 use causeway_schemas::records::{AlertRecord, SloRecord};
 use causeway_tests::kafka::{
-    assert_same, create_topic, create_topics, hostfile, produce_inputs, read_topic, run_config,
-    spawn_run, Tansu,
+    assert_same, create_topic, create_topics, hostfile, produce_inputs, produce_inputs_split,
+    read_topic, run_config, spawn_run, Half, Tansu,
 };
 use causeway_tests::process::{wait_exit, Reaper};
 use causeway_tests::reference::read_jsonl;
@@ -61,7 +61,10 @@ fn run_kill_9_while_paging_and_restart_gives_the_replay_alerts() {
 
     let tansu = Tansu::start();
     create_topics(&input, |t, n| create_topic(&tansu.brokers, t, n));
-    produce_inputs(&tansu.brokers, &input);
+    // The input up to the rollback: the bad version's errors page, and nothing in
+    // it can resolve the alerts, however fast the run goes.
+    let cutoff = scenario.rollback_at * 1_000_000_000;
+    produce_inputs_split(&tansu.brokers, &input, cutoff, Half::Before);
     let extra = format!(
         "{}\n[processing]\nguarantee = \"exactly_once\"\n",
         std::fs::read_to_string(&config).unwrap()
@@ -69,7 +72,8 @@ fn run_kill_9_while_paging_and_restart_gives_the_replay_alerts() {
     let run = run_config(&dir, &input, &tansu.brokers, "alerts", &extra);
     let spawn = |args: &[&str]| spawn_run(&run, args);
 
-    // Kill once the pages are out and a checkpoint covers them.
+    // Kill once the pages are out and a checkpoint covers them; the rest of the
+    // input (rollback, recovery) arrives while the process is down.
     let mut first = Reaper(spawn(&["-w", "2"]));
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
@@ -92,6 +96,7 @@ fn run_kill_9_while_paging_and_restart_gives_the_replay_alerts() {
     }
     first.0.kill().unwrap(); // SIGKILL
     let _ = first.0.wait();
+    produce_inputs_split(&tansu.brokers, &input, cutoff, Half::From);
 
     let mut second = spawn(&["-w", "2", "--drain"]);
     let status = wait_exit(&mut second, Duration::from_secs(300));
