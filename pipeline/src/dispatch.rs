@@ -42,10 +42,8 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use serde_json::{json, Value};
 
 use crate::config::{parse_duration, Config, ConfigError, DispatchConfig};
+use crate::kafka::{client_config, topic_partitions, Health, KafkaSetupError, REQUEST_TIMEOUT};
 use crate::metrics::Metrics;
-use crate::sources::kafka::{
-    client_config, topic_partitions, Health, KafkaSetupError, REQUEST_TIMEOUT,
-};
 
 /// Why the dispatcher could not run.
 #[derive(Debug, thiserror::Error)]

@@ -8,6 +8,7 @@ pub mod config;
 pub mod dataflow;
 pub mod dispatch;
 pub mod ingest;
+pub mod kafka;
 pub mod metrics;
 pub mod replay;
 pub mod rules;

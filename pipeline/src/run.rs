@@ -1,7 +1,7 @@
 //! `causeway run`: the jobs on live Kafka topics, as a long-running service.
 //!
 //! Each timely worker (of every process) owns a deterministic share of the input
-//! partitions ([`crate::sources::kafka`]), reads them with its own consumer and
+//! partitions ([`crate::kafka`]), reads them with its own consumer and
 //! feeds the shared dataflow through [`Ingest`], exactly as `replay` does with
 //! files. Worker 0 writes the outputs ([`KafkaSink`]); every worker writes its
 //! own dead letters.
@@ -39,14 +39,13 @@ use rdkafka::{Message as _, Offset, TopicPartitionList};
 use crate::config::{parse_duration, Config, ConfigError, Guarantee, Settings};
 use crate::dataflow;
 use crate::ingest::{Ingest, Stats, Watermark};
+use crate::kafka::{
+    checkpoint_key, close, consumer_config, copy_headers, discover, latest_checkpoints,
+    read_fenced, Checkpoint, CheckpointRecord, Health, InputPartition, KafkaSetupError, Mark,
+    Retention, Stored,
+};
 use crate::metrics::{self, Metrics};
-use crate::sinks::kafka::{
-    copy_headers, out_offsets, read_fenced, DlqSink, KafkaSink, OutLog, OutOffsets,
-};
-use crate::sources::kafka::{
-    checkpoint_key, close, consumer_config, discover, latest_checkpoints, Checkpoint,
-    CheckpointRecord, Health, InputPartition, KafkaSetupError, Mark, Retention,
-};
+use crate::sinks::kafka::{out_offsets, DlqSink, KafkaSink, OutLog, OutOffsets};
 use crate::sources::Message;
 
 /// Messages read per worker per round.
@@ -291,7 +290,7 @@ fn rebuild(
     evaluator: &mut causeway_jobs::slo::Evaluator,
     params: &causeway_jobs::Params,
     topics: &crate::config::TopicsConfig,
-    back: &[crate::sinks::kafka::Stored],
+    back: &[Stored],
     resume_from: u64,
 ) {
     use causeway_schemas::records::{EvidenceRecord, ServiceGraphRecord, SliRecord};

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use causeway::sources::kafka::CheckpointRecord;
+use causeway::kafka::CheckpointRecord;
 use causeway_schemas::records::{AlertRecord, SloRecord};
 use causeway_tests::kafka::{
     assert_same, create_topic, create_topics, hostfile, produce_inputs, produce_inputs_split,

@@ -12,7 +12,7 @@
 //!
 //! - **bare consumer** ×1 and ×2 threads: a child process (this binary, `bare`)
 //!   with rdkafka consumers built from `causeway run`'s own consumer settings
-//!   (`sources::kafka::consumer_config`: `fetch.wait.max.ms`, committed reads,
+//!   (`kafka::consumer_config`: `fetch.wait.max.ms`, committed reads,
 //!   statistics, ...), the input partitions discovered and dealt round-robin to
 //!   the threads as `run` deals them to workers, read from the beginning with
 //!   `poll`, counting messages and payload bytes: no copy, no decoding. It
@@ -54,7 +54,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use causeway::config::Config;
-use causeway::sources::kafka::{close, consumer_config, discover, CheckpointRecord, Health};
+use causeway::kafka::{close, consumer_config, discover, CheckpointRecord, Health};
 use causeway_benches::kafka::{
     create_topic, create_topics, partition_counts, produce_inputs, read_topic, Tansu,
 };

@@ -3,7 +3,6 @@
 //! path from bytes to collections.
 
 pub mod file;
-pub mod kafka;
 
 use causeway_schemas::Encoding;
 

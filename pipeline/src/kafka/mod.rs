@@ -1,0 +1,127 @@
+//! Causeway's Kafka client, shared by the source (`causeway run`'s input
+//! consumers) and the sinks (outputs, dead letters, checkpoints): client
+//! settings, topic discovery and assignment ([`topics`]), broker health
+//! ([`health`]), the acknowledging producer ([`producer`]), fenced read-backs
+//! ([`fence`]) and checkpoints ([`checkpoint`]).
+
+use std::time::Duration;
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Headers;
+use rdkafka::Message;
+
+use crate::config::KafkaConfig;
+
+pub mod checkpoint;
+pub mod fence;
+pub mod health;
+pub mod producer;
+pub mod topics;
+
+pub use checkpoint::{
+    checkpoint_key, latest_checkpoints, Checkpoint, CheckpointRecord, Committed, Mark, Retention,
+};
+pub use fence::{read_fenced, Stored, FENCE_KEY};
+pub use health::Health;
+pub use producer::{flush, producer, Acks};
+pub use topics::{discover, inputs, topic_partitions, InputPartition};
+
+/// Timeout of metadata and offset requests.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A Kafka problem at start-up, with what to do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaSetupError {
+    /// A client could not be created (bad librdkafka setting).
+    #[error("cannot create Kafka client: {0}; check [kafka] and [kafka.librdkafka] in the config")]
+    Client(KafkaError),
+    /// Metadata could not be fetched.
+    #[error(
+        "cannot reach Kafka at {brokers}: {source}; check kafka.brokers and that the cluster is up"
+    )]
+    Unreachable {
+        /// Brokers.
+        brokers: String,
+        /// Cause.
+        source: KafkaError,
+    },
+    /// An input topic is missing.
+    #[error("topic {topic:?} does not exist; create it or set kafka.topics.{key}")]
+    MissingTopic {
+        /// Topic name.
+        topic: String,
+        /// Config key.
+        key: &'static str,
+    },
+    /// A topic could not be read back to the fence written at start-up.
+    #[error("reading back {0} did not reach the fence record within 2 minutes; check that the broker is up and the topics are readable")]
+    ReadBack(String),
+    /// Another Kafka operation failed.
+    #[error("Kafka {what} failed: {source}")]
+    Op {
+        /// What was attempted.
+        what: &'static str,
+        /// Cause.
+        source: KafkaError,
+    },
+}
+
+/// A client config with the brokers and every passthrough setting.
+pub fn client_config(k: &KafkaConfig) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &k.brokers);
+    for (key, v) in &k.librdkafka {
+        c.set(key, v);
+    }
+    c
+}
+
+/// Sets `key` unless the passthrough settings chose a value.
+pub fn default_setting(c: &mut ClientConfig, k: &KafkaConfig, key: &str, value: &str) {
+    if !k.librdkafka.contains_key(key) {
+        c.set(key, value);
+    }
+}
+
+/// The settings of `causeway run`'s input consumers (one per worker): the
+/// brokers and passthrough settings, the group, offsets managed by Causeway
+/// (never auto-committed or auto-stored), committed reads only, and statistics
+/// every second (partition ends for the lag gauge). The broker benchmark's bare
+/// consumer uses the same settings.
+pub fn consumer_config(k: &KafkaConfig) -> ClientConfig {
+    let mut c = client_config(k);
+    // One consumer reads many partitions, some empty or idle: a fetch must not
+    // wait the default 500 ms for them.
+    default_setting(&mut c, k, "fetch.wait.max.ms", "20");
+    c.set("group.id", &k.group_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("isolation.level", "read_committed")
+        .set("statistics.interval.ms", "1000");
+    c
+}
+
+/// Closes a consumer, waiting for it in 1 ms steps. Dropping an open consumer
+/// closes it too, but checks whether it is closed only every 100 ms, which
+/// added 0.1 s to every start (the checkpoint read-back) and every exit.
+pub fn close<C: ConsumerContext>(consumer: BaseConsumer<C>) {
+    if consumer.close_queue().is_ok() {
+        while !consumer.closed() {
+            consumer.poll(Duration::from_millis(1));
+        }
+    }
+}
+
+/// The headers of a consumed message, copied.
+pub fn copy_headers<M: Message>(m: &M) -> Vec<(String, Option<Vec<u8>>)> {
+    m.headers()
+        .map(|hs| {
+            hs.iter()
+                .map(|h| (h.key.to_string(), h.value.map(|v| v.to_vec())))
+                .collect()
+        })
+        .unwrap_or_default()
+}

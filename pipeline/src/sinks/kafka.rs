@@ -1,0 +1,362 @@
+//! Kafka sinks for `causeway run`: `causeway_sli`, `causeway_service_graph`
+//! (keyed JSON, on worker 0), and per worker `causeway_dlq` (original bytes) and
+//! `causeway_checkpoints` (with
+//! the client of [`crate::kafka`]).
+//!
+//! Output records are keyed by their dimensions, so a repeat after a crash (the
+//! `at_least_once` guarantee) has the same key and value as the first write. Each
+//! finalization time is flushed and acknowledged before the sink returns, which
+//! lets the emitted frontier (see `dataflow::build`) mean "acknowledged".
+//!
+//! Under `exactly_once`, a restarted sink first reads back what was written since
+//! the last checkpoint ([`written_keys`]) and skips those records: the output is
+//! deterministic, so the skipped records are the ones it would have written.
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use causeway_schemas::records::{
+    AlertRecord, DlqRecord, EvidenceRecord, ServiceGraphRecord, SliRecord, SloRecord,
+};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::Producer;
+
+use crate::config::KafkaConfig;
+use crate::dataflow::OutputSink;
+use crate::kafka::producer::{producer, send, DropAside};
+use crate::kafka::{flush, read_fenced, KafkaSetupError, Stored};
+use crate::metrics::Metrics;
+
+/// The key of an SLI record: its dimensions.
+pub fn sli_key(r: &SliRecord) -> String {
+    format!(
+        "{}|{}|{}|{}|{}",
+        r.sli, r.service, r.environment, r.version, r.window_start
+    )
+}
+
+/// The key of a service-graph record.
+pub fn edge_key(r: &ServiceGraphRecord) -> String {
+    format!("{}|{}|{}", r.client, r.server, r.window_start)
+}
+
+/// The key of an SLO record: SLO target and evaluation time.
+pub fn slo_key(r: &SloRecord) -> String {
+    format!(
+        "{}|{}|{}|{}",
+        r.slo, r.service, r.environment, r.evaluated_at
+    )
+}
+
+/// The key of an evidence record.
+pub fn evidence_key(r: &EvidenceRecord) -> String {
+    match r {
+        EvidenceRecord::Exemplars(x) => format!(
+            "exemplars|{}|{}|{}|{}",
+            x.sli, x.service, x.environment, x.window_start
+        ),
+        EvidenceRecord::Change(c) => format!("change|{}|{}", c.id, c.time_unix_nano),
+    }
+}
+
+/// The Kafka key of an alert record: its dedup key, so a compacted topic keeps
+/// each alert's latest state.
+pub fn alert_key(r: &AlertRecord) -> String {
+    r.dedup_key.clone()
+}
+
+/// What identifies one alert record among its dedup key's updates.
+pub fn alert_ident(r: &AlertRecord) -> String {
+    format!("{}|{}|{}", r.dedup_key, r.status, r.evaluated_at)
+}
+
+/// Output offsets: (topic, partition, offset).
+pub type OutOffsets = Vec<(String, i32, i64)>;
+
+/// After each finalization time, the output offsets every later record is at or after.
+pub type OutLog = Arc<Mutex<Vec<(u64, OutOffsets)>>>;
+
+/// Writes final records to the output topics (worker 0).
+pub struct KafkaSink {
+    producer: DropAside,
+    sli_topic: String,
+    edge_topic: String,
+    slo_topic: String,
+    alert_topic: String,
+    evidence_topic: String,
+    /// Times below this were emitted before the restart.
+    resume_from: u64,
+    /// Keys already written since the last checkpoint (exactly-once restarts).
+    written: HashSet<String>,
+    metrics: Option<Arc<Metrics>>,
+    /// Set at shutdown: later output (windows closed early by the teardown) is dropped.
+    pub discard: Arc<AtomicBool>,
+    /// After each time: the output offsets every later record is at or after.
+    pub log: OutLog,
+}
+
+impl KafkaSink {
+    /// A sink that skips times below `resume_from`.
+    pub fn new(
+        k: &KafkaConfig,
+        resume_from: u64,
+        metrics: Option<Arc<Metrics>>,
+    ) -> Result<Self, KafkaSetupError> {
+        Ok(KafkaSink {
+            producer: DropAside(Some(producer(k, metrics.clone(), "0")?)),
+            sli_topic: k.topics.sli.clone(),
+            edge_topic: k.topics.service_graph.clone(),
+            slo_topic: k.topics.slo.clone(),
+            alert_topic: k.topics.alerts.clone(),
+            evidence_topic: k.topics.evidence.clone(),
+            resume_from,
+            written: HashSet::new(),
+            metrics,
+            discard: Default::default(),
+            log: Default::default(),
+        })
+    }
+
+    /// Writes `records` keyed by `key`, skipping those whose `ident` was read back.
+    fn write<T: serde::Serialize>(
+        &mut self,
+        time: u64,
+        topic: &str,
+        records: &[T],
+        key: fn(&T) -> String,
+        ident: fn(&T) -> String,
+    ) -> usize {
+        let mut n = 0;
+        for r in records {
+            if !self.written.is_empty() && self.written.contains(&ident(r)) {
+                continue;
+            }
+            let k = key(r);
+            let Ok(v) = serde_json::to_vec(r) else {
+                continue;
+            };
+            send(&self.producer, topic, k.as_bytes(), &v, None);
+            n += 1;
+        }
+        flush(&self.producer);
+        if let Some(m) = &self.metrics {
+            m.output_records
+                .with_label_values(&[topic])
+                .inc_by(n as u64);
+        }
+        let next: OutOffsets = self
+            .producer
+            .context()
+            .offsets
+            .lock()
+            .map(|o| {
+                o.iter()
+                    .map(|((t, p), off)| (t.clone(), *p, off + 1))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if let Ok(mut log) = self.log.lock() {
+            log.push((time, next));
+        }
+        n
+    }
+}
+
+impl KafkaSink {
+    /// The output topics, in the order [`read_fenced`] should read them back.
+    pub fn topics(&self) -> [&str; 5] {
+        [
+            &self.sli_topic,
+            &self.edge_topic,
+            &self.evidence_topic,
+            &self.slo_topic,
+            &self.alert_topic,
+        ]
+    }
+
+    /// Reads back every output record and returns them. Under exactly-once,
+    /// the records written since `from` (the checkpointed output offsets) are
+    /// skipped from now on.
+    pub fn read_back(
+        &mut self,
+        k: &KafkaConfig,
+        from: &[(String, i32, i64)],
+        exactly_once: bool,
+    ) -> Result<Vec<Stored>, KafkaSetupError> {
+        let topics = self.topics();
+        let back = read_fenced(k, &topics)?;
+        if exactly_once {
+            for r in &back {
+                let since = from
+                    .iter()
+                    .find(|(t, p, _)| *t == r.topic && *p == r.partition)
+                    .map_or(0, |(_, _, o)| *o);
+                if r.offset < since {
+                    continue;
+                }
+                // Alert records share their dedup key across updates: identify them by content.
+                match serde_json::from_slice::<AlertRecord>(&r.value) {
+                    Ok(a) if r.topic == self.alert_topic => self.written.insert(alert_ident(&a)),
+                    _ => self.written.insert(r.key.clone()),
+                };
+            }
+        }
+        Ok(back)
+    }
+}
+
+impl KafkaSink {
+    /// Set when an output could not be delivered.
+    pub fn failed_flag(&self) -> Arc<AtomicBool> {
+        self.producer.context().failed.clone()
+    }
+}
+
+impl OutputSink for KafkaSink {
+    fn sli(&mut self, time: u64, records: &[SliRecord]) {
+        if time < self.resume_from || self.discard.load(Ordering::SeqCst) {
+            return;
+        }
+        let topic = self.sli_topic.clone();
+        self.write(time, &topic, records, sli_key, sli_key);
+        if let Some(m) = &self.metrics {
+            m.observe_sli(records);
+        }
+    }
+
+    fn edges(&mut self, time: u64, records: &[ServiceGraphRecord]) {
+        if time < self.resume_from || self.discard.load(Ordering::SeqCst) {
+            return;
+        }
+        let topic = self.edge_topic.clone();
+        self.write(time, &topic, records, edge_key, edge_key);
+        if let Some(m) = &self.metrics {
+            m.observe_edges(records);
+        }
+    }
+
+    fn slo(&mut self, time: u64, records: &[SloRecord]) {
+        if let Some(m) = &self.metrics {
+            m.observe_slo(records);
+        }
+        if time < self.resume_from || self.discard.load(Ordering::SeqCst) || records.is_empty() {
+            return;
+        }
+        let topic = self.slo_topic.clone();
+        self.write(time, &topic, records, slo_key, slo_key);
+    }
+
+    fn evidence(&mut self, time: u64, records: &[EvidenceRecord]) {
+        if time < self.resume_from || self.discard.load(Ordering::SeqCst) || records.is_empty() {
+            return;
+        }
+        let topic = self.evidence_topic.clone();
+        self.write(time, &topic, records, evidence_key, evidence_key);
+    }
+
+    fn alerts(&mut self, time: u64, records: &[AlertRecord]) {
+        if time < self.resume_from || self.discard.load(Ordering::SeqCst) || records.is_empty() {
+            return;
+        }
+        let topic = self.alert_topic.clone();
+        self.write(time, &topic, records, alert_key, alert_ident);
+    }
+}
+
+/// The output offsets recorded for the newest time below `emitted`.
+pub fn out_offsets(log: &OutLog, emitted: u64) -> OutOffsets {
+    let Ok(mut log) = log.lock() else {
+        return Vec::new();
+    };
+    let keep = log.partition_point(|(t, _)| *t < emitted);
+    if keep == 0 {
+        return Vec::new();
+    }
+    log.drain(..keep - 1);
+    log[0].1.clone()
+}
+
+/// The producer of one worker: its dead letters and its checkpoint records,
+/// flushed together before the worker's checkpoint counts as taken.
+pub struct DlqSink {
+    producer: DropAside,
+    topic: String,
+}
+
+impl DlqSink {
+    /// A producer for `kafka.topics.dlq`.
+    pub fn new(k: &KafkaConfig, metrics: Option<Arc<Metrics>>) -> Result<Self, KafkaSetupError> {
+        Ok(DlqSink {
+            producer: DropAside(Some(producer(k, metrics, "5")?)),
+            topic: k.topics.dlq.clone(),
+        })
+    }
+
+    /// Writes one dead letter: the original bytes and headers, plus headers
+    /// naming the source and the reason. The key is `topic/partition/offset[/index]`.
+    pub fn send(&self, r: &DlqRecord, payload: &[u8], original: &[(String, Option<Vec<u8>>)]) {
+        let mut h = OwnedHeaders::new();
+        for (k, v) in original {
+            h = h.insert(Header {
+                key: k,
+                value: v.as_deref(),
+            });
+        }
+        let partition = r.partition.to_string();
+        let offset = r.offset.to_string();
+        let index = r.record_index.map(|i| i.to_string());
+        let mut add = |key: &str, value: &str| {
+            h = std::mem::replace(&mut h, OwnedHeaders::new()).insert(Header {
+                key,
+                value: Some(value.as_bytes()),
+            });
+        };
+        add("causeway.source.topic", &r.source);
+        add("causeway.source.partition", &partition);
+        add("causeway.source.offset", &offset);
+        add("causeway.reason", &r.reason);
+        add("causeway.detail", &r.detail);
+        if let Some(i) = &index {
+            add("causeway.record_index", i);
+        }
+        let key = match &index {
+            Some(i) => format!("{}/{}/{}/{}", r.source, r.partition, r.offset, i),
+            None => format!("{}/{}/{}", r.source, r.partition, r.offset),
+        };
+        send(
+            &self.producer,
+            &self.topic,
+            key.as_bytes(),
+            payload,
+            Some(h),
+        );
+    }
+
+    /// Writes one checkpoint record (see [`crate::kafka::CheckpointRecord`]).
+    pub fn send_checkpoint(&self, topic: &str, key: &str, value: &[u8]) {
+        send(&self.producer, topic, key.as_bytes(), value, None);
+    }
+
+    /// A mark: every dead letter or checkpoint record sent before now is
+    /// before it (see [`DlqSink::acknowledged`]).
+    pub fn mark(&self) -> usize {
+        self.producer.context().mark()
+    }
+
+    /// True once every message sent before `mark` is acknowledged (or failed
+    /// for good, see [`DlqSink::failed`]); does not wait.
+    pub fn acknowledged(&self, mark: usize) -> bool {
+        self.producer.context().wait_reported(mark, Duration::ZERO)
+    }
+
+    /// Blocks until every dead letter and checkpoint is acknowledged.
+    pub fn flush(&self) {
+        flush(&self.producer)
+    }
+
+    /// True if a dead letter could not be delivered.
+    pub fn failed(&self) -> bool {
+        self.producer.context().failed.load(Ordering::SeqCst)
+    }
+}
