@@ -558,10 +558,7 @@ impl Config {
             .enumerate()
             .map(|(i, s)| {
                 let key = |k: &str| format!("slo[{i}].{k}");
-                let policy = s
-                    .policy
-                    .clone()
-                    .unwrap_or_else(crate::rules::default_policy);
+                let policy = s.policy.clone().unwrap_or_else(default_policy);
                 let rows = policy
                     .iter()
                     .enumerate()
@@ -852,6 +849,20 @@ fn value(key: &str, problem: &str) -> ConfigError {
         key: key.into(),
         problem: problem.into(),
     }
+}
+
+/// The SRE-workbook multi-window, multi-burn-rate policy (SPEC §4), as config
+/// rows: the evaluator's [`Row::workbook`].
+pub fn default_policy() -> Vec<PolicyRow> {
+    Row::workbook()
+        .into_iter()
+        .map(|r| PolicyRow {
+            severity: r.severity.as_str().into(),
+            long: r.long.1,
+            short: r.short.1,
+            factor: r.factor,
+        })
+        .collect()
 }
 
 #[cfg(test)]

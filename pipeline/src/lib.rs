@@ -3,16 +3,14 @@
 //! The dataflow itself lives in `causeway-jobs`; this crate moves bytes in and
 //! records out.
 
+pub mod alerting;
 pub mod background;
+pub mod commands;
 pub mod config;
 pub mod dataflow;
-pub mod dispatch;
 pub mod ingest;
 pub mod kafka;
 pub mod metrics;
-pub mod replay;
-pub mod rules;
-pub mod run;
 pub mod scenario;
 pub mod sinks;
 pub mod sources;

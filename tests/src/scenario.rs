@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use causeway::replay::{replay, ReplayOptions};
+use causeway::commands::replay::{replay, ReplayOptions};
 use causeway::scenario::Scenario;
 use causeway_schemas::records::AlertRecord;
 use causeway_schemas::time::parse_rfc3339;

@@ -6,7 +6,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use causeway::replay::{replay, ReplayOptions};
+use causeway::commands::replay::{replay, ReplayOptions};
 use causeway_benches::workload::{generate, Format, WorkloadConfig};
 use causeway_schemas::records::SliRecord;
 use causeway_tests::kafka::{

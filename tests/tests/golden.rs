@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use causeway::replay::{replay, ReplayOptions, Summary};
+use causeway::commands::replay::{replay, ReplayOptions, Summary};
 use causeway_schemas::records::DlqRecord;
 use causeway_tests::reference::read_jsonl;
 

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::time::{Duration, Instant};
 
+use causeway::commands::replay::{replay, ReplayOptions};
 use causeway::kafka::CheckpointRecord;
-use causeway::replay::{replay, ReplayOptions};
 use causeway_benches::workload::{generate, Format, WorkloadConfig};
 use causeway_schemas::records::{ServiceGraphRecord, SliRecord};
 use causeway_tests::kafka::{

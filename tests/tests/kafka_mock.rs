@@ -3,8 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use causeway::replay::{replay, ReplayOptions};
-use causeway::run::{run, RunOptions};
+use causeway::commands::replay::{replay, ReplayOptions};
+use causeway::commands::run::{run, RunOptions};
 use causeway_schemas::records::{DlqRecord, SliRecord};
 use causeway_tests::kafka::{assert_same, create_topics, produce_inputs, read_topic, run_config};
 use causeway_tests::reference::read_jsonl;

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use causeway::replay::{replay, ReplayOptions};
+use causeway::commands::replay::{replay, ReplayOptions};
 use causeway_schemas::records::SliRecord;
 use causeway_tests::kafka::{
     assert_same, causeway_binary, create_topic, create_topics, free_port, produce_inputs,

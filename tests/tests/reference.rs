@@ -4,8 +4,8 @@
 
 use std::path::PathBuf;
 
+use causeway::commands::replay::{replay, ReplayOptions};
 use causeway::config::Config;
-use causeway::replay::{replay, ReplayOptions};
 use causeway_benches::workload::{generate, Format, WorkloadConfig};
 use causeway_schemas::records::{ServiceGraphRecord, SliRecord};
 use causeway_tests::reference::{compute, read_accepted, read_jsonl};

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use causeway::replay::{replay, ReplayOptions};
+use causeway::commands::replay::{replay, ReplayOptions};
 use causeway::sources::file::{list_inputs, open};
 use causeway::sources::Topic;
 use causeway_benches::workload::{generate, Format, WorkloadConfig};

@@ -1,33 +1,11 @@
-//! `causeway dispatch`: consumes `causeway_alerts` and pages (SPEC §5).
-//!
-//! Channels, each optional:
-//! - **Alertmanager** API v2: `POST /api/v2/alerts` with the alert's labels and
-//!   its evidence as annotations. Firing alerts are re-sent every
-//!   `resend_interval` with `endsAt` four intervals ahead, as Prometheus does, so
-//!   Alertmanager keeps them active while Causeway is up; a resolved alert is
-//!   sent with its `ends_at`.
-//! - **PagerDuty** Events API v2: `trigger` / `resolve` with the alert's
-//!   `dedup_key`; `critical` for page, `warning` for ticket.
-//! - **Webhook**: the Alertmanager webhook JSON (version 4), one alert per request.
-//!
-//! Each channel consumes the topic in a consumer group of its own
-//! (`<dispatch.group_id>-<channel>`) on a thread of its own, so a channel that is
-//! down holds back only itself: PagerDuty still pages while Alertmanager is away.
-//! Delivery is at least once: a channel commits a record's offset only after it
-//! accepted the record. Transport errors, 5xx, 408 and 429 are retried with
-//! exponential backoff (doubling from `initial_backoff` up to `max_backoff`)
-//! until they succeed or the process is asked to stop; any other 4xx is a
-//! permanent rejection, logged with the response body and skipped (retrying
-//! cannot fix it). Suppressed alerts (maintenance) are recorded on the topic and
-//! not paged. Routing keys and tokens are read from the environment or a file and
-//! never printed.
-//!
-//! `/metrics` (on `dispatch.metrics_bind`) counts attempts per channel and
-//! outcome, records per outcome, and the firing alerts being re-sent.
-//!
-//! At start the dispatcher reads the topic from the beginning: records before the
-//! committed offsets only rebuild the set of firing alerts (for re-sends); the
-//! rest are delivered.
+//! The dispatcher loop: each channel consumes `causeway_alerts` in a consumer
+//! group of its own (`<dispatch.group_id>-<channel>`) on a thread of its own, so
+//! a channel that is down holds back only itself. Delivery is at least once: a
+//! channel commits a record's offset only after it accepted the record.
+//! Transport errors, 5xx, 408 and 429 are retried with exponential backoff; any
+//! other 4xx is a permanent rejection, logged and skipped. At start a channel
+//! reads the topic from the beginning: records before its committed offsets only
+//! rebuild the set of firing alerts (for re-sends); the rest are delivered.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -36,12 +14,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use causeway_schemas::records::AlertRecord;
-use causeway_schemas::time::{format_rfc3339, now_ns, NANOS_PER_SEC};
+use causeway_schemas::time::{now_ns, NANOS_PER_SEC};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
-use serde_json::{json, Value};
 
-use crate::config::{parse_duration, Config, ConfigError, DispatchConfig};
+use super::{channels, duration, Channel, Request};
+use crate::config::{Config, ConfigError};
 use crate::kafka::{client_config, topic_partitions, Health, KafkaSetupError, REQUEST_TIMEOUT};
 use crate::metrics::Metrics;
 
@@ -93,246 +71,6 @@ pub struct DispatchSummary {
     pub retries: u64,
 }
 
-/// A configured channel.
-#[derive(Clone)]
-enum Channel {
-    Alertmanager(String),
-    PagerDuty { url: String, routing_key: Secret },
-    Webhook { url: String, token: Option<Secret> },
-}
-
-impl Channel {
-    fn name(&self) -> &'static str {
-        match self {
-            Channel::Alertmanager(_) => "alertmanager",
-            Channel::PagerDuty { .. } => "pagerduty",
-            Channel::Webhook { .. } => "webhook",
-        }
-    }
-}
-
-/// A secret value whose `Debug` never shows it.
-#[derive(Clone)]
-struct Secret(String);
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
-fn channels(d: &DispatchConfig) -> Result<Vec<Channel>, DispatchError> {
-    let mut out = Vec::new();
-    if let Some(u) = &d.alertmanager_url {
-        out.push(Channel::Alertmanager(format!(
-            "{}/api/v2/alerts",
-            u.trim_end_matches('/')
-        )));
-    }
-    let key = match (&d.pagerduty_routing_key_env, &d.pagerduty_routing_key_file) {
-        (Some(var), _) => Some(std::env::var(var).map_err(|_| {
-            DispatchError::Secret(format!(
-                "environment variable {var} (dispatch.pagerduty_routing_key_env) is not set"
-            ))
-        })?),
-        (None, Some(path)) => Some(
-            std::fs::read_to_string(path)
-                .map_err(|e| {
-                    DispatchError::Secret(format!(
-                        "{path} (dispatch.pagerduty_routing_key_file): {e}"
-                    ))
-                })?
-                .trim()
-                .to_string(),
-        ),
-        (None, None) => None,
-    };
-    if let Some(k) = key {
-        if k.is_empty() {
-            return Err(DispatchError::Secret("it is empty".into()));
-        }
-        out.push(Channel::PagerDuty {
-            url: d.pagerduty_url.clone(),
-            routing_key: Secret(k),
-        });
-    }
-    if let Some(u) = &d.webhook_url {
-        let token = match &d.webhook_token_env {
-            Some(var) => Some(Secret(std::env::var(var).map_err(|_| {
-                DispatchError::Secret(format!(
-                    "environment variable {var} (dispatch.webhook_token_env) is not set"
-                ))
-            })?)),
-            None => None,
-        };
-        out.push(Channel::Webhook {
-            url: u.clone(),
-            token,
-        });
-    }
-    if out.is_empty() {
-        return Err(DispatchError::NoChannel);
-    }
-    Ok(out)
-}
-
-/// Alertmanager API v2 alert: labels (empty values left out, as Alertmanager
-/// drops them) and the evidence as annotations.
-pub fn alertmanager_alert(a: &AlertRecord, now_s: u64, resend: Duration) -> Value {
-    let labels: BTreeMap<&str, &str> = a
-        .labels
-        .iter()
-        .filter(|(_, v)| !v.is_empty())
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    let ends_at = match &a.ends_at {
-        Some(e) => e.clone(),
-        None => format_rfc3339(now_s + 4 * resend.as_secs().max(1)),
-    };
-    json!({
-        "labels": labels,
-        "annotations": annotations(a),
-        "startsAt": a.starts_at,
-        "endsAt": ends_at,
-        "generatorURL": a.runbook_url.clone().unwrap_or_default(),
-    })
-}
-
-/// The evidence of an alert as flat strings (Alertmanager annotations).
-pub fn annotations(a: &AlertRecord) -> BTreeMap<&'static str, String> {
-    let burn: Vec<String> = a
-        .burn_rates
-        .iter()
-        .map(|b| format!("{}={:.2}", b.window, b.burn_rate))
-        .collect();
-    let changes: Vec<String> = a
-        .suspected_changes
-        .iter()
-        .map(|c| {
-            let actor = if c.actor.is_empty() {
-                String::new()
-            } else {
-                format!(" by {}", c.actor)
-            };
-            format!(
-                "{} {} {} ({}){} at {}",
-                c.service,
-                c.action,
-                c.version,
-                c.artifact,
-                actor,
-                format_rfc3339(c.time_unix_nano / NANOS_PER_SEC)
-            )
-        })
-        .collect();
-    let mut m = BTreeMap::from([
-        ("summary", a.summary.clone()),
-        (
-            "description",
-            format!(
-                "SLO {} ({} objective {}) burn rates {}; error budget remaining {:.3}",
-                a.label("slo"),
-                a.sli,
-                a.objective,
-                burn.join(" "),
-                a.error_budget_remaining
-            ),
-        ),
-        ("exemplar_trace_ids", a.exemplar_trace_ids.join(",")),
-        ("suspected_changes", changes.join("; ")),
-        ("culprit", a.culprit.clone()),
-        ("group_key", a.group_key.clone()),
-        ("dedup_key", a.dedup_key.clone()),
-        ("burn_rates", burn.join(" ")),
-        (
-            "error_budget_remaining",
-            format!("{:.4}", a.error_budget_remaining),
-        ),
-    ]);
-    if let Some(r) = &a.runbook_url {
-        m.insert("runbook_url", r.clone());
-    }
-    m
-}
-
-/// PagerDuty Events API v2 event.
-fn pagerduty_event(a: &AlertRecord, routing_key: &str) -> Value {
-    if a.status == "resolved" {
-        return json!({
-            "routing_key": routing_key,
-            "event_action": "resolve",
-            "dedup_key": a.dedup_key,
-        });
-    }
-    let mut summary = a.summary.clone();
-    if summary.len() > 1024 {
-        let mut cut = 1021;
-        while !summary.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        summary.truncate(cut);
-        summary.push_str("...");
-    }
-    let mut event = json!({
-        "routing_key": routing_key,
-        "event_action": "trigger",
-        "dedup_key": a.dedup_key,
-        "payload": {
-            "summary": summary,
-            "source": a.label("service"),
-            "severity": if a.label("severity") == "page" { "critical" } else { "warning" },
-            "timestamp": a.starts_at,
-            "component": a.culprit,
-            "group": a.group_key,
-            "class": a.sli,
-            "custom_details": {
-                "slo": a.label("slo"),
-                "environment": a.label("environment"),
-                "objective": a.objective,
-                "burn_rates": a.burn_rates,
-                "error_budget_remaining": a.error_budget_remaining,
-                "exemplar_trace_ids": a.exemplar_trace_ids,
-                "suspected_changes": a.suspected_changes,
-                "culprit": a.culprit,
-            },
-        },
-    });
-    if let Some(r) = &a.runbook_url {
-        event["links"] = json!([{ "href": r, "text": "Runbook" }]);
-    }
-    event
-}
-
-/// The Alertmanager webhook payload (version 4) for one alert.
-fn webhook_payload(a: &AlertRecord) -> Value {
-    let labels: BTreeMap<&str, &str> = a
-        .labels
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    let annotations = annotations(a);
-    json!({
-        "version": "4",
-        "groupKey": a.group_key,
-        "truncatedAlerts": 0,
-        "status": a.status,
-        "receiver": "causeway",
-        "groupLabels": { "alertname": a.label("alertname") },
-        "commonLabels": labels,
-        "commonAnnotations": annotations,
-        "externalURL": "",
-        "alerts": [{
-            "status": a.status,
-            "labels": labels,
-            "annotations": annotations,
-            "startsAt": a.starts_at,
-            "endsAt": a.ends_at.clone().unwrap_or_else(|| "0001-01-01T00:00:00Z".into()),
-            "generatorURL": a.runbook_url.clone().unwrap_or_default(),
-            "fingerprint": a.dedup_key,
-        }],
-    })
-}
-
 /// The outcome of one HTTP attempt.
 enum Attempt {
     Ok,
@@ -340,12 +78,12 @@ enum Attempt {
     Reject(String),
 }
 
-fn post(agent: &ureq::Agent, url: &str, body: &Value, bearer: Option<&Secret>) -> Attempt {
-    let mut req = agent.post(url).set("Content-Type", "application/json");
-    if let Some(t) = bearer {
-        req = req.set("Authorization", &format!("Bearer {}", t.0));
+fn post(agent: &ureq::Agent, r: &Request) -> Attempt {
+    let mut req = agent.post(&r.url).set("Content-Type", "application/json");
+    if let Some(t) = &r.bearer {
+        req = req.set("Authorization", &format!("Bearer {}", t.expose()));
     }
-    match req.send_string(&body.to_string()) {
+    match req.send_string(&r.body.to_string()) {
         Ok(_) => Attempt::Ok,
         Err(ureq::Error::Status(code, resp)) => {
             let text = resp.into_string().unwrap_or_default();
@@ -362,7 +100,7 @@ fn post(agent: &ureq::Agent, url: &str, body: &Value, bearer: Option<&Secret>) -
 
 /// One channel's delivery loop.
 struct Dispatcher {
-    channel: Channel,
+    channel: Box<dyn Channel>,
     metrics: Arc<Metrics>,
     agent: ureq::Agent,
     backoff: (Duration, Duration),
@@ -372,15 +110,10 @@ struct Dispatcher {
 }
 
 impl Dispatcher {
-    /// Sends `body` until it is accepted, rejected for good, or the dispatcher is
+    /// Sends `r` until it is accepted, rejected for good, or the dispatcher is
     /// stopping. False only when stopping.
-    fn send(&mut self, body: &Value, what: &str) -> bool {
+    fn send(&mut self, r: &Request, what: &str) -> bool {
         let name = self.channel.name();
-        let (url, bearer) = match &self.channel {
-            Channel::Alertmanager(u) => (u.clone(), None),
-            Channel::PagerDuty { url, .. } => (url.clone(), None),
-            Channel::Webhook { url, token } => (url.clone(), token.clone()),
-        };
         let mut delay = self.backoff.0;
         let count = |outcome: &str| {
             self.metrics
@@ -389,7 +122,7 @@ impl Dispatcher {
                 .inc()
         };
         loop {
-            match post(&self.agent, &url, body, bearer.as_ref()) {
+            match post(&self.agent, r) {
                 Attempt::Ok => {
                     count("ok");
                     return true;
@@ -423,27 +156,17 @@ impl Dispatcher {
 
     /// Delivers one alert record. False when stopping.
     fn deliver(&mut self, a: &AlertRecord) -> bool {
-        let body = match &self.channel {
-            Channel::Alertmanager(_) => {
-                json!([alertmanager_alert(a, now_ns() / NANOS_PER_SEC, self.resend)])
-            }
-            Channel::PagerDuty { routing_key, .. } => pagerduty_event(a, &routing_key.0),
-            Channel::Webhook { .. } => webhook_payload(a),
-        };
-        self.send(&body, &format!("{} alert {}", a.status, a.dedup_key))
+        let r = self.channel.request(a, now_ns() / NANOS_PER_SEC);
+        self.send(&r, &format!("{} alert {}", a.status, a.dedup_key))
     }
 
-    /// Re-sends every firing alert (Alertmanager only). False when stopping.
+    /// Re-sends every firing alert, for a channel that needs it. False when
+    /// stopping.
     fn resend_firing(&mut self, firing: &BTreeMap<String, AlertRecord>) -> bool {
-        if !matches!(self.channel, Channel::Alertmanager(_)) || firing.is_empty() {
-            return true;
+        match self.channel.resend(firing, now_ns() / NANOS_PER_SEC) {
+            Some(r) => self.send(&r, "re-send of the firing alerts"),
+            None => true,
         }
-        let now = now_ns() / NANOS_PER_SEC;
-        let body: Vec<Value> = firing
-            .values()
-            .map(|a| alertmanager_alert(a, now, self.resend))
-            .collect();
-        self.send(&Value::Array(body), "re-send of the firing alerts")
     }
 }
 
@@ -455,7 +178,6 @@ pub fn dispatch(opts: &DispatchOptions) -> Result<DispatchSummary, DispatchError
     let settings = config.settings()?;
     let d = &config.dispatch;
     let channels = channels(d)?;
-    let dur = |v: &str| Duration::from_nanos(parse_duration(v).unwrap_or(0));
     let stop = Arc::new(AtomicBool::new(false));
     crate::background::watch_signals("causeway dispatch", stop.clone());
     let metrics = Arc::new(Metrics::new(config.metrics.max_series));
@@ -472,7 +194,7 @@ pub fn dispatch(opts: &DispatchOptions) -> Result<DispatchSummary, DispatchError
         config.kafka.topics.alerts,
         channels
             .iter()
-            .map(Channel::name)
+            .map(|c| c.name())
             .collect::<Vec<_>>()
             .join(", ")
     );
@@ -485,10 +207,10 @@ pub fn dispatch(opts: &DispatchOptions) -> Result<DispatchSummary, DispatchError
                 channel,
                 metrics: metrics.clone(),
                 agent: ureq::AgentBuilder::new()
-                    .timeout(dur(&d.request_timeout))
+                    .timeout(duration(&d.request_timeout))
                     .build(),
-                backoff: (dur(&d.initial_backoff), dur(&d.max_backoff)),
-                resend: dur(&d.resend_interval),
+                backoff: (duration(&d.initial_backoff), duration(&d.max_backoff)),
+                resend: duration(&d.resend_interval),
                 stop: stop.clone(),
                 summary: DispatchSummary::default(),
             };
@@ -635,7 +357,7 @@ fn run_channel(
                 } else {
                     firing.remove(&a.dedup_key);
                 }
-                if matches!(dispatcher.channel, Channel::Alertmanager(_)) {
+                if dispatcher.channel.resends_firing() {
                     metrics
                         .dispatch_firing
                         .with_label_values(&[channel])

@@ -12,24 +12,10 @@
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
 
-use causeway_jobs::slo::Row;
-
-use crate::config::{Config, PolicyRow, SloConfig};
-
-/// The SRE-workbook multi-window, multi-burn-rate policy (SPEC §4), as config
-/// rows: the evaluator's [`Row::workbook`].
-pub fn default_policy() -> Vec<PolicyRow> {
-    Row::workbook()
-        .into_iter()
-        .map(|r| PolicyRow {
-            severity: r.severity.as_str().into(),
-            long: r.long.1,
-            short: r.short.1,
-            factor: r.factor,
-        })
-        .collect()
-}
+use crate::config::{default_policy, Config, SloConfig};
 
 /// A number without float noise (`0.0010000000000000009` → `0.001`).
 fn num(v: f64) -> String {
@@ -143,4 +129,37 @@ pub fn rules_yaml(config: &Config) -> String {
         }
     }
     y
+}
+
+/// `causeway rules`' arguments.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Config file (TOML) with [[slo]] sections.
+    #[arg(long)]
+    config: PathBuf,
+    /// Output file (default: standard output).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+/// Writes the rules of a config's SLOs.
+pub fn main(args: Args) -> ExitCode {
+    let config = match Config::load(Some(&args.config)) {
+        Ok(c) => c,
+        Err(e) => return super::fail("rules", e),
+    };
+    let yaml = rules_yaml(&config);
+    let written = match args.out {
+        Some(path) => {
+            std::fs::write(&path, yaml).map_err(|e| format!("cannot write {}: {e}", path.display()))
+        }
+        None => {
+            print!("{yaml}");
+            Ok(())
+        }
+    };
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => super::fail("rules", e),
+    }
 }

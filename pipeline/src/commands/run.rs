@@ -28,6 +28,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
@@ -976,4 +977,64 @@ fn drained(consumer: &BaseConsumer<Health>, mine: &mut [Assigned], idle: Duratio
     }
     check_ends(consumer, mine, quiet);
     mine.iter().all(Assigned::at_end)
+}
+
+/// `causeway run`'s arguments (`-h` is the hostfile, as timely has it).
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Config file (TOML); see deploy/causeway.example.toml.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Worker threads per process.
+    #[arg(short = 'w', long, default_value_t = 1)]
+    workers: usize,
+    /// Number of processes in the timely cluster.
+    #[arg(short = 'n', long, default_value_t = 1)]
+    processes: usize,
+    /// Index of this process, 0..n.
+    #[arg(short = 'p', long, default_value_t = 0)]
+    process: usize,
+    /// Hostfile: one host:port per line, one line per process (default localhost:2101+p).
+    #[arg(short = 'h', long)]
+    hostfile: Option<PathBuf>,
+    /// Exit once every input partition is read to its end and idle (after emitting every window).
+    #[arg(long)]
+    drain: bool,
+    /// Print help.
+    #[arg(long, action = clap::ArgAction::Help)]
+    help: Option<bool>,
+}
+
+/// Runs `causeway run` until it is stopped and prints what it read.
+pub fn main(args: Args) -> ExitCode {
+    let opts = RunOptions {
+        config: args.config,
+        threads: args.workers,
+        processes: args.processes,
+        process: args.process,
+        hostfile: args.hostfile,
+        drain: args.drain,
+    };
+    match run(&opts) {
+        Ok(s) => {
+            let rejected: Vec<String> = s
+                .stats
+                .rejected
+                .iter()
+                .map(|((t, r), n)| format!("{} {} {n}", t.default_name(), r.as_str()))
+                .collect();
+            eprintln!(
+                "causeway run: stopped; {} partitions, {} messages, {} records ({} accepted, {} rejected{}{})",
+                s.partitions,
+                s.stats.messages,
+                s.stats.records,
+                s.stats.accepted_total(),
+                s.stats.rejected_total(),
+                if rejected.is_empty() { "" } else { ": " },
+                rejected.join(", ")
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => super::fail("run", e),
+    }
 }

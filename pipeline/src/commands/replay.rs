@@ -2,6 +2,7 @@
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -290,4 +291,92 @@ fn run_worker(
         worker.step();
     }
     Ok(closed)
+}
+
+/// `causeway replay`'s arguments.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Directory of input files named otlp_spans*, otlp_logs*, deploys*, audit* (.jsonl, .json, .pb).
+    #[arg(long)]
+    input: PathBuf,
+    /// Output directory (created if missing).
+    #[arg(long)]
+    out: PathBuf,
+    /// Config file (TOML); see deploy/causeway.example.toml.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Worker threads.
+    #[arg(short = 'w', long, default_value_t = 1)]
+    workers: usize,
+    /// Hide the progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+/// Runs `causeway replay` and prints its summary.
+pub fn main(args: Args) -> ExitCode {
+    let opts = ReplayOptions {
+        input: args.input,
+        out: args.out,
+        config: args.config,
+        workers: args.workers,
+        progress: !args.quiet,
+    };
+    match replay(&opts) {
+        Ok(summary) => {
+            print_summary(&summary);
+            ExitCode::SUCCESS
+        }
+        Err(e) => super::fail("replay", e),
+    }
+}
+
+fn print_summary(s: &Summary) {
+    let st = &s.stats;
+    eprintln!("causeway replay: {} input files", s.files);
+    eprintln!("  messages read    {}", st.messages);
+    eprintln!(
+        "  records read     {} = accepted {} + rejected {}",
+        st.records,
+        st.accepted_total(),
+        st.rejected_total()
+    );
+    let accepted: Vec<String> = st
+        .accepted
+        .iter()
+        .map(|(t, n)| format!("{} {n}", t.default_name()))
+        .collect();
+    eprintln!(
+        "  accepted         {}",
+        if accepted.is_empty() {
+            "none".into()
+        } else {
+            accepted.join(", ")
+        }
+    );
+    let mut by_reason: std::collections::BTreeMap<&str, u64> = Default::default();
+    for ((_, r), n) in &st.rejected {
+        *by_reason.entry(r.as_str()).or_default() += n;
+    }
+    let rejected: Vec<String> = by_reason.iter().map(|(r, n)| format!("{r} {n}")).collect();
+    eprintln!(
+        "  rejected         {}",
+        if rejected.is_empty() {
+            "none".into()
+        } else {
+            rejected.join(", ")
+        }
+    );
+    eprintln!(
+        "  late             {}",
+        by_reason.get("late").copied().unwrap_or(0)
+    );
+    eprintln!(
+        "  windows emitted  {} ({} SLI records, {} service-graph edges)",
+        s.windows, s.sli_records, s.edge_records
+    );
+    eprintln!(
+        "  alerts           {} records (alerts.jsonl; burn rates in slo.jsonl)",
+        s.alert_records
+    );
 }
