@@ -26,7 +26,7 @@
 //! never closed on shutdown (that would emit unfinished windows); they are only
 //! closed in `--drain` mode, once every partition is read to its end and idle.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,23 +34,18 @@ use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::message::Headers;
-use rdkafka::{Message as _, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 
 use crate::config::{parse_duration, Config, ConfigError, Guarantee, Settings};
 use crate::dataflow;
-use crate::ingest::{Ingest, Stats, Watermark};
+use crate::ingest::{Ingest, Stats};
 use crate::kafka::{
-    checkpoint_key, close, consumer_config, copy_headers, discover, latest_checkpoints,
-    read_fenced, Checkpoint, CheckpointRecord, Health, InputPartition, KafkaSetupError, Mark,
-    Retention, Stored,
+    checkpoint_key, close, consumer_config, discover, latest_checkpoints, read_fenced, Checkpoint,
+    CheckpointRecord, Committed, Health, KafkaSetupError, Mark, Stored,
 };
 use crate::metrics::{self, Metrics};
 use crate::sinks::kafka::{out_offsets, DlqSink, KafkaSink, OutLog, OutOffsets};
-use crate::sources::Message;
-
-/// Messages read per worker per round.
-const ROUND_MESSAGES: usize = 512;
+use crate::sources::kafka::{Assigned, KafkaSource};
 
 /// How long a worker reads before it steps the dataflow.
 const ROUND_READ: Duration = Duration::from_millis(20);
@@ -339,39 +334,18 @@ fn rebuild(
     eprintln!("causeway run: alert state rebuilt from {n} emitted windows");
 }
 
-/// One input partition as a worker reads it.
-struct Assigned {
-    part: InputPartition,
-    name: String,
-    wm: Watermark,
-    retention: Retention,
-    /// Next offset to read.
-    position: u64,
-    /// Dead letters below this offset were written before the restart.
-    dlq_from: u64,
-    /// Timestamp (ms) of the last message read.
-    last_ts: Option<i64>,
-    /// The last checkpoint written (an unchanged one is not written again).
-    last_checkpoint: Option<CheckpointRecord>,
-    last_message: Instant,
-    /// When the broker last said whether the partition is read to its end.
-    end_checked: Option<(Instant, bool)>,
-}
+/// Worker 0's output sink.
+type Sink = Option<Box<dyn dataflow::OutputSink>>;
 
-fn run_worker(worker: &mut timely::worker::Worker, sh: &Shared) -> Result<(), RunError> {
-    let (index, peers) = (worker.index(), worker.peers());
+/// Where this worker resumes (from the newest checkpoints) and, on worker 0,
+/// the output sink, with the SLO evaluator rebuilt from the outputs read back.
+fn outputs(
+    index: usize,
+    checkpoints: &[Committed],
+    sh: &Shared,
+) -> Result<(Resume, Sink, causeway_jobs::slo::Evaluator), RunError> {
     let k = &sh.config.kafka;
     let metrics = Some(sh.metrics.clone());
-    let consumer: BaseConsumer<Health> = consumer_config(k)
-        .create_with_context(Health {
-            metrics: metrics.clone(),
-            ..Health::default()
-        })
-        .map_err(KafkaSetupError::Client)?;
-    let all = discover(&consumer, k)?;
-    let dlq = DlqSink::new(k, metrics.clone())?;
-    let stored = read_fenced(k, &[&k.topics.checkpoints])?;
-    let checkpoints = latest_checkpoints(&k.group_id, &all, &stored);
     let resume_from = checkpoints
         .iter()
         .flatten()
@@ -393,7 +367,7 @@ fn run_worker(worker: &mut timely::worker::Worker, sh: &Shared) -> Result<(), Ru
         sink: None,
     };
     let mut evaluator = dataflow::evaluator(&sh.settings);
-    let sink: Option<Box<dyn dataflow::OutputSink>> = if index == 0 {
+    let sink: Sink = if index == 0 {
         let mut sink = KafkaSink::new(k, resume_from, metrics.clone())?;
         if resume_from > 0 {
             let exactly_once = sh.config.processing.guarantee == Guarantee::ExactlyOnce;
@@ -413,65 +387,35 @@ fn run_worker(worker: &mut timely::worker::Worker, sh: &Shared) -> Result<(), Ru
     } else {
         None
     };
+    Ok((resume, sink, evaluator))
+}
+
+fn run_worker(worker: &mut timely::worker::Worker, sh: &Shared) -> Result<(), RunError> {
+    let (index, peers) = (worker.index(), worker.peers());
+    let k = &sh.config.kafka;
+    let metrics = Some(sh.metrics.clone());
+    let consumer: BaseConsumer<Health> = consumer_config(k)
+        .create_with_context(Health {
+            metrics: metrics.clone(),
+            ..Health::default()
+        })
+        .map_err(KafkaSetupError::Client)?;
+    let all = discover(&consumer, k)?;
+    let dlq = DlqSink::new(k, metrics.clone())?;
+    let stored = read_fenced(k, &[&k.topics.checkpoints])?;
+    let checkpoints = latest_checkpoints(&k.group_id, &all, &stored);
+    let (resume, sink, evaluator) = outputs(index, &checkpoints, sh)?;
     let (inputs, probe) = dataflow::build(worker, &sh.settings, sink, evaluator);
     let mut ingest = Ingest::new(inputs, sh.settings.clone());
 
-    let started = Instant::now();
-    let mut mine: Vec<Assigned> = Vec::new();
-    let mut tpl = TopicPartitionList::new();
-    for (i, (p, cp)) in all.iter().zip(checkpoints).enumerate() {
-        if i % peers != index {
-            continue;
-        }
-        let (restart, cp) = cp.unwrap_or_default();
-        let start = match (restart, cp.ts_ms) {
-            (0, _) => Offset::Beginning,
-            (o, Some(ts)) => seek_by_time(&consumer, p, ts)
-                .filter(|s| *s <= o)
-                .map_or(Offset::Offset(o as i64), |s| Offset::Offset(s as i64)),
-            (o, None) => Offset::Offset(o as i64),
-        };
-        tpl.add_partition_offset(&p.topic_name, p.partition, start)
-            .map_err(|source| KafkaSetupError::Op {
-                what: "assigning partitions",
-                source,
-            })?;
-        mine.push(Assigned {
-            name: p.name(),
-            part: p.clone(),
-            wm: Watermark::restored(cp.max_seen),
-            retention: Retention::default(),
-            position: restart,
-            dlq_from: cp.read,
-            last_ts: cp.ts_ms,
-            last_checkpoint: None,
-            last_message: started,
-            end_checked: None,
-        });
-    }
-    consumer
-        .assign(&tpl)
-        .map_err(|source| KafkaSetupError::Op {
-            what: "assigning partitions",
-            source,
-        })?;
-    drop(tpl);
+    let mut source = KafkaSource::assign(consumer, &all, checkpoints, index, peers)?;
     {
         let mut s = sh
             .summary
             .lock()
             .map_err(|_| RunError::Workers("poisoned".into()))?;
-        s.partitions += mine.len();
+        s.partitions += source.parts.len();
     }
-    // topic → partition → index in `mine`, looked up without allocating per message.
-    let mut lookup: HashMap<String, HashMap<i32, usize>> = HashMap::new();
-    for (i, a) in mine.iter().enumerate() {
-        lookup
-            .entry(a.part.topic_name.clone())
-            .or_default()
-            .insert(a.part.partition, i);
-    }
-
     let lateness = sh.settings.allowed_lateness_ns;
     let idle = Duration::from_nanos(sh.settings.idle_timeout_ns);
     let commit_every =
@@ -479,13 +423,6 @@ fn run_worker(worker: &mut timely::worker::Worker, sh: &Shared) -> Result<(), Ru
     let mut last_commit = Instant::now();
     let mut reported = Stats::default();
     let worker_label = index.to_string();
-    // One buffer for every message's bytes.
-    let mut msg = Message {
-        offset: 0,
-        payload: Vec::new(),
-        traceparent: None,
-        framing_error: None,
-    };
     // `--drain`: the rounds since the last message in which nothing happened.
     let mut quiet = Duration::ZERO;
     // A checkpoint waiting for its dead letters to be acknowledged.
@@ -496,81 +433,11 @@ fn run_worker(worker: &mut timely::worker::Worker, sh: &Shared) -> Result<(), Ru
             break;
         }
         let round = Instant::now();
-        let mut read = 0;
         let previous = ingest.time();
         let progress = probe.with_frontier(|f| f.first().copied());
         let deadline = round + ROUND_READ;
-        for n in 0..ROUND_MESSAGES {
-            let wait = if n == 0 {
-                Duration::from_millis(10)
-            } else {
-                Duration::ZERO
-            };
-            let m = match consumer.poll(wait) {
-                None => break,
-                Some(Err(e)) => {
-                    eprintln!("causeway run: consume: {e}");
-                    sh.metrics
-                        .kafka_errors
-                        .with_label_values(&["consume"])
-                        .inc();
-                    break;
-                }
-                Some(Ok(m)) => m,
-            };
-            read += 1;
-            sh.metrics.kafka_up.set(1);
-            let Some(&i) = lookup.get(m.topic()).and_then(|p| p.get(&m.partition())) else {
-                continue;
-            };
-            let a = &mut mine[i];
-            let offset = m.offset().max(0) as u64;
-            if offset < a.position {
-                // Before the restart point: a timestamp seek lands on the start of
-                // the record batch that holds it.
-                continue;
-            }
-            msg.offset = offset;
-            msg.payload.clear();
-            msg.payload
-                .extend_from_slice(m.payload().unwrap_or_default());
-            msg.traceparent = traceparent(&m);
-            let mark = Mark {
-                offset,
-                max_seen: a.wm.max_seen(),
-                ts_ms: m.timestamp().to_millis(),
-            };
-            let first_dead = ingest.dlq.len();
-            let needed = ingest.process(
-                &a.name,
-                a.part.topic,
-                a.part.encoding,
-                a.part.id,
-                &mut a.wm,
-                &msg,
-            );
-            if let Some(leave) = needed {
-                a.retention.note(leave, mark);
-            }
-            if ingest.dlq.len() > first_dead {
-                let headers = copy_headers(&m);
-                for mut r in ingest.dlq.drain(first_dead..) {
-                    if r.offset >= a.dlq_from {
-                        r.source = a.part.topic_name.clone();
-                        r.partition = a.part.partition as u32;
-                        dlq.send(&r, &msg.payload, &headers);
-                    }
-                }
-            }
-            let now = Instant::now();
-            a.position = offset + 1;
-            a.last_ts = mark.ts_ms;
-            a.last_message = now;
-            if now > deadline {
-                break;
-            }
-        }
-        let watermark = watermark(&consumer, &mut mine, lateness, idle);
+        let read = source.read_round(&mut ingest, &dlq, &sh.metrics, deadline);
+        let watermark = source.watermark(lateness, idle);
         ingest.advance(watermark);
         // Do the work this round gave this worker: step until no operator is
         // active (or for ROUND_STEP), then read on. Not until the output
@@ -596,16 +463,16 @@ fn run_worker(worker: &mut timely::worker::Worker, sh: &Shared) -> Result<(), Ru
                 return Err(RunError::Delivery);
             }
             if pending.is_none() {
-                pending = take_checkpoint(&probe, &mut mine, &dlq, &resume);
+                pending = take_checkpoint(&probe, &mut source.parts, &dlq, &resume);
             }
-            report_health(&consumer, &mine, &ingest, &worker_label, sh);
+            report_health(&source, &ingest, &worker_label, sh);
         }
         if pending.as_ref().is_some_and(|t| dlq.acknowledged(t.mark)) {
             if dlq.failed() {
                 return Err(RunError::Delivery);
             }
             if let Some(t) = pending.take() {
-                write_checkpoint(&consumer, &mine, &dlq, t, sh);
+                write_checkpoint(&source, &dlq, t, sh);
             }
         }
         if read > 0 {
@@ -620,7 +487,7 @@ fn run_worker(worker: &mut timely::worker::Worker, sh: &Shared) -> Result<(), Ru
             quiet += round.elapsed().saturating_sub(stepped);
         }
         let check = Instant::now();
-        if sh.drain && drained(&consumer, &mut mine, idle) {
+        if sh.drain && source.drained(idle) {
             // Asking the broker whether all is read was waiting too.
             if read == 0 {
                 quiet += check.elapsed();
@@ -638,7 +505,7 @@ fn run_worker(worker: &mut timely::worker::Worker, sh: &Shared) -> Result<(), Ru
         }
         // Every partition is read to its end: close the inputs so the last
         // windows are emitted, as `replay` does at the end of its files.
-        checkpoint_now(&consumer, &probe, &mut mine, &dlq, &resume, pending, sh);
+        checkpoint_now(&mut source, &probe, &dlq, &resume, pending, sh);
         let closed = ingest.close();
         while !probe.done() {
             worker.step_or_park(Some(Duration::from_millis(1)));
@@ -652,10 +519,10 @@ fn run_worker(worker: &mut timely::worker::Worker, sh: &Shared) -> Result<(), Ru
             .map_err(|_| RunError::Workers("poisoned".into()))?;
         s.stats.merge(&closed.stats);
         drop(s);
-        close(consumer);
+        close(source.consumer);
         return Ok(());
     }
-    checkpoint_now(&consumer, &probe, &mut mine, &dlq, &resume, pending, sh);
+    checkpoint_now(&mut source, &probe, &dlq, &resume, pending, sh);
     {
         let mut s = sh
             .summary
@@ -668,118 +535,8 @@ fn run_worker(worker: &mut timely::worker::Worker, sh: &Shared) -> Result<(), Ru
     if let Some((_, _, discard)) = &resume.sink {
         discard.store(true, Ordering::SeqCst);
     }
-    close(consumer);
+    close(source.consumer);
     Ok(())
-}
-
-/// The first offset whose timestamp is at or after `ts_ms`: on every broker a
-/// safe place to start reading a message with that timestamp (the start of its
-/// record batch on brokers that cannot fetch from inside a batch).
-fn seek_by_time(consumer: &BaseConsumer<Health>, p: &InputPartition, ts_ms: i64) -> Option<u64> {
-    let mut q = TopicPartitionList::new();
-    q.add_partition_offset(&p.topic_name, p.partition, Offset::Offset(ts_ms))
-        .ok()?;
-    let r = consumer
-        .offsets_for_times(q, Duration::from_secs(10))
-        .ok()?;
-    let found = r.elements().first().and_then(|e| match e.offset() {
-        Offset::Offset(o) if o >= 0 => Some(o as u64),
-        _ => None,
-    });
-    drop(r);
-    found
-}
-
-/// The W3C `traceparent` header of a message, if any.
-fn traceparent<M: rdkafka::Message>(m: &M) -> Option<String> {
-    let h = m.headers()?;
-    h.iter()
-        .find(|h| h.key.eq_ignore_ascii_case("traceparent"))
-        .and_then(|h| h.value)
-        .map(|v| String::from_utf8_lossy(v).into_owned())
-}
-
-/// SPEC §2: the minimum watermark of the partitions that are not idle. A
-/// partition is idle once it has had no message for `idle` and the broker says
-/// it is read to its end. When every partition is idle, the newest of their
-/// watermarks.
-fn watermark(
-    consumer: &BaseConsumer<Health>,
-    mine: &mut [Assigned],
-    lateness: u64,
-    idle: Duration,
-) -> u64 {
-    if mine.is_empty() {
-        return u64::MAX;
-    }
-    let value = |a: &Assigned| a.wm.value(lateness).unwrap_or(0);
-    // A partition still re-reading what it had read before a restart is never
-    // idle, however slow its first fetch: its records are known to exist.
-    let quiet = |a: &Assigned| a.position >= a.dlq_from && a.last_message.elapsed() >= idle;
-    check_ends(consumer, mine, quiet);
-    let mut active = None;
-    for a in mine.iter() {
-        let is_idle = quiet(a) && a.at_end();
-        if !is_idle {
-            active = Some(active.map_or(value(a), |m: u64| m.min(value(a))));
-        }
-    }
-    active.unwrap_or_else(|| mine.iter().map(value).max().unwrap_or(0))
-}
-
-impl Assigned {
-    /// Whether the broker last said the partition is read to its end.
-    fn at_end(&self) -> bool {
-        self.end_checked.is_some_and(|(_, at_end)| at_end)
-    }
-}
-
-/// Asks the broker where the partitions that `wanted` selects end, each at
-/// most once a second, all in one request (`ListOffsets`, as
-/// `fetch_watermarks` sends it for one partition: a worker with many quiet
-/// partitions waited a round trip for each of them every second).
-fn check_ends(
-    consumer: &BaseConsumer<Health>,
-    mine: &mut [Assigned],
-    wanted: impl Fn(&Assigned) -> bool,
-) {
-    let second = Duration::from_secs(1);
-    let due: Vec<usize> = (0..mine.len())
-        .filter(|&i| {
-            let a = &mine[i];
-            wanted(a)
-                && a.end_checked
-                    .is_none_or(|(when, _)| when.elapsed() >= second)
-        })
-        .collect();
-    if due.is_empty() {
-        return;
-    }
-    let mut query = TopicPartitionList::new();
-    for &i in &due {
-        let p = &mine[i].part;
-        if query
-            .add_partition_offset(&p.topic_name, p.partition, Offset::End)
-            .is_err()
-        {
-            return;
-        }
-    }
-    let ends = consumer.offsets_for_times(query, second).ok();
-    let now = Instant::now();
-    for i in due {
-        let a = &mut mine[i];
-        let end = ends
-            .as_ref()
-            .and_then(|r| r.find_partition(&a.part.topic_name, a.part.partition))
-            .filter(|e| e.error().is_ok())
-            .and_then(|e| match e.offset() {
-                Offset::Offset(o) => Some(o),
-                _ => None,
-            });
-        let at_end = end.is_some_and(|high| a.position as i64 >= high);
-        a.end_checked = Some((now, at_end));
-    }
 }
 
 /// Where a worker resumed, and (worker 0) its handles on the sink: the output
@@ -884,17 +641,11 @@ fn take_checkpoint(
 
 /// Writes a taken checkpoint whose dead letters are acknowledged, and commits
 /// the group's offsets to match.
-fn write_checkpoint(
-    consumer: &BaseConsumer<Health>,
-    mine: &[Assigned],
-    dlq: &DlqSink,
-    taken: Taken,
-    sh: &Shared,
-) {
+fn write_checkpoint(source: &KafkaSource, dlq: &DlqSink, taken: Taken, sh: &Shared) {
     let k = &sh.config.kafka;
     let mut tpl = TopicPartitionList::new();
     for (i, offset, json) in taken.records {
-        let a = &mine[i];
+        let a = &source.parts[i];
         dlq.send_checkpoint(
             &k.topics.checkpoints,
             &checkpoint_key(&k.group_id, &a.part),
@@ -910,7 +661,7 @@ fn write_checkpoint(
     }
     // The group's committed offsets mirror the checkpoint for lag monitoring
     // (and carry it as metadata on brokers that keep metadata).
-    if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
+    if let Err(e) = source.consumer.commit(&tpl, CommitMode::Async) {
         eprintln!("causeway run: commit failed (will retry): {e}");
         sh.metrics.kafka_errors.with_label_values(&["commit"]).inc();
     }
@@ -919,9 +670,8 @@ fn write_checkpoint(
 /// Takes a checkpoint and waits until it is durable (with the one still
 /// waiting for its dead letters, if any): before a shutdown or a drain's close.
 fn checkpoint_now(
-    consumer: &BaseConsumer<Health>,
+    source: &mut KafkaSource,
     probe: &timely::dataflow::ProbeHandle<u64>,
-    mine: &mut [Assigned],
     dlq: &DlqSink,
     resume: &Resume,
     pending: Option<Taken>,
@@ -930,31 +680,17 @@ fn checkpoint_now(
     // Every dead letter so far is durable: both checkpoints may be written.
     dlq.flush();
     if let Some(t) = pending {
-        write_checkpoint(consumer, mine, dlq, t, sh);
+        write_checkpoint(source, dlq, t, sh);
     }
-    if let Some(t) = take_checkpoint(probe, mine, dlq, resume) {
-        write_checkpoint(consumer, mine, dlq, t, sh);
+    if let Some(t) = take_checkpoint(probe, &mut source.parts, dlq, resume) {
+        write_checkpoint(source, dlq, t, sh);
     }
     dlq.flush();
 }
 
 /// Consumer lag, watermark lag and state size.
-fn report_health(
-    consumer: &BaseConsumer<Health>,
-    mine: &[Assigned],
-    ingest: &Ingest,
-    worker: &str,
-    sh: &Shared,
-) {
-    for a in mine {
-        if let Some(end) = consumer.context().end(&a.part.topic_name, a.part.partition) {
-            let lag = (end - a.position as i64).max(0);
-            sh.metrics
-                .consumer_lag
-                .with_label_values(&[&a.part.topic_name, &a.part.partition.to_string()])
-                .set(lag);
-        }
-    }
+fn report_health(source: &KafkaSource, ingest: &Ingest, worker: &str, sh: &Shared) {
+    source.report_lag(&sh.metrics);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -967,16 +703,6 @@ fn report_health(
         .state_records
         .with_label_values(&[worker])
         .set(ingest.held() as i64);
-}
-
-/// True when every partition is idle and read to its end.
-fn drained(consumer: &BaseConsumer<Health>, mine: &mut [Assigned], idle: Duration) -> bool {
-    let quiet = |a: &Assigned| a.last_message.elapsed() >= idle;
-    if !mine.iter().all(quiet) {
-        return false;
-    }
-    check_ends(consumer, mine, quiet);
-    mine.iter().all(Assigned::at_end)
 }
 
 /// `causeway run`'s arguments (`-h` is the hostfile, as timely has it).

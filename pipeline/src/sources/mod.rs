@@ -3,6 +3,7 @@
 //! path from bytes to collections.
 
 pub mod file;
+pub mod kafka;
 
 use causeway_schemas::Encoding;
 
