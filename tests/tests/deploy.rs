@@ -22,7 +22,7 @@ use causeway::config::Config;
 use causeway_tests::kafka::{
     causeway_binary, create_topic, create_topics, free_port, produce_inputs, Tansu,
 };
-use causeway_tests::process::{http_get, terminate, Receiver, Reaper};
+use causeway_tests::process::{http_get, terminate, Reaper, Receiver};
 use causeway_tests::scenario::prepare;
 use serde::Deserialize as _;
 use serde_yaml::Value;
@@ -63,7 +63,8 @@ fn yaml(path: &Path) -> Value {
 }
 
 fn s(v: &Value) -> &str {
-    v.as_str().unwrap_or_else(|| panic!("expected a string, got {v:?}"))
+    v.as_str()
+        .unwrap_or_else(|| panic!("expected a string, got {v:?}"))
 }
 
 /// Runs `cmd args` in `dir`, asserts exit 0 and returns the output.
@@ -107,7 +108,11 @@ fn every_yaml_file_under_deploy_parses() {
         let docs = yaml_docs(p);
         assert!(!docs.is_empty(), "{} is empty", p.display());
         for d in docs {
-            assert!(d.is_mapping(), "{}: a document is not a mapping", p.display());
+            assert!(
+                d.is_mapping(),
+                "{}: a document is not a mapping",
+                p.display()
+            );
         }
     }
     // And the JSON: the dashboard.
@@ -137,7 +142,11 @@ fn rules(config: &Path, out: &Path) {
         config.display(),
         String::from_utf8_lossy(&run.stderr)
     );
-    tool("promtool", &["check", "rules", out.to_str().unwrap()], Path::new("."));
+    tool(
+        "promtool",
+        &["check", "rules", out.to_str().unwrap()],
+        Path::new("."),
+    );
 }
 
 #[test]
@@ -146,7 +155,10 @@ fn configs_load_and_their_rules_and_the_prometheus_config_pass_promtool() {
     let rules_dir = dir.join("rules");
     std::fs::create_dir_all(rules_dir.join("generated")).unwrap();
     for (file, out) in [
-        ("causeway.toml", rules_dir.join("generated/causeway-slo.rules.yml")),
+        (
+            "causeway.toml",
+            rules_dir.join("generated/causeway-slo.rules.yml"),
+        ),
         ("k8s/causeway.toml", dir.join("k8s.rules.yml")),
     ] {
         let path = deploy().join(file);
@@ -268,11 +280,17 @@ fn compose_services_reference_existing_files_and_agree() {
         if let Some(build) = svc.get("build") {
             let context = d.join(s(&build["context"]));
             assert!(context.join("Cargo.toml").exists(), "{name}: build context");
-            assert!(context.join(s(&build["dockerfile"])).exists(), "{name}: dockerfile");
+            assert!(
+                context.join(s(&build["dockerfile"])).exists(),
+                "{name}: dockerfile"
+            );
         } else {
             let image = s(&svc["image"]);
             let tag = image.rsplit_once(':').map(|(_, t)| t).unwrap_or("");
-            assert!(!tag.is_empty() && tag != "latest", "{name}: pin the image, not {image}");
+            assert!(
+                !tag.is_empty() && tag != "latest",
+                "{name}: pin the image, not {image}"
+            );
         }
         for v in svc["volumes"].as_sequence().into_iter().flatten() {
             let v = s(v);
@@ -282,7 +300,10 @@ fn compose_services_reference_existing_files_and_agree() {
                 mounts.entry(name).or_default().insert(dst, path);
             } else {
                 let vol = v.split(':').next().unwrap();
-                assert!(volumes.contains(vol), "{name}: volume {vol} is not declared");
+                assert!(
+                    volumes.contains(vol),
+                    "{name}: volume {vol} is not declared"
+                );
             }
         }
         if let Some(deps) = svc.get("depends_on") {
@@ -309,7 +330,10 @@ fn compose_services_reference_existing_files_and_agree() {
             .iter()
             .map(s)
             .collect();
-        assert!(cmd.windows(2).any(|w| w == ["--config", config_target]), "{svc}: {cmd:?}");
+        assert!(
+            cmd.windows(2).any(|w| w == ["--config", config_target]),
+            "{svc}: {cmd:?}"
+        );
     }
     let cfg = config(&d.join("causeway.toml"));
 
@@ -325,24 +349,49 @@ fn compose_services_reference_existing_files_and_agree() {
         causeway_schemas::Encoding::OtlpJson => "otlp_json",
         other => panic!("OTLP topics cannot be {other:?}"),
     };
-    assert_eq!(s(&kafka["traces"]["encoding"]), enc(cfg.kafka.encodings.spans));
+    assert_eq!(
+        s(&kafka["traces"]["encoding"]),
+        enc(cfg.kafka.encodings.spans)
+    );
     assert_eq!(s(&kafka["logs"]["encoding"]), enc(cfg.kafka.encodings.logs));
-    let brokers: Vec<&str> = kafka["brokers"].as_sequence().unwrap().iter().map(s).collect();
+    let brokers: Vec<&str> = kafka["brokers"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(s)
+        .collect();
     assert_eq!(brokers.join(","), cfg.kafka.brokers);
     for p in ["traces", "logs"] {
         let exporters = &otel["service"]["pipelines"][p]["exporters"];
-        assert!(exporters.as_sequence().unwrap().iter().any(|e| s(e) == "kafka"));
+        assert!(exporters
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .any(|e| s(e) == "kafka"));
     }
     // kafka-init creates every topic of the config, checkpoints compacted.
     let init = format!("{:?}", services["kafka-init"]["command"]);
     let t = &cfg.kafka.topics;
     for topic in [
-        &t.spans, &t.logs, &t.deploys, &t.audit, &t.sli, &t.service_graph, &t.dlq, &t.alerts,
-        &t.slo, &t.evidence,
+        &t.spans,
+        &t.logs,
+        &t.deploys,
+        &t.audit,
+        &t.sli,
+        &t.service_graph,
+        &t.dlq,
+        &t.alerts,
+        &t.slo,
+        &t.evidence,
     ] {
-        assert!(init.contains(topic.as_str()), "kafka-init does not create {topic}");
+        assert!(
+            init.contains(topic.as_str()),
+            "kafka-init does not create {topic}"
+        );
     }
-    assert!(init.contains("create causeway_checkpoints --partitions 1 --config cleanup.policy=compact"));
+    assert!(
+        init.contains("create causeway_checkpoints --partitions 1 --config cleanup.policy=compact")
+    );
 
     // Prometheus scrapes the ports Causeway binds, under the compose names.
     let prom = yaml(&mounts["prometheus"]["/etc/prometheus/prometheus.yml"]);
@@ -351,11 +400,20 @@ fn compose_services_reference_existing_files_and_agree() {
         .unwrap()
         .iter()
         .flat_map(|j| j["static_configs"].as_sequence().unwrap().iter())
-        .flat_map(|sc| sc["targets"].as_sequence().unwrap().iter().map(|t| s(t).to_string()))
+        .flat_map(|sc| {
+            sc["targets"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .map(|t| s(t).to_string())
+        })
         .collect();
     let port = |bind: &str| bind.rsplit_once(':').unwrap().1.to_string();
     assert!(targets.contains(&format!("causeway:{}", port(&cfg.metrics.bind))));
-    assert!(targets.contains(&format!("causeway-dispatch:{}", port(&cfg.dispatch.metrics_bind))));
+    assert!(targets.contains(&format!(
+        "causeway-dispatch:{}",
+        port(&cfg.dispatch.metrics_bind)
+    )));
     let am = cfg.dispatch.alertmanager_url.as_deref().unwrap();
     assert_eq!(am, "http://alertmanager:9093");
     let am_targets = format!("{:?}", prom["alerting"]["alertmanagers"]);
@@ -375,11 +433,15 @@ fn compose_services_reference_existing_files_and_agree() {
     let prov = &grafana["/etc/grafana/provisioning"];
     let providers = yaml(&prov.join("dashboards/causeway.yml"));
     let path = s(&providers["providers"][0]["options"]["path"]);
-    assert!(grafana[path].join("causeway.json").exists(), "dashboards at {path}");
+    assert!(
+        grafana[path].join("causeway.json").exists(),
+        "dashboards at {path}"
+    );
     let ds = yaml(&prov.join("datasources/prometheus.yml"));
     let ds = &ds["datasources"][0];
     assert_eq!(s(&ds["url"]), "http://prometheus:9090");
-    let dash: serde_json::Value = serde_json::from_str(&read(&grafana[path].join("causeway.json"))).unwrap();
+    let dash: serde_json::Value =
+        serde_json::from_str(&read(&grafana[path].join("causeway.json"))).unwrap();
     let var = dash["templating"]["list"]
         .as_array()
         .unwrap()
@@ -390,16 +452,22 @@ fn compose_services_reference_existing_files_and_agree() {
 
     // The Dockerfile copies files that exist and runs as a non-root user.
     let dockerfile = read(&d.join("Dockerfile"));
-    for line in dockerfile.lines().filter(|l| l.starts_with("COPY ") && !l.contains("--from")) {
+    for line in dockerfile
+        .lines()
+        .filter(|l| l.starts_with("COPY ") && !l.contains("--from"))
+    {
         let src = line.split_whitespace().nth(1).unwrap();
         assert!(d.join("..").join(src).exists(), "Dockerfile: {line}");
     }
     let user = dockerfile
         .lines()
-        .filter_map(|l| l.strip_prefix("USER "))
-        .last()
+        .rev()
+        .find_map(|l| l.strip_prefix("USER "))
         .expect("USER");
-    assert!(!user.starts_with('0') && !user.starts_with("root"), "USER {user}");
+    assert!(
+        !user.starts_with('0') && !user.starts_with("root"),
+        "USER {user}"
+    );
     assert!(d.join("Dockerfile.dockerignore").exists());
 }
 
@@ -441,11 +509,17 @@ fn kubernetes_manifests_agree_with_each_other() {
     };
     let cfg = config(&k.join("causeway.toml"));
 
-    let sts = objects.iter().find(|o| s(&o["kind"]) == "StatefulSet").expect("StatefulSet");
+    let sts = objects
+        .iter()
+        .find(|o| s(&o["kind"]) == "StatefulSet")
+        .expect("StatefulSet");
     let spec = &sts["spec"];
     let headless = find("Service", s(&spec["serviceName"]));
     assert_eq!(s(&headless["spec"]["clusterIP"]), "None");
-    assert_eq!(headless["spec"]["publishNotReadyAddresses"].as_bool(), Some(true));
+    assert_eq!(
+        headless["spec"]["publishNotReadyAddresses"].as_bool(),
+        Some(true)
+    );
     assert_eq!(s(&spec["podManagementPolicy"]), "Parallel");
     assert_eq!(
         headless["spec"]["selector"], spec["selector"]["matchLabels"],
@@ -454,8 +528,14 @@ fn kubernetes_manifests_agree_with_each_other() {
     let pod = &spec["template"]["spec"];
     let c = &pod["containers"][0];
     let replicas = spec["replicas"].as_u64().unwrap();
-    assert_eq!(env(c, "CAUSEWAY_PROCESSES"), Some(replicas.to_string().as_str()));
-    assert_eq!(env(c, "HEADLESS_SERVICE"), headless["metadata"]["name"].as_str());
+    assert_eq!(
+        env(c, "CAUSEWAY_PROCESSES"),
+        Some(replicas.to_string().as_str())
+    );
+    assert_eq!(
+        env(c, "HEADLESS_SERVICE"),
+        headless["metadata"]["name"].as_str()
+    );
     let timely_port = headless["spec"]["ports"]
         .as_sequence()
         .unwrap()
@@ -464,7 +544,10 @@ fn kubernetes_manifests_agree_with_each_other() {
         .unwrap()["port"]
         .as_u64()
         .unwrap();
-    assert_eq!(env(c, "TIMELY_PORT"), Some(timely_port.to_string().as_str()));
+    assert_eq!(
+        env(c, "TIMELY_PORT"),
+        Some(timely_port.to_string().as_str())
+    );
     assert_eq!(pod["securityContext"]["runAsNonRoot"].as_bool(), Some(true));
     // The entry script is mounted where the command runs it, the config where
     // CAUSEWAY_CONFIG says; both from generated ConfigMaps.
@@ -476,8 +559,7 @@ fn kubernetes_manifests_agree_with_each_other() {
             .find(|v| s(&v["name"]) == name)
             .unwrap_or_else(|| panic!("volume {name}"))
             .clone();
-        v
-            .get("configMap")
+        v.get("configMap")
             .map(|m| s(&m["name"]).to_string())
             .or_else(|| v.get("secret").map(|m| s(&m["secretName"]).to_string()))
             .unwrap()
@@ -503,13 +585,22 @@ fn kubernetes_manifests_agree_with_each_other() {
     let file = script.file_name().unwrap().to_str().unwrap();
     assert!(generated[cm.as_str()].contains(&file), "{cm} holds {file}");
     let config_path = Path::new(env(c, "CAUSEWAY_CONFIG").unwrap());
-    assert_eq!(mount(c, "config"), config_path.parent().unwrap().to_str().unwrap());
+    assert_eq!(
+        mount(c, "config"),
+        config_path.parent().unwrap().to_str().unwrap()
+    );
     assert!(generated[volume(pod, "config").as_str()]
         .contains(&config_path.file_name().unwrap().to_str().unwrap()));
     // The hostfile is written to a writable volume (the root file system is read-only).
     let hostfile = Path::new(env(c, "HOSTFILE").unwrap());
-    assert_eq!(c["securityContext"]["readOnlyRootFilesystem"].as_bool(), Some(true));
-    assert_eq!(mount(c, "tmp"), hostfile.parent().unwrap().to_str().unwrap());
+    assert_eq!(
+        c["securityContext"]["readOnlyRootFilesystem"].as_bool(),
+        Some(true)
+    );
+    assert_eq!(
+        mount(c, "tmp"),
+        hostfile.parent().unwrap().to_str().unwrap()
+    );
     assert_eq!(
         s(&sts["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"]),
         env(c, "METRICS_PORT").unwrap()
@@ -523,17 +614,38 @@ fn kubernetes_manifests_agree_with_each_other() {
     assert_eq!(args[0], "dispatch");
     assert_eq!(volume(dpod, "config"), volume(pod, "config"));
     let key_file = Path::new(cfg.dispatch.pagerduty_routing_key_file.as_deref().unwrap());
-    assert_eq!(mount(dc, "pagerduty"), key_file.parent().unwrap().to_str().unwrap());
+    assert_eq!(
+        mount(dc, "pagerduty"),
+        key_file.parent().unwrap().to_str().unwrap()
+    );
     let secret = find("Secret", &volume(dpod, "pagerduty"));
     let key = key_file.file_name().unwrap().to_str().unwrap();
-    assert!(secret["stringData"].get(key).is_some(), "the Secret holds {key}");
-    assert_eq!(
-        dc["ports"][0]["containerPort"].as_u64().map(|p| p.to_string()),
-        cfg.dispatch.metrics_bind.rsplit_once(':').map(|(_, p)| p.to_string())
+    assert!(
+        secret["stringData"].get(key).is_some(),
+        "the Secret holds {key}"
     );
-    for (what, ctx) in [("run", &c["securityContext"]), ("dispatch", &dc["securityContext"])] {
-        assert_eq!(ctx["allowPrivilegeEscalation"].as_bool(), Some(false), "{what}");
-        assert!(format!("{:?}", ctx["capabilities"]["drop"]).contains("ALL"), "{what}");
+    assert_eq!(
+        dc["ports"][0]["containerPort"]
+            .as_u64()
+            .map(|p| p.to_string()),
+        cfg.dispatch
+            .metrics_bind
+            .rsplit_once(':')
+            .map(|(_, p)| p.to_string())
+    );
+    for (what, ctx) in [
+        ("run", &c["securityContext"]),
+        ("dispatch", &dc["securityContext"]),
+    ] {
+        assert_eq!(
+            ctx["allowPrivilegeEscalation"].as_bool(),
+            Some(false),
+            "{what}"
+        );
+        assert!(
+            format!("{:?}", ctx["capabilities"]["drop"]).contains("ALL"),
+            "{what}"
+        );
     }
 }
 
@@ -570,7 +682,11 @@ fn the_cluster_entry_script_derives_the_hostfile_from_the_ordinal() {
     for (pod, ordinal) in [("causeway-0", 0usize), ("causeway-2", 2)] {
         let (out, hostfile) = entry(&dir, pod, "3");
         let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "{pod}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{pod}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let want: Vec<String> = (0..3)
             .map(|i| {
                 if i == ordinal {
@@ -591,7 +707,10 @@ fn the_cluster_entry_script_derives_the_hostfile_from_the_ordinal() {
             )
         );
         // causeway run serves on bind port + process index: every pod on 9464.
-        assert_eq!(lines.next().unwrap(), format!("bind=0.0.0.0:{}", 9464 - ordinal));
+        assert_eq!(
+            lines.next().unwrap(),
+            format!("bind=0.0.0.0:{}", 9464 - ordinal)
+        );
     }
     // A pod beyond CAUSEWAY_PROCESSES and a name without an ordinal are refused.
     for (pod, n) in [("causeway-3", "3"), ("causeway", "3")] {
@@ -792,7 +911,10 @@ fn dashboard_metrics(dash: &serde_json::Value) -> BTreeSet<String> {
         if var["type"] != "query" {
             continue;
         }
-        let q = var["query"]["query"].as_str().or(var["query"].as_str()).unwrap();
+        let q = var["query"]["query"]
+            .as_str()
+            .or(var["query"].as_str())
+            .unwrap();
         let inner = q
             .strip_prefix("label_values(")
             .and_then(|q| q.strip_suffix(')'))
@@ -929,8 +1051,14 @@ fn the_dashboard_queries_only_metrics_causeway_exports() {
     dispatch
         .args(["dispatch", "--config"])
         .arg(&config)
-        .env("CAUSEWAY__DISPATCH__ALERTMANAGER_URL", format!("http://{}", receiver.addr))
-        .env("CAUSEWAY__DISPATCH__METRICS_BIND", format!("127.0.0.1:{dispatch_port}"))
+        .env(
+            "CAUSEWAY__DISPATCH__ALERTMANAGER_URL",
+            format!("http://{}", receiver.addr),
+        )
+        .env(
+            "CAUSEWAY__DISPATCH__METRICS_BIND",
+            format!("127.0.0.1:{dispatch_port}"),
+        )
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(dir.join("dispatch.log")).unwrap());
     overrides(&mut dispatch);
