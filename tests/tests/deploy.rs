@@ -721,7 +721,7 @@ fn the_cluster_entry_script_derives_the_hostfile_from_the_ordinal() {
 }
 
 #[test]
-fn the_hostfile_offset_is_what_causeway_run_expects() {
+fn the_metrics_port_offset_is_what_causeway_run_applies() {
     // The entry script relies on `causeway run` serving process p's /metrics on
     // metrics.bind's port + p: process 1 of 2 with bind port P-1 must serve on P.
     // Its peer never comes up, so the cluster never forms; /metrics answers anyway.
