@@ -10,6 +10,7 @@ pub mod dispatch;
 pub mod ingest;
 pub mod metrics;
 pub mod replay;
+pub mod report;
 pub mod rules;
 pub mod run;
 pub mod scenario;
