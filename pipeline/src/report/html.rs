@@ -93,7 +93,9 @@ pub fn render(r: &Report, source: &str) -> Result<String, ReportError> {
     }
     for t in &r.slos {
         out.push_str(&format!(
-            "<section class=\"slo\" data-slo=\"{}\" data-service=\"{}\">\n<h3>{}</h3>\n",
+            "<section class=\"slo\" id=\"slo-{}-{}\" data-slo=\"{}\" data-service=\"{}\">\n<h3>{}</h3>\n",
+            esc(&t.slo),
+            esc(&t.service),
             esc(&t.slo),
             esc(&t.service),
             esc(&tables::target_heading(t))
@@ -115,16 +117,16 @@ pub fn render(r: &Report, source: &str) -> Result<String, ReportError> {
         table(&mut out, &tables::target_alerts(t));
         out.push_str("</section>\n");
     }
-    out.push_str("<section class=\"versions\">\n<h2>Versions</h2>\n");
+    out.push_str("<section class=\"versions\" id=\"versions\">\n<h2>Versions</h2>\n");
     for (i, s) in r.services.iter().enumerate() {
         out.push_str(&format!("<h3>{}</h3>\n", esc(&s.service)));
         table(&mut out, &tables::versions(r, i));
     }
-    out.push_str("</section>\n<section class=\"traceability\">\n<h2>Traceability (worst first)</h2>\n");
+    out.push_str("</section>\n<section class=\"traceability\" id=\"traceability\">\n<h2>Traceability (worst first)</h2>\n");
     table(&mut out, &tables::traceability(r));
-    out.push_str("</section>\n<section class=\"graph\">\n<h2>Service graph</h2>\n");
+    out.push_str("</section>\n<section class=\"graph\" id=\"graph\">\n<h2>Service graph</h2>\n");
     table(&mut out, &tables::graph(r));
-    out.push_str("</section>\n<section class=\"deploys\">\n<h2>Deploys in the period</h2>\n");
+    out.push_str("</section>\n<section class=\"deploys\" id=\"deploys\">\n<h2>Deploys in the period</h2>\n");
     table(&mut out, &tables::deploys(r));
     out.push_str("</section>\n</body>\n</html>\n");
     Ok(out)
