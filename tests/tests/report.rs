@@ -154,12 +154,17 @@ fn check(r: &Report, o: &Outputs, start: u64, as_of: u64, services: &[&str]) {
         x.1 += e.failed;
     }
     for t in &r.slos {
-        assert_eq!((t.slo.as_str(), t.sli.as_str()), ("availability", "availability"));
+        assert_eq!(
+            (t.slo.as_str(), t.sli.as_str()),
+            ("availability", "availability")
+        );
         assert_eq!(t.objective, OBJECTIVE);
         let mut per: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
-        for x in o.sli.iter().filter(|x| {
-            x.sli == "availability" && x.service == t.service && x.window_end <= as_of
-        }) {
+        for x in o
+            .sli
+            .iter()
+            .filter(|x| x.sli == "availability" && x.service == t.service && x.window_end <= as_of)
+        {
             let e = per.entry(x.window_start).or_default();
             e.0 += x.total.unwrap() - x.good.unwrap();
             e.1 += x.total.unwrap();
@@ -170,13 +175,20 @@ fn check(r: &Report, o: &Outputs, start: u64, as_of: u64, services: &[&str]) {
         };
         let (bad, total) = sum(start, as_of);
         let what = format!("{} {}", t.service, r.period.length);
-        assert_eq!((t.bad, t.total, t.good), (bad, total, total - bad), "{what}");
+        assert_eq!(
+            (t.bad, t.total, t.good),
+            (bad, total, total - bad),
+            "{what}"
+        );
         close(
             t.attainment.unwrap(),
             (total - bad) as f64 / total as f64,
             &what,
         );
-        assert_eq!(t.met, Some((total - bad) as f64 / total as f64 >= OBJECTIVE));
+        assert_eq!(
+            t.met,
+            Some((total - bad) as f64 / total as f64 >= OBJECTIVE)
+        );
         let budget = total as f64 * (1.0 - OBJECTIVE);
         close(t.budget_events, budget, &what);
         close(t.error_budget_remaining, 1.0 - bad as f64 / budget, &what);
@@ -188,7 +200,11 @@ fn check(r: &Report, o: &Outputs, start: u64, as_of: u64, services: &[&str]) {
             let ws = axis.0 + i as u64 * WINDOW;
             let (b, n) = per.get(&ws).copied().unwrap_or_default();
             assert_eq!((p.start, p.end), (ws, ws + WINDOW));
-            assert_eq!((p.counts.good, p.counts.total), (n - b, n), "{what} at {ws}");
+            assert_eq!(
+                (p.counts.good, p.counts.total),
+                (n - b, n),
+                "{what} at {ws}"
+            );
         }
         // Burn rates per policy window at each step end, looking back before the
         // period start too; min_events is 1.
@@ -280,8 +296,8 @@ fn check(r: &Report, o: &Outputs, start: u64, as_of: u64, services: &[&str]) {
     }
 
     // Versions: sums of the SLI records and merged histograms.
-    let mut versions: BTreeMap<(&str, &str, &str), (u64, u64, Option<Histogram<u64>>)> =
-        BTreeMap::new();
+    type Version = (u64, u64, Option<Histogram<u64>>);
+    let mut versions: BTreeMap<(&str, &str, &str), Version> = BTreeMap::new();
     for x in in_period
         .iter()
         .filter(|x| wanted(&x.service) && x.sli != "correlated_alert_rate")
@@ -313,28 +329,45 @@ fn check(r: &Report, o: &Outputs, start: u64, as_of: u64, services: &[&str]) {
         .services
         .iter()
         .flat_map(|s| {
-            s.versions
-                .iter()
-                .map(move |v| (s.service.as_str(), v.environment.as_str(), v.version.as_str()))
+            s.versions.iter().map(move |v| {
+                (
+                    s.service.as_str(),
+                    v.environment.as_str(),
+                    v.version.as_str(),
+                )
+            })
         })
         .collect();
     assert_eq!(got, versions.keys().copied().collect::<Vec<_>>());
     for s in &r.services {
         for v in &s.versions {
-            let (good, total, h) = &versions[&(s.service.as_str(), v.environment.as_str(), v.version.as_str())];
+            let (good, total, h) = &versions[&(
+                s.service.as_str(),
+                v.environment.as_str(),
+                v.version.as_str(),
+            )];
             assert_eq!((v.availability.good, v.availability.total), (*good, *total));
             let h = h.as_ref().unwrap();
             let l = v.latency.as_ref().unwrap();
             assert_eq!(l.count, h.len());
             for (got, q) in [(l.p50_ms, 0.5), (l.p90_ms, 0.9), (l.p99_ms, 0.99)] {
-                assert_eq!(got, h.value_at_quantile(q) as f64 / 1000.0, "{} {}", s.service, v.version);
+                assert_eq!(
+                    got,
+                    h.value_at_quantile(q) as f64 / 1000.0,
+                    "{} {}",
+                    s.service,
+                    v.version
+                );
             }
         }
     }
 
     // Traceability: sums per service, worst first.
     assert_eq!(
-        r.traceability.iter().map(|t| t.service.as_str()).collect::<BTreeSet<_>>(),
+        r.traceability
+            .iter()
+            .map(|t| t.service.as_str())
+            .collect::<BTreeSet<_>>(),
         versions.keys().map(|k| k.0).collect::<BTreeSet<_>>()
     );
     for t in &r.traceability {
@@ -342,7 +375,9 @@ fn check(r: &Report, o: &Outputs, start: u64, as_of: u64, services: &[&str]) {
             in_period
                 .iter()
                 .filter(|x| x.service == t.service && x.sli == sli)
-                .fold((0, 0), |s, x| (s.0 + x.good.unwrap(), s.1 + x.total.unwrap()))
+                .fold((0, 0), |s, x| {
+                    (s.0 + x.good.unwrap(), s.1 + x.total.unwrap())
+                })
         };
         let mut worst: f64 = 1.0;
         for (sli, c) in [
@@ -437,18 +472,24 @@ fn every_number_of_the_report_is_recomputed_from_its_records() {
 
     // Default: rolling 28d ending with the data.
     let r = make(&options(&f, "rolling"));
-    assert_eq!((r.period.method.as_str(), r.period.length.as_str()), ("rolling", "28d"));
+    assert_eq!(
+        (r.period.method.as_str(), r.period.length.as_str()),
+        ("rolling", "28d")
+    );
     check(&r, &o, data_end - 28 * 86_400, data_end, &[]);
     // Over the SLO's own period, the report's budget is the evaluator's.
     for t in &r.slos {
         let last = o
             .slo
             .iter()
-            .filter(|x| x.service == t.service && x.evaluated_at == data_end)
-            .next()
+            .find(|x| x.service == t.service && x.evaluated_at == data_end)
             .unwrap();
         assert_eq!((t.bad, t.total), (last.period_bad, last.period_total));
-        close(t.error_budget_remaining, last.error_budget_remaining, &t.service);
+        close(
+            t.error_budget_remaining,
+            last.error_budget_remaining,
+            &t.service,
+        );
         assert_eq!(t.evaluator.as_ref().unwrap().evaluated_at, data_end);
     }
     // The version comparison matches the raw spans: checkout 1.5.0 failed
@@ -458,7 +499,10 @@ fn every_number_of_the_report_is_recomputed_from_its_records() {
         for v in &sv.versions {
             let (n, errors) = spans[&(sv.service.clone(), v.version.clone())];
             assert_eq!(
-                (v.availability.total, v.availability.total - v.availability.good),
+                (
+                    v.availability.total,
+                    v.availability.total - v.availability.good
+                ),
                 (n, errors),
                 "{} {}",
                 sv.service,
@@ -474,7 +518,10 @@ fn every_number_of_the_report_is_recomputed_from_its_records() {
         .unwrap();
     assert_eq!(bad_deploy.deploy.actor, "alice@example.com");
     assert!(bad_deploy.suspected_by_alert);
-    assert_eq!(bad_deploy.bad, checkout.bad, "every bad event came after alice's deploy");
+    assert_eq!(
+        bad_deploy.bad, checkout.bad,
+        "every bad event came after alice's deploy"
+    );
     assert_eq!(
         checkout.bad,
         spans[&("checkout".to_string(), "1.5.0".to_string())].1
@@ -506,7 +553,10 @@ fn every_number_of_the_report_is_recomputed_from_its_records() {
         ..options(&f, "month")
     });
     let (m0, m1) = (secs("2026-11-01T00:00:00Z"), secs("2026-12-01T00:00:00Z"));
-    assert_eq!((r.period.method.as_str(), r.period.end_unix), ("calendar", m1));
+    assert_eq!(
+        (r.period.method.as_str(), r.period.end_unix),
+        ("calendar", m1)
+    );
     assert!(!r.period.complete);
     check(&r, &o, m0, data_end, &[]);
 
@@ -537,7 +587,10 @@ fn golden_report_of_the_scenario() {
             std::fs::write(expected.join(file), &got).unwrap();
         }
         let want = std::fs::read_to_string(expected.join(file)).unwrap();
-        assert_eq!(got, want, "{file} differs from tests/golden/report/expected");
+        assert_eq!(
+            got, want,
+            "{file} differs from tests/golden/report/expected"
+        );
     }
     let _ = std::fs::remove_dir_all(&f.root);
 }
@@ -551,7 +604,10 @@ fn bad_input_gets_a_clear_error() {
         ..options(&f, "e1")
     }) {
         e @ ReportError::UnknownSlo { .. } => {
-            assert!(e.to_string().contains("configured SLOs: availability"), "{e}")
+            assert!(
+                e.to_string().contains("configured SLOs: availability"),
+                "{e}"
+            )
         }
         e => panic!("{e}"),
     }
@@ -570,7 +626,11 @@ fn bad_input_gets_a_clear_error() {
         ..options(&f, "e3")
     }) {
         e @ ReportError::EmptyPeriod(_) => {
-            assert!(e.to_string().contains("the records cover 2026-11-20T10:00:00Z"), "{e}")
+            assert!(
+                e.to_string()
+                    .contains("the records cover 2026-11-20T10:00:00Z"),
+                "{e}"
+            )
         }
         e => panic!("{e}"),
     }
@@ -597,7 +657,11 @@ fn bad_input_gets_a_clear_error() {
         }
         e => panic!("{e}"),
     }
-    for (period, calendar) in [(Some("soon"), None), (Some("1d"), Some("month")), (None, Some("year"))] {
+    for (period, calendar) in [
+        (Some("soon"), None),
+        (Some("1d"), Some("month")),
+        (None, Some("year")),
+    ] {
         match err(ReportOptions {
             period: period.map(Into::into),
             calendar: calendar.map(Into::into),
@@ -649,7 +713,11 @@ fn from_kafka_after_run_equals_input_after_replay() {
     let from_kafka = f.root.join("kafka");
     cli_report(&run, &["--from-kafka"], &from_kafka);
     let from_files = f.root.join("files");
-    cli_report(&f.config, &["--input", f.out.to_str().unwrap()], &from_files);
+    cli_report(
+        &f.config,
+        &["--input", f.out.to_str().unwrap()],
+        &from_files,
+    );
     for file in ["report.json", "report.md"] {
         let a = std::fs::read_to_string(from_kafka.join(file)).unwrap();
         let b = std::fs::read_to_string(from_files.join(file)).unwrap();
@@ -681,7 +749,9 @@ fn chromium() -> PathBuf {
             .find(|p| p.exists())
     });
     found.unwrap_or_else(|| {
-        panic!("chromium is missing: `apt-get install chromium` (bash .ci/run does) or set CHROMIUM")
+        panic!(
+            "chromium is missing: `apt-get install chromium` (bash .ci/run does) or set CHROMIUM"
+        )
     })
 }
 
@@ -748,8 +818,15 @@ fn html_report_renders_in_headless_chromium() {
         "<html><body><script>console.error('causeway-probe')</script></body></html>",
     )
     .unwrap();
-    let (_, console) = open_in_chromium(&probe, &artifacts.join("profile-probe"), &["--dump-dom".into()]);
-    assert!(console.iter().any(|l| l.contains("causeway-probe")), "{console:?}");
+    let (_, console) = open_in_chromium(
+        &probe,
+        &artifacts.join("profile-probe"),
+        &["--dump-dom".into()],
+    );
+    assert!(
+        console.iter().any(|l| l.contains("causeway-probe")),
+        "{console:?}"
+    );
 
     let (dom, console) =
         open_in_chromium(&page, &artifacts.join("profile"), &["--dump-dom".into()]);
@@ -777,12 +854,27 @@ fn html_report_renders_in_headless_chromium() {
         let n = t.series.len();
         // The SLI, each burn-rate window and the burn-down are lines through
         // every step.
-        assert_eq!(polylines(figures["sli"]).iter().filter(|&&c| c == n).count(), 1);
         assert_eq!(
-            polylines(figures["burn"]).iter().filter(|&&c| c == n).count(),
+            polylines(figures["sli"])
+                .iter()
+                .filter(|&&c| c == n)
+                .count(),
+            1
+        );
+        assert_eq!(
+            polylines(figures["burn"])
+                .iter()
+                .filter(|&&c| c == n)
+                .count(),
             t.burn_rates.len()
         );
-        assert_eq!(polylines(figures["budget"]).iter().filter(|&&c| c == n).count(), 1);
+        assert_eq!(
+            polylines(figures["budget"])
+                .iter()
+                .filter(|&&c| c == n)
+                .count(),
+            1
+        );
         // One bar per alert episode (page red, ticket orange).
         let bars = figures["alerts"].matches("fill=\"#D62728\"").count()
             + figures["alerts"].matches("fill=\"#FF7F0E\"").count();

@@ -97,7 +97,11 @@ fn svg(
 /// Deploy markers: a dashed-looking thin vertical line per deploy, labelled
 /// with version and actor when `labels`.
 fn markers<DB: DrawingBackend>(
-    chart: &mut ChartContext<'_, DB, Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>>,
+    chart: &mut ChartContext<
+        '_,
+        DB,
+        Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+    >,
     t: &SloTarget,
     time: Time,
     (y0, y1): (f64, f64),
@@ -221,11 +225,11 @@ pub fn target_charts(t: &SloTarget, axis: &Axis) -> Result<Vec<Chart>, ReportErr
                 .map_err(err)?;
             for (i, b) in t.burn_rates.iter().enumerate() {
                 let color = PALETTE[i % PALETTE.len()];
-                let pts: Vec<(f64, f64)> =
-                    b.points
-                        .iter()
-                        .map(|p| (time.x(p.at as f64), p.burn_rate))
-                        .collect();
+                let pts: Vec<(f64, f64)> = b
+                    .points
+                    .iter()
+                    .map(|p| (time.x(p.at as f64), p.burn_rate))
+                    .collect();
                 c.draw_series(LineSeries::new(pts, color.stroke_width(2)))
                     .map_err(err)?
                     .label(b.window.as_str())

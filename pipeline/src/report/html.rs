@@ -42,7 +42,13 @@ fn table(out: &mut String, t: &Table) {
     for r in &t.rows {
         out.push_str("<tr>");
         for c in r {
-            out.push_str(&format!("<td>{}</td>", cell(c)));
+            // Short cells (numbers, times, names) stay on one line.
+            let class = if c.chars().count() > 40 {
+                " class=\"wrap\""
+            } else {
+                ""
+            };
+            out.push_str(&format!("<td{class}>{}</td>", cell(c)));
         }
         out.push_str("</tr>\n");
     }
@@ -57,7 +63,8 @@ p.lead { margin: 2px 0; }
 table { border-collapse: collapse; margin: 6px 0 14px; font-size: 0.85em; }
 th, td { border: 1px solid #ccc; padding: 3px 7px; text-align: left; vertical-align: top; }
 th { background: #f2f2f2; }
-td { font-variant-numeric: tabular-nums; }
+td { font-variant-numeric: tabular-nums; white-space: nowrap; }
+td.wrap { white-space: normal; }
 .bad { color: #b00020; }
 figure.chart { margin: 4px 0; }
 figure.chart svg { max-width: 100%; height: auto; display: block; }
@@ -126,7 +133,9 @@ pub fn render(r: &Report, source: &str) -> Result<String, ReportError> {
     table(&mut out, &tables::traceability(r));
     out.push_str("</section>\n<section class=\"graph\" id=\"graph\">\n<h2>Service graph</h2>\n");
     table(&mut out, &tables::graph(r));
-    out.push_str("</section>\n<section class=\"deploys\" id=\"deploys\">\n<h2>Deploys in the period</h2>\n");
+    out.push_str(
+        "</section>\n<section class=\"deploys\" id=\"deploys\">\n<h2>Deploys in the period</h2>\n",
+    );
     table(&mut out, &tables::deploys(r));
     out.push_str("</section>\n</body>\n</html>\n");
     Ok(out)

@@ -145,9 +145,13 @@ pub fn report(opts: &ReportOptions) -> Result<ReportSummary, ReportError> {
         .end
         .as_deref()
         .map(|e| {
-            parse_rfc3339(e).map(|ns| ns / 1_000_000_000).ok_or_else(|| {
-                ReportError::Usage(format!("--end {e:?} is not RFC 3339, e.g. 2026-11-20T10:00:00Z"))
-            })
+            parse_rfc3339(e)
+                .map(|ns| ns / 1_000_000_000)
+                .ok_or_else(|| {
+                    ReportError::Usage(format!(
+                        "--end {e:?} is not RFC 3339, e.g. 2026-11-20T10:00:00Z"
+                    ))
+                })
         })
         .transpose()?;
     let (records, source) = match (&opts.input, opts.from_kafka) {
@@ -198,7 +202,11 @@ pub fn report(opts: &ReportOptions) -> Result<ReportSummary, ReportError> {
         source,
     })?;
     let mut files = Vec::new();
-    for (name, text) in [("report.html", html), ("report.md", md), ("report.json", json)] {
+    for (name, text) in [
+        ("report.html", html),
+        ("report.md", md),
+        ("report.json", json),
+    ] {
         let path = opts.out.join(name);
         std::fs::write(&path, text).map_err(|source| ReportError::Output {
             path: path.display().to_string(),

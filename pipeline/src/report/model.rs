@@ -923,7 +923,7 @@ fn versions(records: &[&SliRecord]) -> Result<Vec<ServiceVersions>, ReportError>
             first_seen: a.first,
             last_seen: a.last,
             availability,
-            latency: a.hist.as_ref().filter(|h| h.len() > 0).map(|h| Latency {
+            latency: a.hist.as_ref().filter(|h| !h.is_empty()).map(|h| Latency {
                 count: h.len(),
                 p50_ms: ms(h, 0.5),
                 p90_ms: ms(h, 0.9),
@@ -998,7 +998,12 @@ fn traceability(records: &[&SliRecord]) -> Vec<Traceability> {
             }
         })
         .collect();
-    let bias = |t: &Traceability| t.sampling_bias.as_ref().and_then(|b| b.value).unwrap_or(0.0);
+    let bias = |t: &Traceability| {
+        t.sampling_bias
+            .as_ref()
+            .and_then(|b| b.value)
+            .unwrap_or(0.0)
+    };
     rows.sort_by(|a, b| {
         a.worst_ratio
             .total_cmp(&b.worst_ratio)

@@ -134,7 +134,10 @@ mod tests {
     #[test]
     fn rolling_ends_at_end() {
         let p = Period::resolve(&PeriodSpec::Rolling(86_400, "1d".into()), 200_000);
-        assert_eq!((p.start, p.end, p.as_of), (200_000 - 86_400, 200_000, 200_000));
+        assert_eq!(
+            (p.start, p.end, p.as_of),
+            (200_000 - 86_400, 200_000, 200_000)
+        );
         assert!(p.holds(p.start, p.start + 60) && !p.holds(p.start - 60, p.start));
     }
 
