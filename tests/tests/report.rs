@@ -903,3 +903,55 @@ fn html_report_renders_in_headless_chromium() {
     eprintln!("screenshot: {}", shot.display());
     let _ = std::fs::remove_dir_all(&f.root);
 }
+
+#[test]
+fn a_latency_slo_counts_slow_requests_from_the_merged_histograms() {
+    let extra = "[[slo]]\nname = \"checkout-latency\"\nservice = \"checkout\"\nsli = \"latency\"\nthreshold = \"100ms\"\nobjective = 0.99\n";
+    let (_, input, config) = prepare("report-latency", extra);
+    let root = input.parent().unwrap().to_path_buf();
+    let out = root.join("out");
+    replay_to(&input, &config, &out, 1);
+    let r = make(&ReportOptions {
+        config,
+        input: Some(out.clone()),
+        slos: vec!["checkout-latency".into()],
+        out: root.join("report"),
+        ..ReportOptions::default()
+    });
+    assert_eq!(r.slos.len(), 1);
+    let t = &r.slos[0];
+    assert_eq!((t.sli.as_str(), t.threshold_ms), ("latency", Some(100.0)));
+    // From the histograms: entry spans above 100 ms are bad.
+    let sli: Vec<SliRecord> = read_jsonl(&out.join("sli.jsonl"));
+    let (mut bad, mut total) = (0, 0);
+    for x in sli
+        .iter()
+        .filter(|x| x.sli == "latency" && x.service == "checkout")
+    {
+        use base64::Engine;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(x.histogram.as_deref().unwrap())
+            .unwrap();
+        let h: Histogram<u64> = hdrhistogram::serialization::Deserializer::new()
+            .deserialize(&mut bytes.as_slice())
+            .unwrap();
+        total += h.len();
+        bad += h.len() - h.count_between(0, 100_000);
+    }
+    assert_eq!((t.bad, t.total), (bad, total));
+    close(
+        t.error_budget_remaining,
+        1.0 - bad as f64 / (total as f64 * (1.0 - 0.99)),
+        "latency budget",
+    );
+    // In the scenario exactly the failing checkout requests are slow (200 ms
+    // and more; the others take at most 40 ms).
+    let spans = entry_spans(&input);
+    let failed: u64 = spans
+        .iter()
+        .filter(|((s, _), _)| s == "checkout")
+        .map(|(_, (_, e))| e)
+        .sum();
+    assert_eq!(bad, failed);
+    let _ = std::fs::remove_dir_all(&root);
+}

@@ -56,7 +56,7 @@ fn table(out: &mut String, t: &Table) {
 }
 
 const STYLE: &str = "
-body { font-family: system-ui, -apple-system, 'Segoe UI', sans-serif; margin: 24px auto; max-width: 1000px; color: #222; }
+body { font-family: system-ui, -apple-system, 'Segoe UI', sans-serif; margin: 24px auto; max-width: 1080px; color: #222; }
 h1 { font-size: 1.5em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: 4px; margin-top: 2em; }
 h3 { margin-top: 1.6em; } h4 { margin: 1em 0 0.4em; }
 p.lead { margin: 2px 0; }
