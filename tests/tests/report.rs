@@ -955,3 +955,63 @@ fn a_latency_slo_counts_slow_requests_from_the_merged_histograms() {
     assert_eq!(bad, failed);
     let _ = std::fs::remove_dir_all(&root);
 }
+
+#[test]
+fn long_periods_are_charted_in_exact_buckets_of_whole_windows() {
+    // 3000 one-minute windows of one service (more than MAX_POINTS = 1440): the
+    // charts use steps of whole windows, each point the sum of its windows.
+    let root = std::env::temp_dir().join(format!("causeway-report-long-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let dir = root.join("out");
+    std::fs::create_dir_all(&dir).unwrap();
+    let start = 1_795_168_800;
+    let mut lines = String::new();
+    let counts = |i: u64| (100 + i % 7, 100 + i % 7 - u64::from(i % 13 == 0) * (i % 5));
+    for i in 0..3000u64 {
+        let (total, good) = counts(i);
+        let r = SliRecord::ratio(
+            "availability",
+            ("api", "prod", "1.0.0"),
+            (start + i * 60, start + i * 60 + 60),
+            good,
+            total,
+        );
+        lines.push_str(&serde_json::to_string(&r).unwrap());
+        lines.push('\n');
+    }
+    std::fs::write(dir.join("sli.jsonl"), lines).unwrap();
+    let config = root.join("c.toml");
+    std::fs::write(
+        &config,
+        "[[slo]]\nname = \"a\"\nservice = \"api\"\nsli = \"availability\"\nobjective = 0.99\n",
+    )
+    .unwrap();
+    let r = make(&ReportOptions {
+        config,
+        input: Some(dir),
+        period: Some("7d".into()),
+        out: root.join("report"),
+        ..ReportOptions::default()
+    });
+    // ceil(3000 / 1440) = 3 windows per step.
+    let per = 3000u64.div_ceil(1440);
+    let step = per * 60;
+    assert_eq!(r.chart_step_seconds, step);
+    let t = &r.slos[0];
+    assert_eq!(t.series.len() as u64, 3000 / per);
+    for (k, p) in t.series.iter().enumerate() {
+        let k = k as u64;
+        let (good, total) = (k * per..(k + 1) * per)
+            .map(counts)
+            .fold((0, 0), |s, c| (s.0 + c.1, s.1 + c.0));
+        assert_eq!((p.start, p.end), (start + k * step, start + (k + 1) * step));
+        assert_eq!((p.counts.good, p.counts.total), (good, total));
+    }
+    let (good, total) = (0..3000)
+        .map(counts)
+        .fold((0, 0), |s, c| (s.0 + c.1, s.1 + c.0));
+    assert_eq!((t.good, t.total), (good, total));
+    // Without alerts, deploys or service graph files the report still works.
+    assert!(t.alerts.is_empty() && r.deploys.is_empty() && r.service_graph.is_empty());
+    let _ = std::fs::remove_dir_all(&root);
+}
