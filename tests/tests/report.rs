@@ -966,7 +966,12 @@ fn long_periods_are_charted_in_exact_buckets_of_whole_windows() {
     std::fs::create_dir_all(&dir).unwrap();
     let start = 1_795_168_800;
     let mut lines = String::new();
-    let counts = |i: u64| (100 + i % 7, 100 + i % 7 - u64::from(i % 13 == 0) * (i % 5));
+    let counts = |i: u64| {
+        (
+            100 + i % 7,
+            100 + i % 7 - u64::from(i.is_multiple_of(13)) * (i % 5),
+        )
+    };
     for i in 0..3000u64 {
         let (total, good) = counts(i);
         let r = SliRecord::ratio(
