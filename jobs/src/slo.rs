@@ -291,7 +291,7 @@ impl Evaluator {
     }
 
     /// Bad and total events of `r` for `spec`, or `None` if `r` does not count for it.
-    fn counts(spec: &SloSpec, r: &SliRecord) -> Option<(u64, u64)> {
+    pub fn counts(spec: &SloSpec, r: &SliRecord) -> Option<(u64, u64)> {
         if r.sli != spec.sli.as_str()
             || spec.service.as_ref().is_some_and(|s| *s != r.service)
             || spec

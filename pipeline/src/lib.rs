@@ -11,6 +11,7 @@ pub mod dataflow;
 pub mod ingest;
 pub mod kafka;
 pub mod metrics;
+pub mod report;
 pub mod scenario;
 pub mod sinks;
 pub mod sources;

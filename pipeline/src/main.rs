@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use causeway::commands::{dispatch, replay, rules, run, scenario};
+use causeway::commands::{dispatch, replay, report, rules, run, scenario};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -30,6 +30,9 @@ enum Command {
     Scenario(scenario::Args),
     /// Write Prometheus recording and alerting rules (Sloth naming) for the SLOs of a config.
     Rules(rules::Args),
+    /// Write an SLO report (report.html, report.md, report.json) for a period, from
+    /// a replay output directory or from the output topics.
+    Report(report::Args),
     /// Run the jobs on Kafka until SIGTERM/SIGINT: read the input topics, write
     /// causeway_sli, causeway_service_graph, causeway_slo, causeway_alerts and
     /// causeway_dlq, serve /metrics.
@@ -43,6 +46,7 @@ fn main() -> ExitCode {
         Command::Dispatch(a) => dispatch::main(a),
         Command::Scenario(a) => scenario::main(a),
         Command::Rules(a) => rules::main(a),
+        Command::Report(a) => report::main(a),
         Command::Run(a) => run::main(a),
     }
 }

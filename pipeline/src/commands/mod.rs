@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 pub mod dispatch;
 pub mod replay;
+pub mod report;
 pub mod rules;
 pub mod run;
 pub mod scenario;
