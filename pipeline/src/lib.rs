@@ -6,6 +6,7 @@
 pub mod background;
 pub mod config;
 pub mod dataflow;
+pub mod demo;
 pub mod dispatch;
 pub mod ingest;
 pub mod metrics;
