@@ -8,6 +8,7 @@ pub mod background;
 pub mod commands;
 pub mod config;
 pub mod dataflow;
+pub mod demo;
 pub mod ingest;
 pub mod kafka;
 pub mod metrics;
