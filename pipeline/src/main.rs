@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use causeway::commands::{dispatch, replay, report, rules, run, scenario};
+use causeway::commands::{demo, dispatch, replay, report, rules, run, scenario};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -19,6 +19,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the main job on an embedded Kafka broker: a seeded story with a bad
+    /// deploy, its page and the SLO report, shown live.
+    Demo(demo::Args),
     /// Run the jobs over input files and write sli.jsonl, service_graph.jsonl,
     /// slo.jsonl, alerts.jsonl and dlq.jsonl.
     Replay(replay::Args),
@@ -42,6 +45,7 @@ enum Command {
 
 fn main() -> ExitCode {
     match Cli::parse().command {
+        Command::Demo(a) => demo::main(a),
         Command::Replay(a) => replay::main(a),
         Command::Dispatch(a) => dispatch::main(a),
         Command::Scenario(a) => scenario::main(a),

@@ -54,6 +54,9 @@ pub struct DispatchOptions {
     /// Exit once the topic has been read to its end and stayed quiet for
     /// `time.idle_timeout` (for backfills and tests).
     pub drain: bool,
+    /// Stop when this is set (besides SIGTERM/SIGINT): for a dispatcher run
+    /// inside another command (`causeway demo`).
+    pub stop: Option<Arc<AtomicBool>>,
 }
 
 /// What a dispatcher did.
@@ -178,7 +181,10 @@ pub fn dispatch(opts: &DispatchOptions) -> Result<DispatchSummary, DispatchError
     let settings = config.settings()?;
     let d = &config.dispatch;
     let channels = channels(d)?;
-    let stop = Arc::new(AtomicBool::new(false));
+    let stop = opts
+        .stop
+        .clone()
+        .unwrap_or_else(|| Arc::new(AtomicBool::new(false)));
     crate::background::watch_signals("causeway dispatch", stop.clone());
     let metrics = Arc::new(Metrics::new(config.metrics.max_series));
     let _server = match d.metrics_bind.as_str() {

@@ -22,6 +22,7 @@ pub fn main(args: Args) -> ExitCode {
     let opts = DispatchOptions {
         config: args.config,
         drain: args.drain,
+        stop: None,
     };
     match dispatch(&opts) {
         Ok(s) => {

@@ -4,6 +4,7 @@
 
 use std::process::ExitCode;
 
+pub mod demo;
 pub mod dispatch;
 pub mod replay;
 pub mod report;

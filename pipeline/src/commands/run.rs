@@ -82,7 +82,7 @@ pub enum RunError {
 }
 
 /// Options of `causeway run`.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct RunOptions {
     /// Config file.
     pub config: Option<PathBuf>,
@@ -96,6 +96,9 @@ pub struct RunOptions {
     pub hostfile: Option<PathBuf>,
     /// Exit once every input partition is read to its end and idle.
     pub drain: bool,
+    /// Count into this registry, served by its owner, instead of serving one on
+    /// `metrics.bind` (`causeway demo` keeps serving it after the run ends).
+    pub metrics: Option<Arc<Metrics>>,
 }
 
 /// What a run did, summed over this process's workers.
@@ -135,8 +138,12 @@ pub fn run(opts: &RunOptions) -> Result<RunSummary, RunError> {
     let config = Config::load(opts.config.as_deref())?;
     let settings = config.settings()?;
     let timely_config = cluster_config(opts)?;
-    let metrics = Arc::new(Metrics::new(config.metrics.max_series));
+    let metrics = opts
+        .metrics
+        .clone()
+        .unwrap_or_else(|| Arc::new(Metrics::new(config.metrics.max_series)));
     let _server = match config.metrics.bind.as_str() {
+        _ if opts.metrics.is_some() => None,
         "" => None,
         bind => {
             // Processes of one cluster may share a host: process p serves on port + p.
@@ -740,6 +747,7 @@ pub fn main(args: Args) -> ExitCode {
         process: args.process,
         hostfile: args.hostfile,
         drain: args.drain,
+        metrics: None,
     };
     match run(&opts) {
         Ok(s) => {
