@@ -163,7 +163,8 @@ impl Default for StoryConfig {
 pub struct Change {
     /// CDEvent `context.timestamp`, Unix ns (whole seconds).
     pub at_ns: u64,
-    /// The audit record's `stageTimestamp`, Unix ns (12 s before `at_ns`).
+    /// The audit record's `stageTimestamp`, Unix ns (2 s after `at_ns`: the
+    /// deployer announces the change, then patches the Deployment).
     pub audit_ns: u64,
     /// Service changed.
     pub service: String,
@@ -602,10 +603,10 @@ impl Story {
         }
     }
 
-    /// Queues the changes whose first record (the audit record) is before `limit`.
+    /// Queues the changes whose first message (the CDEvent) is before `limit`.
     fn inject_changes(&mut self, limit: u64) {
         while let Some(c) = self.timeline.changes.get(self.next_change) {
-            if c.audit_ns >= limit {
+            if c.at_ns >= limit {
                 break;
             }
             let c = c.clone();
@@ -619,9 +620,9 @@ impl Story {
                 patch,
                 &c.service,
                 &c.version,
-                c.audit_ns - 3 * NS,
+                c.at_ns - 3 * NS,
                 c.audit_ns,
-                c.at_ns,
+                c.audit_ns + 2 * NS,
             );
             for item in items {
                 self.pend(item);
@@ -907,7 +908,7 @@ fn timeline(cfg: &StoryConfig) -> Timeline {
             let (root, call) = (rng.span_id(), rng.span_id());
             Change {
                 at_ns: t,
-                audit_ns: t - 12 * NS,
+                audit_ns: t + 2 * NS,
                 service: service.to_string(),
                 environment: env.clone(),
                 action: action.to_string(),
