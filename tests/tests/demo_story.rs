@@ -28,8 +28,6 @@ use prost::Message;
 
 const NS: u64 = 1_000_000_000;
 const MIN: u64 = 60 * NS;
-/// `allowed_lateness`: the config sets no other.
-const LATENESS: u64 = 30 * NS;
 
 /// 105 minutes at two requests a second (the pages resolve about 30 minutes
 /// after the rollback at 65, when the 30-minute window of the default policy's
@@ -70,12 +68,16 @@ fn run() -> &'static Run {
         let summary = replay(&ReplayOptions {
             input: input.clone(),
             out: out.clone(),
-            config: Some(config),
+            config: Some(config.clone()),
             workers: 2,
             progress: false,
         })
         .unwrap();
-        let decoded = decode_inputs(&input);
+        let lateness = causeway::config::Config::load(Some(&config))
+            .and_then(|c| c.settings())
+            .unwrap()
+            .allowed_lateness_ns;
+        let decoded = decode_inputs(&input, lateness);
         Run {
             input,
             out,
@@ -167,7 +169,7 @@ fn card_in(s: &str) -> Option<&str> {
                 }
             })
             .sum();
-        if (13..=19).contains(&digits.len()) && luhn % 10 == 0 {
+        if (13..=19).contains(&digits.len()) && luhn.is_multiple_of(10) {
             return Some(&s[start..end]);
         }
     }
@@ -198,7 +200,7 @@ fn pii_in(kvs: &[KeyValue], body: Option<&AnyValue>, found: &mut BTreeSet<String
 /// partition, message ordinal = offset) and applies SPEC §2's lateness rule per
 /// partition: a record is late when its time is below the newest admitted time
 /// of the earlier messages of its partition minus `allowed_lateness`.
-fn decode_inputs(dir: &Path) -> Decoded {
+fn decode_inputs(dir: &Path, lateness: u64) -> Decoded {
     let mut d = Decoded::default();
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
@@ -211,7 +213,7 @@ fn decode_inputs(dir: &Path) -> Decoded {
         let mut newest: Option<u64> = None;
         while let Some(msg) = reader.next_message().unwrap() {
             assert!(msg.framing_error.is_none(), "{name}: framing");
-            let watermark = newest.map(|n| n.saturating_sub(LATENESS));
+            let watermark = newest.map(|n| n.saturating_sub(lateness));
             let late = |t: u64| watermark.is_some_and(|w| t < w);
             let mut admitted_max = newest;
             let mut late_here = 0;
@@ -578,4 +580,67 @@ fn the_story_is_deterministic() {
     )
     .unwrap();
     assert!(files(&other)["otlp_spans-0.pb"] != first["otlp_spans-0.pb"]);
+}
+
+/// The default story (2 hours at 8 requests a second, as `causeway demo` plays
+/// it): the same pages, resolved before the end, nothing else paging, and the
+/// context loss in its default window. Slow in a debug build:
+/// `cargo test -p causeway-tests --test demo_story -- --ignored`.
+#[test]
+#[ignore]
+fn the_default_story() {
+    let root = std::env::temp_dir().join(format!("causeway-demo-default-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let cfg = StoryConfig::default();
+    let started = std::time::Instant::now();
+    let counts = Story::write_replay_inputs(&cfg, &root.join("input")).unwrap();
+    eprintln!("generated in {:?}: {counts:?}", started.elapsed());
+    let story = Story::new(cfg);
+    std::fs::write(root.join("causeway.toml"), story.config_toml()).unwrap();
+    replay(&ReplayOptions {
+        input: root.join("input"),
+        out: root.join("out"),
+        config: Some(root.join("causeway.toml")),
+        workers: 2,
+        progress: false,
+    })
+    .unwrap();
+    let tl = story.timeline();
+    let alerts: Vec<AlertRecord> = read_jsonl(&root.join("out/alerts.jsonl"));
+    for service in [tl.culprit.as_str(), "gateway"] {
+        for status in ["firing", "resolved"] {
+            let a: Vec<&AlertRecord> = alerts
+                .iter()
+                .filter(|a| {
+                    a.label("service") == service
+                        && a.label("severity") == "page"
+                        && a.status == status
+                })
+                .collect();
+            assert_eq!(a.len(), 1, "{service} {status}: {alerts:#?}");
+            assert_eq!(a[0].culprit, tl.culprit);
+            assert!(a[0]
+                .suspected_changes
+                .iter()
+                .any(|c| c.version == tl.bad_version && c.actor == tl.deploy_actor));
+        }
+    }
+    assert!(alerts
+        .iter()
+        .all(|a| [tl.culprit.as_str(), "gateway"].contains(&a.label("service"))));
+    let sli: Vec<SliRecord> = read_jsonl(&root.join("out/sli.jsonl"));
+    let svc = tl.context_loss_service.as_str();
+    let rate = |(bad, total): (u64, u64)| bad as f64 / total as f64;
+    let inside = sums(
+        &sli,
+        "context_loss",
+        tl.context_loss_from_ns,
+        tl.context_loss_until_ns,
+    )[svc];
+    let before = sums(&sli, "context_loss", 0, tl.context_loss_from_ns)[svc];
+    assert!(
+        rate(inside) > 0.2 && rate(before) < 0.02,
+        "{inside:?} {before:?}"
+    );
+    let _ = std::fs::remove_dir_all(&root);
 }
