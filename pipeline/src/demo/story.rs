@@ -15,44 +15,45 @@
 //! failed `CLIENT` span, not a failed request.
 //!
 //! **Plot** (offsets from [`StoryConfig::start_ns`]; defaults in brackets):
-//! - `search` 1.8.0 replaces 1.7.3 [15 min], an innocent change;
-//! - `checkout` 2.4.0 replaces 2.3.1 [35 min] (CDEvent `service.deployed` and the
-//!   audit record of `alice@example.com`'s `kubectl patch`, sharing the
-//!   deployer's trace context). It takes a quarter of checkout's traffic at
-//!   first and all of it after [5 min] (a canary ramp). [40%] of the requests it
+//! - `search` 1.8.0 replaces 1.7.3 \[15 min\], an innocent change;
+//! - `checkout` 2.4.0 replaces 2.3.1 \[35 min\] (CDEvent `service.deployed` and the
+//!   audit record of `alice@example.com`'s `kubectl patch` 2 s later, sharing
+//!   the deployer's trace context). It takes a quarter of checkout's traffic at
+//!   first and all of it after \[5 min\] (a canary ramp). \[40%\] of the requests it
 //!   serves fail after calling `cart` and `pricing`: an `ERROR` checkout span, a
 //!   failed gateway `CLIENT` span and a failed gateway entry span (HTTP 502),
 //!   and `ERROR` request logs. With the availability SLOs of
 //!   [`Story::config_toml`] this pages for `checkout` and `gateway` within
-//!   minutes, the culprit `checkout` and the deploy suspected;
-//! - `checkout` is rolled back to 2.3.1 [65 min] (CDEvent `service.rolledback`,
+//!   minutes (and opens tickets that stay open: the ticket row looks at 6 h),
+//!   the culprit `checkout` and the deploy suspected. No other service alerts;
+//! - `checkout` is rolled back to 2.3.1 \[65 min\] (CDEvent `service.rolledback`,
 //!   audit record of `bob@example.com`); the errors stop, and the pages resolve
 //!   about half an hour later, once the 30 min window of the default policy's
 //!   second page row (6× over 6 h and 30 min) has cleared;
-//! - from [80 min] to [100 min] the queue hop to `notifier` loses the trace id
-//!   for [70%] of the messages: the consumer span starts a new trace but keeps
+//! - from \[80 min\] to \[100 min\] the queue hop to `notifier` loses the trace id
+//!   for \[70%\] of the messages: the consumer span starts a new trace but keeps
 //!   the producer's span id as its parent, an orphan (SLI M4 context loss rises
 //!   for `notifier`).
 //!
-//! Throughout: [1%] of the request logs of `auth`, `users`, `checkout`,
+//! Throughout: \[1%\] of the request logs of `auth`, `users`, `checkout`,
 //! `payments` and `email` carry an e-mail address or a card number (in an
 //! attribute or the body), and a quarter as many of their served spans a card
-//! number attribute (SLI M9). [0.3%] of the span and log messages reach Kafka
-//! [5 min] late (SPEC §2: late, dead-lettered), and [0.2%] are malformed: the
+//! number attribute (SLI M9). \[0.3%\] of the span and log messages reach Kafka
+//! \[5 min\] late (SPEC §2: late, dead-lettered), and \[0.2%\] are malformed: the
 //! protobuf cut short inside its first resource, or (spans only) a batch with
 //! one extra span whose trace id is 15 bytes (dead-lettered alone).
 //!
 //! **Messages.** `otlp_spans` and `otlp_logs` carry one OTLP protobuf
 //! `TracesData` / `LogsData` per message, one `ResourceSpans` per (service,
 //! version) in it, as the Collector's batch processor and kafka exporter write
-//! them: a message closes at [64] records or [1 s] after its first record was
+//! them: a message closes at \[64\] records or \[1 s\] after its first record was
 //! exported, whichever comes first, and messages are dealt round-robin over
 //! [`StoryConfig::partitions`] partitions (the exporter does not key by trace
 //! unless told to, and `causeway run` correlates across partitions). A record is
 //! exported when its span or request ends, plus the SDK's batching delay, so the
 //! spans of a message are slightly out of start-time order (well within
 //! `allowed_lateness`). `deploys` and `audit` have one partition each and JSON
-//! payloads with a `traceparent` header.
+//! payloads with a `traceparent` header. No message has a key.
 //!
 //! **Laziness.** [`Story::advance`] generates traces only up to the time it is
 //! asked for; what it holds is the traffic of the last few seconds (records not
