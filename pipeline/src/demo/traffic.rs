@@ -35,7 +35,7 @@ pub(crate) struct Service {
     pub legacy_env: bool,
     /// Own work per request, milliseconds `[lo, hi)`.
     pub work_ms: (u64, u64),
-    /// Share of its request logs written without a trace id.
+    /// Multiplies the base share of request logs written without a trace id.
     pub untraced: f64,
     /// Whether its request logs and spans may carry PII (users, payments...).
     pub pii: bool,
