@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use causeway::commands::replay::{replay, ReplayOptions, Summary};
 use causeway::demo::{Counts, Story, StoryConfig, Timeline};
-use causeway::replay::{replay, ReplayOptions, Summary};
 use causeway::sources::file::DelimitedReader;
 use causeway::sources::{PartitionReader, Topic};
 use causeway_schemas::otlp::proto::{

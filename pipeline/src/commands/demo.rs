@@ -88,8 +88,12 @@ pub fn main(args: Args) -> ExitCode {
 const OUTPUT_PARTITIONS: i32 = 1;
 
 fn demo(args: &Args) -> Result<(), String> {
-    let length = parse_duration(&args.length)
-        .ok_or_else(|| format!("--length {:?} is not a duration like 2h or 80m", args.length))?;
+    let length = parse_duration(&args.length).ok_or_else(|| {
+        format!(
+            "--length {:?} is not a duration like 2h or 80m",
+            args.length
+        )
+    })?;
     if !(args.speed >= 0.0 && args.speed.is_finite()) {
         return Err(format!("--speed {} must be 0 or more", args.speed));
     }
@@ -112,13 +116,13 @@ fn demo(args: &Args) -> Result<(), String> {
     std::fs::create_dir_all(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
 
     // The broker: embedded unless --brokers.
-    let mock;
-    let brokers = match &args.brokers {
-        Some(b) => b.clone(),
+    let (mock, brokers) = match &args.brokers {
+        Some(b) => (None, b.clone()),
         None => {
-            mock = MockCluster::new(1)
+            let m = MockCluster::new(1)
                 .map_err(|e| format!("cannot start the embedded Kafka broker: {e}"))?;
-            mock.bootstrap_servers()
+            let b = m.bootstrap_servers();
+            (Some(m), b)
         }
     };
 
@@ -143,7 +147,16 @@ fn demo(args: &Args) -> Result<(), String> {
     std::fs::write(&config_path, &config_text)
         .map_err(|e| format!("cannot write {}: {e}", config_path.display()))?;
     let config = Config::load(Some(&config_path)).map_err(|e| e.to_string())?;
-    create_topics(&brokers, &config, story_cfg.partitions as i32)?;
+    let wanted = topics(&config, story_cfg.partitions as i32);
+    match &mock {
+        Some(m) => {
+            for (name, n) in &wanted {
+                m.create_topic(name, *n, 1)
+                    .map_err(|e| format!("cannot create topic {name}: {e}"))?;
+            }
+        }
+        None => create_topics(&brokers, &wanted)?,
+    }
 
     let registry = Arc::new(Metrics::new(config.metrics.max_series));
     let server = metrics::serve(&args.metrics_bind, registry.clone()).map_err(|e| {
@@ -201,9 +214,7 @@ fn demo(args: &Args) -> Result<(), String> {
     let live = !args.plain && std::io::stderr().is_terminal();
     let fed = feed(&brokers, &config, story, args.speed, &view, live, &receiver)?;
 
-    let run_result = run_thread
-        .join()
-        .map_err(|_| "run panicked".to_string())?;
+    let run_result = run_thread.join().map_err(|_| "run panicked".to_string())?;
     let summary = run_result?;
     // Every alert on the topic is delivered before the dispatcher stops.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -277,18 +288,14 @@ fn demo(args: &Args) -> Result<(), String> {
     Ok(())
 }
 
-/// Creates the input and output topics (an existing topic is kept).
-fn create_topics(brokers: &str, config: &Config, partitions: i32) -> Result<(), String> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .map_err(|e| format!("cannot reach Kafka at {brokers}: {e}"))?;
+/// The input and output topics with their partition counts.
+fn topics(config: &Config, partitions: i32) -> Vec<(String, i32)> {
     let t = &config.kafka.topics;
     let mut wanted = vec![
-        (t.spans.as_str(), partitions),
-        (t.logs.as_str(), partitions),
-        (t.deploys.as_str(), 1),
-        (t.audit.as_str(), 1),
+        (t.spans.clone(), partitions),
+        (t.logs.clone(), partitions),
+        (t.deploys.clone(), 1),
+        (t.audit.clone(), 1),
     ];
     for o in [
         &t.sli,
@@ -299,8 +306,17 @@ fn create_topics(brokers: &str, config: &Config, partitions: i32) -> Result<(), 
         &t.dlq,
         &t.checkpoints,
     ] {
-        wanted.push((o.as_str(), OUTPUT_PARTITIONS));
+        wanted.push((o.clone(), OUTPUT_PARTITIONS));
     }
+    wanted
+}
+
+/// Creates the topics on a real cluster (an existing topic is kept).
+fn create_topics(brokers: &str, wanted: &[(String, i32)]) -> Result<(), String> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .map_err(|e| format!("cannot reach Kafka at {brokers}: {e}"))?;
     let new: Vec<NewTopic> = wanted
         .iter()
         .map(|(name, n)| NewTopic::new(name, *n, TopicReplication::Fixed(1)))
@@ -442,10 +458,11 @@ struct View {
     culprit: String,
     /// Newest final window end (Unix seconds).
     window_end: u64,
-    /// (service, version) → (good, total) of availability in the newest window.
-    availability: BTreeMap<(String, String), (u64, u64)>,
-    /// service → (good, total) of context loss (M4) in the newest window.
-    context: BTreeMap<String, (u64, u64)>,
+    /// service → its newest window's end and, per version, (good, total) of
+    /// availability in it.
+    availability: BTreeMap<String, (u64, BTreeMap<String, (u64, u64)>)>,
+    /// service → its newest window's end and (good, total) of context loss (M4).
+    context: BTreeMap<String, (u64, (u64, u64))>,
     /// service → PII records (M9 bad) since the start.
     pii: BTreeMap<String, u64>,
     /// (slo, service) → the newest burn rates.
@@ -477,25 +494,29 @@ impl View {
     }
 
     fn sli(&mut self, r: SliRecord) {
-        if r.window_end > self.window_end {
-            self.window_end = r.window_end;
-            self.availability.clear();
-            self.context.clear();
-        }
+        self.window_end = self.window_end.max(r.window_end);
         let counts = (r.good.unwrap_or(0), r.total.unwrap_or(0));
         match r.sli.as_str() {
-            "availability" if r.window_end == self.window_end => {
-                let e = self
-                    .availability
-                    .entry((r.service, r.version))
-                    .or_default();
-                e.0 += counts.0;
-                e.1 += counts.1;
+            "availability" => {
+                let e = self.availability.entry(r.service).or_default();
+                if r.window_end > e.0 {
+                    *e = (r.window_end, BTreeMap::new());
+                }
+                if r.window_end == e.0 {
+                    let v = e.1.entry(r.version).or_default();
+                    v.0 += counts.0;
+                    v.1 += counts.1;
+                }
             }
-            "context_loss" if r.window_end == self.window_end => {
+            "context_loss" => {
                 let e = self.context.entry(r.service).or_default();
-                e.0 += counts.0;
-                e.1 += counts.1;
+                if r.window_end > e.0 {
+                    *e = (r.window_end, (0, 0));
+                }
+                if r.window_end == e.0 {
+                    e.1 .0 += counts.0;
+                    e.1 .1 += counts.1;
+                }
             }
             "sensitive_exposure" => {
                 *self.pii.entry(r.service).or_default() += counts.1 - counts.0;
@@ -508,7 +529,8 @@ impl View {
     fn render(&self, receiver: &Receiver, fed: Fed, live: bool) -> String {
         use comfy_table::{presets::UTF8_BORDERS_ONLY, Table};
         let mut out = String::new();
-        let lag = self.story_ns / NANOS_PER_SEC - self.window_end.min(self.story_ns / NANOS_PER_SEC);
+        let lag =
+            self.story_ns / NANOS_PER_SEC - self.window_end.min(self.story_ns / NANOS_PER_SEC);
         out.push_str(&format!(
             "causeway demo  event time {} (+{} min)  last final window {}  ({}s behind)  {:.0} spans/s fed\n",
             format_rfc3339(self.story_ns / NANOS_PER_SEC),
@@ -524,23 +546,45 @@ impl View {
         let mut t = Table::new();
         t.load_preset(UTF8_BORDERS_ONLY);
         t.set_header(vec![
-            "service", "version", "requests", "availability", "context loss", "PII", "burn 5m",
+            "service",
+            "version",
+            "requests",
+            "availability",
+            "context loss",
+            "PII",
+            "burn 5m",
             "burn 1h",
         ]);
-        let mut services: Vec<&(String, String)> = self.availability.keys().collect();
-        services.sort_by_key(|(s, v)| {
-            let (g, n) = self.availability[&(s.clone(), v.clone())];
-            ((g as f64 / n.max(1) as f64 * 1e6) as u64, s.clone(), v.clone())
+        // Each service's newest window, worst availability first.
+        let mut rows: Vec<(&String, &String, u64, u64)> = self
+            .availability
+            .iter()
+            .flat_map(|(s, (_, versions))| versions.iter().map(move |(v, (g, n))| (s, v, *g, *n)))
+            .collect();
+        // Worst first: the lower of availability and kept context.
+        let kept = |s: &String| {
+            self.context
+                .get(s)
+                .map_or(1.0, |(_, (g, n))| *g as f64 / (*n).max(1) as f64)
+        };
+        let score =
+            |x: &(&String, &String, u64, u64)| (x.2 as f64 / x.3.max(1) as f64).min(kept(x.0));
+        rows.sort_by(|a, b| {
+            score(a)
+                .total_cmp(&score(b))
+                .then_with(|| (a.0, a.1).cmp(&(b.0, b.1)))
         });
-        for key in services.iter().take(if live { 12 } else { 40 }) {
-            let (s, v) = (&key.0, &key.1);
-            let (g, n) = self.availability[*key];
+        for (s, v, g, n) in rows.into_iter().take(if live { 12 } else { 40 }) {
             let ctx = self
                 .context
                 .get(s)
-                .map(|(g, n)| format!("{:.1}%", 100.0 * (n - g) as f64 / (*n).max(1) as f64))
+                .map(|(_, (g, n))| format!("{:.1}%", 100.0 * (n - g) as f64 / (*n).max(1) as f64))
                 .unwrap_or_default();
-            let burn = self.burn.iter().find(|((_, svc), _)| svc == s).map(|(_, r)| r);
+            let burn = self
+                .burn
+                .iter()
+                .find(|((_, svc), _)| svc == s)
+                .map(|(_, r)| r);
             let rate = |w: &str| {
                 burn.and_then(|r| r.burn_rates.iter().find(|b| b.window == w))
                     .map(|b| format!("{:.1}", b.burn_rate))
@@ -563,15 +607,28 @@ impl View {
             let change = a
                 .suspected_changes
                 .first()
-                .map(|c| format!("suspected deploy {} {} {} by {}", c.service, c.action, c.version, c.actor))
+                .map(|c| {
+                    format!(
+                        "suspected deploy {} {} {} by {}",
+                        c.service, c.action, c.version, c.actor
+                    )
+                })
                 .unwrap_or_else(|| "no suspected deploy".into());
             out.push_str(&format!(
                 "ALERT {:8} {:6} {} culprit {} ({}); {}\n",
                 a.status,
                 a.labels.get("severity").map(String::as_str).unwrap_or(""),
                 a.labels.get("service").map(String::as_str).unwrap_or(""),
-                if a.culprit.is_empty() { "-" } else { &a.culprit },
-                if a.culprit == self.culprit { "the bad deploy's service" } else { "other" },
+                if a.culprit.is_empty() {
+                    "-"
+                } else {
+                    &a.culprit
+                },
+                if a.culprit == self.culprit {
+                    "the bad deploy's service"
+                } else {
+                    "other"
+                },
                 change
             ));
         }
@@ -608,11 +665,12 @@ impl View {
         let worst = self
             .availability
             .iter()
+            .flat_map(|(s, (_, versions))| versions.iter().map(move |(v, c)| (s, v, *c)))
             .min_by(|a, b| {
                 let r = |(g, n): (u64, u64)| g as f64 / n.max(1) as f64;
-                r(*a.1).total_cmp(&r(*b.1))
+                r(a.2).total_cmp(&r(b.2))
             })
-            .map(|((s, v), (g, n))| format!("{s} {v} {:.2}%", 100.0 * *g as f64 / (*n).max(1) as f64))
+            .map(|(s, v, (g, n))| format!("{s} {v} {:.2}%", 100.0 * g as f64 / n.max(1) as f64))
             .unwrap_or_else(|| "-".into());
         format!(
             "causeway demo: event time +{} min, last window {}, {} spans fed, worst availability {worst}, firing [{}], pages {}, dead letters {}",
@@ -645,11 +703,16 @@ impl Watcher {
             .create()
             .map_err(|e| format!("cannot create the view's consumer: {e}"))?;
         let t = &k.topics;
-        let topics = [t.sli.clone(), t.slo.clone(), t.alerts.clone(), t.dlq.clone()];
+        let topics = [
+            t.sli.clone(),
+            t.slo.clone(),
+            t.alerts.clone(),
+            t.dlq.clone(),
+        ];
         let mut tpl = TopicPartitionList::new();
         for topic in &topics {
-            let partitions = crate::kafka::topic_partitions(&consumer, k, topic)
-                .map_err(|e| e.to_string())?;
+            let partitions =
+                crate::kafka::topic_partitions(&consumer, k, topic).map_err(|e| e.to_string())?;
             for p in partitions {
                 tpl.add_partition_offset(topic, p, Offset::Beginning)
                     .map_err(|e| e.to_string())?;
@@ -735,7 +798,12 @@ impl Watcher {
     fn poll_until_quiet(&self) {
         let mut quiet = Instant::now();
         while quiet.elapsed() < Duration::from_millis(500) {
-            if Self::poll(&self.consumer, &self.view, &self.topics, Duration::from_millis(50)) {
+            if Self::poll(
+                &self.consumer,
+                &self.view,
+                &self.topics,
+                Duration::from_millis(50),
+            ) {
                 quiet = Instant::now();
             }
         }
