@@ -451,6 +451,9 @@ fn feed(
     Ok(fed)
 }
 
+/// Version → (good, total).
+type ByVersion = BTreeMap<String, (u64, u64)>;
+
 /// What the live view shows, kept up to date from the output topics.
 struct View {
     start_ns: u64,
@@ -460,7 +463,7 @@ struct View {
     window_end: u64,
     /// service → its newest window's end and, per version, (good, total) of
     /// availability in it.
-    availability: BTreeMap<String, (u64, BTreeMap<String, (u64, u64)>)>,
+    availability: BTreeMap<String, (u64, ByVersion)>,
     /// service → its newest window's end and (good, total) of context loss (M4).
     context: BTreeMap<String, (u64, (u64, u64))>,
     /// service → PII records (M9 bad) since the start.
