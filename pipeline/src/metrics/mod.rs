@@ -7,9 +7,7 @@
 //! label; every service-valued label goes through [`LabelCap`].
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use causeway_jobs::operators::finalize::decode_histogram;
 use causeway_schemas::records::{ServiceGraphRecord, SliRecord, SloRecord};
@@ -17,10 +15,13 @@ use prometheus::{
     Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::ingest::Stats;
 use crate::sources::Topic;
+
+mod server;
+
+pub use server::{serve, Server};
 
 /// The label value that stands for every service past the cap.
 pub const OVERFLOW: &str = "__overflow__";
@@ -386,83 +387,6 @@ impl Metrics {
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
         buf
     }
-}
-
-/// A running `/metrics` server; stops when dropped.
-pub struct Server {
-    /// The bound address (useful with port 0).
-    pub addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        // Wake the accept loop.
-        let _ = std::net::TcpStream::connect(self.addr);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// Serves `GET /metrics` (and `GET /healthz`) on `bind` from a tokio runtime of its own.
-pub fn serve(bind: &str, metrics: Arc<Metrics>) -> std::io::Result<Server> {
-    let listener = std::net::TcpListener::bind(bind)?;
-    listener.set_nonblocking(true)?;
-    let addr = listener.local_addr()?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let stop2 = stop.clone();
-    let thread = crate::background::spawn("causeway-metrics", move || async move {
-        let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
-            return;
-        };
-        while !stop2.load(Ordering::SeqCst) {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let m = metrics.clone();
-            tokio::spawn(async move {
-                let _ = respond(stream, &m).await;
-            });
-        }
-    })?;
-    Ok(Server {
-        addr,
-        stop,
-        thread: Some(thread),
-    })
-}
-
-async fn respond(mut stream: tokio::net::TcpStream, metrics: &Metrics) -> std::io::Result<()> {
-    let mut req = Vec::new();
-    let mut buf = [0u8; 1024];
-    while !req.windows(4).any(|w| w == b"\r\n\r\n") && req.len() < 16 * 1024 {
-        let n = stream.read(&mut buf).await?;
-        if n == 0 {
-            break;
-        }
-        req.extend_from_slice(&buf[..n]);
-    }
-    let line = String::from_utf8_lossy(&req);
-    let path = line.split_whitespace().nth(1).unwrap_or("");
-    let (status, ctype, body) = match path.split('?').next() {
-        Some("/metrics") => (
-            "200 OK",
-            "text/plain; version=0.0.4; charset=utf-8",
-            metrics.render(),
-        ),
-        Some("/healthz") => ("200 OK", "text/plain", b"ok\n".to_vec()),
-        _ => ("404 Not Found", "text/plain", b"not found\n".to_vec()),
-    };
-    let head = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await?;
-    stream.write_all(&body).await?;
-    stream.shutdown().await
 }
 
 #[cfg(test)]
