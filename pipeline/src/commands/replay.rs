@@ -3,12 +3,12 @@
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use causeway_schemas::records::DlqRecord;
 use causeway_schemas::Encoding;
+use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::config::{Config, ConfigError, Settings};
 use crate::dataflow;
@@ -109,23 +109,22 @@ pub fn replay(opts: &ReplayOptions) -> Result<Summary, ReplayError> {
         .filter_map(|(p, _, _)| std::fs::metadata(p).ok())
         .map(|m| m.len())
         .sum();
-    let progress = Arc::new(AtomicU64::new(0));
-    let show_progress = opts.progress && std::io::stderr().is_terminal();
+    let progress = (opts.progress && std::io::stderr().is_terminal()).then(|| {
+        let bar = ProgressBar::new(total_bytes);
+        if let Ok(style) = ProgressStyle::with_template(
+            "[{bar:25}] {percent:>3}%  {bytes} / {total_bytes}  {bytes_per_sec}",
+        ) {
+            bar.set_style(style.progress_chars("#>-"));
+        }
+        bar
+    });
 
     let shared = (files.clone(), settings, outputs.clone(), progress.clone());
     let guards = timely::execute(
         timely::Config::process(opts.workers.max(1)),
         move |worker| {
             let (files, settings, outputs, progress) = shared.clone();
-            run_worker(
-                worker,
-                &files,
-                settings,
-                outputs,
-                &progress,
-                total_bytes,
-                show_progress,
-            )
+            run_worker(worker, &files, settings, outputs, progress.as_ref())
         },
     )
     .map_err(ReplayError::Workers)?;
@@ -142,8 +141,8 @@ pub fn replay(opts: &ReplayOptions) -> Result<Summary, ReplayError> {
         dlq.append(&mut closed.dlq);
         advances.push(closed.advances);
     }
-    if show_progress {
-        eprintln!();
+    if let Some(bar) = progress {
+        bar.finish_and_clear();
     }
     let mut o = outputs
         .lock()
@@ -203,9 +202,7 @@ fn run_worker(
     files: &[(PathBuf, Topic, Encoding)],
     settings: Settings,
     outputs: Arc<Mutex<FileOutputs>>,
-    progress: &AtomicU64,
-    total_bytes: u64,
-    show_progress: bool,
+    progress: Option<&ProgressBar>,
 ) -> WorkerResult {
     let (index, peers) = (worker.index(), worker.peers());
     let sink: Option<Box<dyn dataflow::OutputSink>> =
@@ -223,7 +220,6 @@ fn run_worker(
             0u64,
         ));
     }
-    let mut last_report = Instant::now();
     loop {
         let previous = ingest.time();
         // Event-time alignment: a partition more than ALIGN_NS ahead of this
@@ -256,7 +252,9 @@ fn run_worker(
                 ingest.process(&part.name, part.topic, part.encoding, part.id, wm, &msg);
             }
             let now = part.reader.position();
-            progress.fetch_add(now - *pos, Ordering::Relaxed);
+            if let Some(bar) = progress {
+                bar.inc(now - *pos);
+            }
             *pos = now;
         }
         let active: Vec<u64> = parts
@@ -272,17 +270,6 @@ fn run_worker(
         // nothing to do gives its core to the others.
         while probe.less_than(&previous) {
             worker.step_or_park(Some(Duration::from_millis(1)));
-        }
-        if show_progress && index == 0 && last_report.elapsed() > Duration::from_millis(200) {
-            last_report = Instant::now();
-            let done = progress.load(Ordering::Relaxed);
-            let pct = (done * 100).checked_div(total_bytes).unwrap_or(100);
-            let bar = "#".repeat((pct / 4) as usize);
-            eprint!(
-                "\r[{bar:<25}] {pct:>3}%  {} / {} MiB",
-                done >> 20,
-                total_bytes >> 20
-            );
         }
     }
     ingest.flush();
