@@ -231,3 +231,31 @@ impl Rejection {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::scrub_detail;
+
+    #[test]
+    fn scrub_detail_drops_quoted_input() {
+        assert_eq!(
+            scrub_detail(
+                "invalid type: string \"alice@example.com\", expected u64 at line 1 column 40"
+            ),
+            "invalid type: string \"…\", expected u64 at line 1 column 40"
+        );
+        assert_eq!(
+            scrub_detail("invalid value: integer `4111111111111111`, expected i32"),
+            "invalid value: integer `…`, expected i32"
+        );
+        assert_eq!(
+            scrub_detail("unknown field 'x', doesn't fit"),
+            "unknown field '…', doesn't fit"
+        );
+        assert_eq!(scrub_detail("bad \"open quote 123-45-6789"), "bad \"…");
+        assert_eq!(
+            scrub_detail("trace id: wrong length 48"),
+            "trace id: wrong length 48"
+        );
+    }
+}
