@@ -70,7 +70,7 @@ pub fn decode_deploy(
                 "context.specversion (or context.version) is missing",
             )
         })?;
-    if !major_minor(spec).is_some_and(|v| v >= (0, 3)) {
+    if major_minor(spec).is_none_or(|v| v < (0, 3)) {
         return Err(bad(
             Reason::UnsupportedSpecVersion,
             &format!("CDEvents spec {spec} is not supported (0.3 and later are)"),

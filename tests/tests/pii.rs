@@ -83,7 +83,7 @@ fn luhn_ok(digits: &str) -> bool {
             }
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// `n` digits starting with `prefix` whose last digit makes the Luhn check
