@@ -90,11 +90,10 @@ fn luhn_ok(digits: &str) -> bool {
 /// pass (`valid`) or fail.
 fn card_digits(rng: &mut Rng, prefix: &str, n: usize, valid: bool) -> String {
     let body = format!("{prefix}{}", rng.digits(n - prefix.len() - 1));
-    let check = (0..10u8)
+    (0..10u8)
         .map(|c| format!("{body}{c}"))
         .find(|d| luhn_ok(d) == valid)
-        .unwrap();
-    check
+        .unwrap()
 }
 
 fn grouped(d: &str, sep: &str) -> String {
