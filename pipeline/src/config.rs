@@ -276,6 +276,15 @@ pub enum Guarantee {
 pub struct ProcessingConfig {
     /// `at_least_once` (default) or `exactly_once`.
     pub guarantee: Guarantee,
+    /// Dead letters without their content. A dead letter normally carries the
+    /// message's original bytes and headers (SPEC §1), which may hold PII, so
+    /// the DLQ topic is a restricted topic. With `true`, `run` writes the value
+    /// `causeway:redacted` instead of the bytes, drops the original headers and
+    /// keeps Causeway's own (`causeway.source.topic/partition/offset`,
+    /// `causeway.reason`, `causeway.record_index`, plus
+    /// `causeway.payload_bytes`); the `detail` of every dead letter, in the
+    /// topic and in `replay`'s `dlq.jsonl`, becomes a fixed text. Default `false`.
+    pub redact_dead_letters: bool,
 }
 
 /// The `/metrics` endpoint.
@@ -452,6 +461,8 @@ pub struct Settings {
     pub slos: Vec<SloSpec>,
     /// Alerting options, resolved.
     pub alerting: AlertOptions,
+    /// `processing.redact_dead_letters`.
+    pub redact_dead_letters: bool,
 }
 
 impl Config {
@@ -548,6 +559,7 @@ impl Config {
                 runbook_url: self.alerting.runbook_url.clone(),
             },
             params,
+            redact_dead_letters: self.processing.redact_dead_letters,
         })
     }
 

@@ -21,24 +21,35 @@ use causeway_jobs::correlate::{AuditRec, LogRec, Rec, SpanRec};
 use causeway_jobs::intern::Interner;
 use causeway_jobs::Params;
 use causeway_schemas::records::DlqRecord;
+use causeway_schemas::reject::scrub_detail;
 use causeway_schemas::{audit, cdevents, otlp};
-use causeway_schemas::{AuditRecord, DeployEvent, Origin, Reason, Rejection};
+use causeway_schemas::{AuditRecord, Declined, DeployEvent, Origin, Reason, Rejection, Skip};
 use differential_dataflow::input::InputSession;
 
 use crate::config::Settings;
 use crate::sources::{Message, Topic};
+
+/// The detail of every dead letter under `redact_dead_letters`.
+pub const REDACTED_DETAIL: &str = "redacted (processing.redact_dead_letters)";
+
+/// The detail of a dead letter whose decoder message would quote PII.
+const WITHHELD_DETAIL: &str = "detail withheld: it would quote a value that looks like PII";
 
 /// What ingest has counted so far.
 #[derive(Debug, Default, Clone)]
 pub struct Stats {
     /// Messages read.
     pub messages: u64,
-    /// Records read: accepted + rejected (an undecodable message counts as one).
+    /// Records read: accepted + rejected + skipped (an undecodable message
+    /// counts as one).
     pub records: u64,
     /// Records accepted into the dataflow, per topic.
     pub accepted: BTreeMap<Topic, u64>,
     /// Records rejected, per topic and reason (`late` included).
     pub rejected: BTreeMap<(Topic, Reason), u64>,
+    /// Valid records Causeway does not use, per topic and reason; never
+    /// dead-lettered.
+    pub skipped: BTreeMap<(Topic, Skip), u64>,
 }
 
 impl Stats {
@@ -52,6 +63,9 @@ impl Stats {
         for (k, v) in &other.rejected {
             *self.rejected.entry(*k).or_default() += v;
         }
+        for (k, v) in &other.skipped {
+            *self.skipped.entry(*k).or_default() += v;
+        }
     }
 
     /// Total accepted records.
@@ -62,6 +76,11 @@ impl Stats {
     /// Total rejected records.
     pub fn rejected_total(&self) -> u64 {
         self.rejected.values().sum()
+    }
+
+    /// Total skipped records.
+    pub fn skipped_total(&self) -> u64 {
+        self.skipped.values().sum()
     }
 }
 
@@ -265,7 +284,7 @@ impl Ingest {
                         self.inputs.audits.update_at(a, leave, -1);
                     }
                 }
-                Err(r) => self.reject(&src, r),
+                Err(d) => self.decline(&src, d),
             },
             Topic::Deploys => match cdevents::decode_deploy(&msg.payload, origin, tp, opts) {
                 Ok(d) => {
@@ -276,7 +295,7 @@ impl Ingest {
                         self.inputs.deploys.update_at(d, leave, -1);
                     }
                 }
-                Err(r) => self.reject(&src, r),
+                Err(d) => self.decline(&src, d),
             },
         }
         tally.leaving(&mut self.leaving);
@@ -323,6 +342,16 @@ impl Ingest {
         }
     }
 
+    fn decline(&mut self, src: &Source<'_>, d: Declined) {
+        match d {
+            Declined::Rejected(r) => self.reject(src, r),
+            Declined::Skipped(why) => {
+                self.stats.records += 1;
+                *self.stats.skipped.entry((src.topic, why)).or_default() += 1;
+            }
+        }
+    }
+
     fn reject(&mut self, src: &Source<'_>, r: Rejection) {
         self.stats.records += 1;
         *self
@@ -336,8 +365,22 @@ impl Ingest {
             offset: src.offset,
             record_index: r.index,
             reason: r.reason.as_str().to_string(),
-            detail: r.detail,
+            detail: self.detail(r.detail),
         });
+    }
+
+    /// A rejection's detail as written to the DLQ: with `redact_dead_letters`,
+    /// a fixed text; otherwise scrubbed of quoted input, and withheld if what
+    /// is left still looks like PII (it may name a field's value).
+    fn detail(&self, detail: String) -> String {
+        if self.settings.redact_dead_letters {
+            return REDACTED_DETAIL.to_string();
+        }
+        let scrubbed = scrub_detail(&detail);
+        if self.settings.decode.pii.matches(&scrubbed) {
+            return WITHHELD_DETAIL.to_string();
+        }
+        scrubbed
     }
 
     /// Advances the input frontier to the second of `watermark_ns` (never backwards)

@@ -1,17 +1,27 @@
 //! CDEvents deploy events (`dev.cdevents.service.{deployed,upgraded,rolledback,removed}`),
-//! specs 0.3 and 0.4, plain or wrapped in a CloudEvents structured-mode envelope.
+//! spec 0.3, 0.4 and later, plain or wrapped in a CloudEvents structured-mode envelope.
 //!
 //! Mapping: time = `context.timestamp`; service = `subject.id` (a leading `service/`
 //! is dropped); environment = `subject.content.environment.id`; artifact =
 //! `subject.content.artifactId`; version = the purl version after `@`
-//! (percent-decoded). The spec version is `context.specversion` (0.4) or
+//! (percent-decoded). The spec version is `context.specversion` (0.4 and later) or
 //! `context.version` (0.3 and the 0.4.1 conformance examples).
+//!
+//! What is bad input and what is skipped (SPEC §1):
+//! - Not a JSON object, no spec version, a spec version that is not
+//!   `MAJOR.MINOR…` or is before 0.3, no `context.type`, a type that is not
+//!   `dev.cdevents.…`, a missing or unparsable `context.timestamp`: rejected.
+//! - A CDEvent of any other type (pipelinerun, taskrun, environment, incident,
+//!   artifact, `service.published`, …): skipped ([`Skip::UnusedEventType`]).
+//! - Spec versions after 0.4 are decoded with the same field paths: the fields
+//!   Causeway reads have not moved. An event of a newer spec that lacks them is
+//!   rejected for the field it lacks, as a 0.4 event would be.
 
 use serde_json::Value;
 
 use crate::ids;
 use crate::model::{DeployAction, DeployEvent, Origin};
-use crate::reject::{Reason, Rejection};
+use crate::reject::{Declined, Reason, Rejection, Skip};
 use crate::time::parse_rfc3339;
 use crate::DecodeOptions;
 
@@ -19,21 +29,33 @@ fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
     path.iter().try_fold(v, |v, k| v.get(k))?.as_str()
 }
 
+/// `MAJOR.MINOR` of a spec version such as `0.4.1` or `0.5.0-draft`.
+fn major_minor(v: &str) -> Option<(u32, u32)> {
+    let mut parts = v.split('.');
+    let major = parts.next()?.parse().ok()?;
+    let minor: String = parts
+        .next()?
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
+    Some((major, minor.parse().ok()?))
+}
+
 /// Decodes one `deploys` message. `traceparent` is the Kafka record header, if any.
+///
+/// A well-formed CDEvent of a type Causeway does not use is
+/// [`Declined::Skipped`]; bad input is [`Declined::Rejected`].
 pub fn decode_deploy(
     bytes: &[u8],
     origin: Origin,
     traceparent: Option<&str>,
     opts: &DecodeOptions,
-) -> Result<DeployEvent, Rejection> {
+) -> Result<DeployEvent, Declined> {
     let bad = |reason, detail: &str| Rejection::message(reason, detail);
     let doc: Value =
         serde_json::from_slice(bytes).map_err(|e| bad(Reason::MalformedJson, &e.to_string()))?;
     if !doc.is_object() {
-        return Err(bad(
-            Reason::MalformedJson,
-            "a CDEvent must be a JSON object",
-        ));
+        return Err(bad(Reason::MalformedJson, "a CDEvent must be a JSON object").into());
     }
     let envelope_tp = str_at(&doc, &["traceparent"]);
     let ev = match doc.get("data") {
@@ -48,28 +70,21 @@ pub fn decode_deploy(
                 "context.specversion (or context.version) is missing",
             )
         })?;
-    if !(spec.starts_with("0.3") || spec.starts_with("0.4")) {
+    if major_minor(spec).is_none_or(|v| v < (0, 3)) {
         return Err(bad(
             Reason::UnsupportedSpecVersion,
-            &format!("CDEvents spec {spec} is not supported (0.3 and 0.4 are)"),
-        ));
+            &format!("CDEvents spec {spec} is not supported (0.3 and later are)"),
+        )
+        .into());
     }
     let ty = str_at(ev, &["context", "type"])
         .ok_or_else(|| bad(Reason::MissingField, "context.type is missing"))?;
-    let action = match ty
-        .strip_prefix("dev.cdevents.service.")
-        .and_then(|r| r.split('.').next())
-    {
-        Some("deployed") => DeployAction::Deployed,
-        Some("upgraded") => DeployAction::Upgraded,
-        Some("rolledback") => DeployAction::Rolledback,
-        Some("removed") => DeployAction::Removed,
-        _ => {
-            return Err(bad(
-                Reason::UnsupportedEventType,
-                &format!("{ty} is not a service deployed/upgraded/rolledback/removed event"),
-            ))
-        }
+    let Some(cdevent) = ty.strip_prefix("dev.cdevents.") else {
+        return Err(bad(
+            Reason::UnsupportedEventType,
+            "context.type is not a CDEvents type (dev.cdevents.…)",
+        )
+        .into());
     };
     let ts = str_at(ev, &["context", "timestamp"])
         .ok_or_else(|| bad(Reason::MissingTimestamp, "context.timestamp is missing"))?;
@@ -79,11 +94,22 @@ pub fn decode_deploy(
             "context.timestamp is not RFC 3339",
         )
     })?;
+    let action = match cdevent
+        .strip_prefix("service.")
+        .and_then(|r| r.split('.').next())
+    {
+        Some("deployed") => DeployAction::Deployed,
+        Some("upgraded") => DeployAction::Upgraded,
+        Some("rolledback") => DeployAction::Rolledback,
+        Some("removed") => DeployAction::Removed,
+        _ => return Err(Declined::Skipped(Skip::UnusedEventType)),
+    };
     if opts.is_future(time) {
         return Err(bad(
             Reason::FutureTimestamp,
             "context.timestamp is beyond max_future_skew",
-        ));
+        )
+        .into());
     }
     let subject = str_at(ev, &["subject", "id"]).filter(|s| !s.is_empty());
     let service = subject
@@ -152,5 +178,16 @@ mod tests {
         );
         assert_eq!(purl_version("pkg:golang/checkout@v1.4.2"), "v1.4.2");
         assert_eq!(purl_version("no-version"), "");
+    }
+
+    #[test]
+    fn spec_versions() {
+        assert_eq!(major_minor("0.4.1"), Some((0, 4)));
+        assert_eq!(major_minor("0.5.0-draft"), Some((0, 5)));
+        assert_eq!(major_minor("1.0"), Some((1, 0)));
+        assert_eq!(major_minor("0.10.2"), Some((0, 10)));
+        assert_eq!(major_minor("v0.4"), None);
+        assert_eq!(major_minor("04"), None);
+        assert_eq!(major_minor(""), None);
     }
 }

@@ -19,7 +19,7 @@ pub mod time;
 pub use model::{
     AuditRecord, DeployAction, DeployEvent, LogRecord, Origin, Resource, Span, SpanKind, SpanStatus,
 };
-pub use reject::{Reason, Rejection};
+pub use reject::{Declined, Reason, Rejection, Skip};
 
 /// Options shared by every decoder.
 #[derive(Clone, Debug)]

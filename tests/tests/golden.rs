@@ -5,7 +5,9 @@
 use std::path::{Path, PathBuf};
 
 use causeway::commands::replay::{replay, ReplayOptions, Summary};
+use causeway::sources::Topic;
 use causeway_schemas::records::DlqRecord;
+use causeway_schemas::Skip;
 use causeway_tests::reference::read_jsonl;
 
 const OUTPUTS: [&str; 3] = ["sli.jsonl", "service_graph.jsonl", "dlq.jsonl"];
@@ -57,13 +59,27 @@ fn run_case(case: &str) -> (Summary, PathBuf) {
 #[test]
 fn public_fixtures() {
     let (s, _) = run_case("fixtures");
-    // One span and one log record from opentelemetry-proto's examples.
+    // One span and one log record from opentelemetry-proto's examples, and the
+    // four service deployed/upgraded/rolledback/removed CDEvents.
     assert_eq!(s.stats.accepted_total(), 1 + 1 + 4);
-    // 37 Kubernetes audit events name no service; 12 CDEvents are not service events.
-    assert_eq!(s.stats.rejected_total(), 37 + 12);
+    // Valid input Causeway does not use is skipped, not dead-lettered: the 37
+    // Kubernetes audit events are all `get` or `list`; 12 CDEvents are of other
+    // types (the golden dlq.jsonl is empty).
+    assert_eq!(s.stats.rejected_total(), 0);
+    assert_eq!(
+        s.stats.skipped.get(&(Topic::Audit, Skip::ReadOnly)),
+        Some(&37)
+    );
+    assert_eq!(
+        s.stats
+            .skipped
+            .get(&(Topic::Deploys, Skip::UnusedEventType)),
+        Some(&12)
+    );
+    assert_eq!(s.stats.skipped_total(), 37 + 12);
     assert_eq!(
         s.stats.records,
-        s.stats.accepted_total() + s.stats.rejected_total()
+        s.stats.accepted_total() + s.stats.rejected_total() + s.stats.skipped_total()
     );
 }
 
@@ -72,7 +88,7 @@ fn malformed_input_is_dead_lettered_not_fatal() {
     let (s, out) = run_case("malformed");
     assert_eq!(
         s.stats.records,
-        s.stats.accepted_total() + s.stats.rejected_total()
+        s.stats.accepted_total() + s.stats.rejected_total() + s.stats.skipped_total()
     );
     let dlq: Vec<DlqRecord> = read_jsonl(&out.join("dlq.jsonl"));
     assert_eq!(dlq.len() as u64, s.stats.rejected_total());

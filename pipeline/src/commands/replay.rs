@@ -318,15 +318,33 @@ pub fn main(args: Args) -> ExitCode {
     }
 }
 
+/// Skipped records by topic and reason (`deploys unused_event_type 12, …`),
+/// or `none`: valid input Causeway does not use, not dead-lettered.
+pub(crate) fn skipped_line(st: &Stats) -> String {
+    if st.skipped.is_empty() {
+        return "none (valid input not used; never dead-lettered)".into();
+    }
+    let parts: Vec<String> = st
+        .skipped
+        .iter()
+        .map(|((t, r), n)| format!("{} {} {n}", t.default_name(), r.as_str()))
+        .collect();
+    format!(
+        "{} (valid input not used; never dead-lettered)",
+        parts.join(", ")
+    )
+}
+
 fn print_summary(s: &Summary) {
     let st = &s.stats;
     eprintln!("causeway replay: {} input files", s.files);
     eprintln!("  messages read    {}", st.messages);
     eprintln!(
-        "  records read     {} = accepted {} + rejected {}",
+        "  records read     {} = accepted {} + rejected {} + skipped {}",
         st.records,
         st.accepted_total(),
-        st.rejected_total()
+        st.rejected_total(),
+        st.skipped_total()
     );
     let accepted: Vec<String> = st
         .accepted
@@ -358,6 +376,7 @@ fn print_summary(s: &Summary) {
         "  late             {}",
         by_reason.get("late").copied().unwrap_or(0)
     );
+    eprintln!("  skipped          {}", skipped_line(st));
     eprintln!(
         "  windows emitted  {} ({} SLI records, {} service-graph edges)",
         s.windows, s.sli_records, s.edge_records

@@ -408,7 +408,7 @@ fn run_worker(worker: &mut timely::worker::Worker, sh: &Shared) -> Result<(), Ru
         })
         .map_err(KafkaSetupError::Client)?;
     let all = discover(&consumer, k)?;
-    let dlq = DlqSink::new(k, metrics.clone())?;
+    let dlq = DlqSink::new(k, metrics.clone(), sh.settings.redact_dead_letters)?;
     let stored = read_fenced(k, &[&k.topics.checkpoints])?;
     let checkpoints = latest_checkpoints(&k.group_id, &all, &stored);
     let (resume, sink, evaluator) = outputs(index, &checkpoints, sh)?;
@@ -758,15 +758,17 @@ pub fn main(args: Args) -> ExitCode {
                 .map(|((t, r), n)| format!("{} {} {n}", t.default_name(), r.as_str()))
                 .collect();
             eprintln!(
-                "causeway run: stopped; {} partitions, {} messages, {} records ({} accepted, {} rejected{}{})",
+                "causeway run: stopped; {} partitions, {} messages, {} records ({} accepted, {} rejected{}{}, {} skipped)",
                 s.partitions,
                 s.stats.messages,
                 s.stats.records,
                 s.stats.accepted_total(),
                 s.stats.rejected_total(),
                 if rejected.is_empty() { "" } else { ": " },
-                rejected.join(", ")
+                rejected.join(", "),
+                s.stats.skipped_total(),
             );
+            eprintln!("  skipped: {}", super::replay::skipped_line(&s.stats));
             ExitCode::SUCCESS
         }
         Err(e) => super::fail("run", e),

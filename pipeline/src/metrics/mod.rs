@@ -80,6 +80,7 @@ pub struct Metrics {
     graph_failed: IntCounterVec,
     input_events: IntCounterVec,
     rejected: IntCounterVec,
+    skipped: IntCounterVec,
     late: IntCounterVec,
     /// `causeway_watermark_lag_seconds{worker}`: wall clock minus the worker's watermark.
     pub watermark_lag: GaugeVec,
@@ -215,13 +216,19 @@ impl Metrics {
             input_events: counter(
                 &r,
                 "causeway_input_events_total",
-                "Records read from the input topics (accepted and rejected)",
+                "Records read from the input topics (accepted, rejected and skipped)",
                 &["topic"],
             ),
             rejected: counter(
                 &r,
                 "causeway_input_rejected_total",
                 "Records dead-lettered, by reason",
+                &["topic", "reason"],
+            ),
+            skipped: counter(
+                &r,
+                "causeway_input_skipped_total",
+                "Valid records Causeway does not use (not dead-lettered), by reason",
                 &["topic", "reason"],
             ),
             late: counter(
@@ -358,6 +365,12 @@ impl Metrics {
                     .iter()
                     .filter(|((topic, _), _)| *topic == t)
                     .map(|(_, n)| n)
+                    .chain(
+                        s.skipped
+                            .iter()
+                            .filter(|((x, _), _)| *x == t)
+                            .map(|(_, n)| n),
+                    )
                     .sum::<u64>()
             };
             let d = accepted(now, &t) + rejected(now) - accepted(before, &t) - rejected(before);
@@ -377,6 +390,14 @@ impl Metrics {
                 .inc_by(d);
             if reason.as_str() == "late" {
                 self.late.with_label_values(&[t.default_name()]).inc_by(d);
+            }
+        }
+        for ((t, reason), n) in &now.skipped {
+            let d = n - before.skipped.get(&(*t, *reason)).copied().unwrap_or(0);
+            if d > 0 {
+                self.skipped
+                    .with_label_values(&[t.default_name(), reason.as_str()])
+                    .inc_by(d);
             }
         }
     }

@@ -277,31 +277,45 @@ pub fn out_offsets(log: &OutLog, emitted: u64) -> OutOffsets {
     log[0].1.clone()
 }
 
+/// The value of a redacted dead letter (`processing.redact_dead_letters`).
+pub const REDACTED_VALUE: &[u8] = b"causeway:redacted";
+
 /// The producer of one worker: its dead letters and its checkpoint records,
 /// flushed together before the worker's checkpoint counts as taken.
 pub struct DlqSink {
     producer: DropAside,
     topic: String,
+    redact: bool,
 }
 
 impl DlqSink {
-    /// A producer for `kafka.topics.dlq`.
-    pub fn new(k: &KafkaConfig, metrics: Option<Arc<Metrics>>) -> Result<Self, KafkaSetupError> {
+    /// A producer for `kafka.topics.dlq`; with `redact`, dead letters carry
+    /// [`REDACTED_VALUE`] and Causeway's headers only.
+    pub fn new(
+        k: &KafkaConfig,
+        metrics: Option<Arc<Metrics>>,
+        redact: bool,
+    ) -> Result<Self, KafkaSetupError> {
         Ok(DlqSink {
             producer: DropAside(Some(producer(k, metrics, "5")?)),
             topic: k.topics.dlq.clone(),
+            redact,
         })
     }
 
     /// Writes one dead letter: the original bytes and headers, plus headers
     /// naming the source and the reason. The key is `topic/partition/offset[/index]`.
+    /// Redacted, the value is [`REDACTED_VALUE`], the original headers are left
+    /// out and `causeway.payload_bytes` gives the original size.
     pub fn send(&self, r: &DlqRecord, payload: &[u8], original: &[(String, Option<Vec<u8>>)]) {
         let mut h = OwnedHeaders::new();
-        for (k, v) in original {
-            h = h.insert(Header {
-                key: k,
-                value: v.as_deref(),
-            });
+        if !self.redact {
+            for (k, v) in original {
+                h = h.insert(Header {
+                    key: k,
+                    value: v.as_deref(),
+                });
+            }
         }
         let partition = r.partition.to_string();
         let offset = r.offset.to_string();
@@ -320,6 +334,13 @@ impl DlqSink {
         if let Some(i) = &index {
             add("causeway.record_index", i);
         }
+        let size = payload.len().to_string();
+        let payload = if self.redact {
+            add("causeway.payload_bytes", &size);
+            REDACTED_VALUE
+        } else {
+            payload
+        };
         let key = match &index {
             Some(i) => format!("{}/{}/{}/{}", r.source, r.partition, r.offset, i),
             None => format!("{}/{}/{}", r.source, r.partition, r.offset),
