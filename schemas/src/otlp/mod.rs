@@ -184,12 +184,42 @@ impl<'a> ResourceAttrs<'a> {
             .or_else(|| get(&self.environment))
             .unwrap_or("");
         let version = get(&self.version).unwrap_or("");
-        Some(Arc::new(Resource {
+        Some(shared_resource(service, environment, version))
+    }
+}
+
+/// Resources recently decoded on this thread, by a hash of their service name.
+const RESOURCE_SLOTS: usize = 64;
+
+thread_local! {
+    static RESOURCES: std::cell::RefCell<[Option<Arc<Resource>>; RESOURCE_SLOTS]> =
+        const { std::cell::RefCell::new([const { None }; RESOURCE_SLOTS]) };
+}
+
+/// The resource `(service, environment, version)`: the one this thread decoded
+/// last for the same service, if equal, else a new one. A stream repeats a
+/// few resources in every message; this keeps decoding them from allocating
+/// (and dropping) three strings each time.
+fn shared_resource(service: &str, environment: &str, version: &str) -> Arc<Resource> {
+    let slot = service
+        .bytes()
+        .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize))
+        % RESOURCE_SLOTS;
+    RESOURCES.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if let Some(r) = &cache[slot] {
+            if r.service == service && r.environment == environment && r.version == version {
+                return r.clone();
+            }
+        }
+        let r = Arc::new(Resource {
             service: service.to_string(),
             environment: environment.to_string(),
             version: version.to_string(),
-        }))
-    }
+        });
+        cache[slot] = Some(r.clone());
+        r
+    })
 }
 
 /// A span as read off the wire, before validation; shared by both encodings.
