@@ -14,7 +14,7 @@ use causeway_jobs::Params;
 use causeway_schemas::pii::PiiDetector;
 use causeway_schemas::time::{parse_rfc3339, NANOS_PER_SEC};
 use causeway_schemas::{DecodeOptions, Encoding};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// A configuration mistake, with what to do about it.
 #[derive(Debug, thiserror::Error)]
@@ -41,7 +41,7 @@ pub enum ConfigError {
 }
 
 /// The whole configuration.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Event-time semantics (SPEC §2).
@@ -63,7 +63,7 @@ pub struct Config {
 }
 
 /// Alert evidence and maintenance windows (SPEC §5).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AlertingConfig {
     /// Exemplar trace ids per alert (K). Default 5.
@@ -88,7 +88,7 @@ impl Default for AlertingConfig {
 }
 
 /// One maintenance window.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct MaintenanceConfig {
     /// Start, RFC 3339 (inclusive).
@@ -102,7 +102,7 @@ pub struct MaintenanceConfig {
 
 /// Alert delivery (`causeway dispatch`). Secrets are never in this file: they are
 /// read from the environment variable or file named here.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DispatchConfig {
     /// Consumer group of the dispatcher. Default `causeway-dispatch`.
@@ -152,7 +152,7 @@ impl Default for DispatchConfig {
 }
 
 /// Kafka settings.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KafkaConfig {
     /// Bootstrap servers, comma-separated `host:port`. Default `localhost:9092`.
@@ -185,7 +185,7 @@ impl Default for KafkaConfig {
 }
 
 /// Topic names (SPEC §1 and §6 defaults).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TopicsConfig {
     /// OTLP spans. Default `otlp_spans`.
@@ -234,7 +234,7 @@ impl Default for TopicsConfig {
 }
 
 /// Encodings of the input topics.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EncodingsConfig {
     /// `otlp_proto` (default) or `otlp_json`.
@@ -259,7 +259,7 @@ impl Default for EncodingsConfig {
 }
 
 /// Delivery guarantee of `causeway run`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Guarantee {
     /// Outputs may repeat after a crash; they are keyed and identical, so a
@@ -271,7 +271,7 @@ pub enum Guarantee {
 }
 
 /// Processing settings.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ProcessingConfig {
     /// `at_least_once` (default) or `exactly_once`.
@@ -288,7 +288,7 @@ pub struct ProcessingConfig {
 }
 
 /// The `/metrics` endpoint.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsConfig {
     /// Listen address. Default `127.0.0.1:9464`; empty disables the endpoint.
@@ -307,7 +307,7 @@ impl Default for MetricsConfig {
 }
 
 /// One SLO (SPEC §4).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SloConfig {
     /// Unique name.
@@ -344,7 +344,7 @@ fn default_min_events() -> u64 {
 }
 
 /// One multi-window burn-rate rule.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyRow {
     /// `page` or `ticket`.
@@ -358,7 +358,7 @@ pub struct PolicyRow {
 }
 
 /// Windows, watermarks and correlation (SPEC §2, §3).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TimeConfig {
     /// Tumbling window size; whole seconds. Default `60s`.
@@ -395,7 +395,7 @@ impl Default for TimeConfig {
 }
 
 /// Decoding options.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DecodeConfig {
     /// Extra log attribute keys that mark a request record (M1), besides
