@@ -73,6 +73,8 @@ pub struct Outputs<'s> {
     pub exemplars: StreamVec<'s, u64, ExemplarRecord>,
     /// Final deploy events with their actors.
     pub changes: StreamVec<'s, u64, ChangeRecord>,
+    /// Span and service-graph metrics (empty unless [`Params::metrics`] is set).
+    pub metrics: StreamVec<'s, u64, Final>,
 }
 
 /// Builds every SLI job, the service graph and the evidence over `inputs`.
@@ -89,8 +91,12 @@ pub fn build<'s>(inputs: Inputs<'s>, params: &Params) -> Outputs<'s> {
             Final::Edge(r) => Some(r),
             _ => None,
         }),
-        exemplars: finals.flat_map(|f| match f {
+        exemplars: finals.clone().flat_map(|f| match f {
             Final::Exemplars(r) => Some(r),
+            _ => None,
+        }),
+        metrics: finals.flat_map(|f| match f {
+            Final::SpanMetrics(_) | Final::GraphMetrics(_) => Some(f),
             _ => None,
         }),
         changes,
