@@ -159,7 +159,7 @@ pub struct SpanMetricsRecord {
     pub status_code: String,
     /// Spans.
     pub calls: u64,
-    /// Durations of the spans with a valid start and end.
+    /// Durations of the spans (0 for a span without a valid start and end).
     pub latency: BucketCounts,
 }
 

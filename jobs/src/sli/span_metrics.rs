@@ -5,8 +5,9 @@
 //!
 //! - **Span metrics**: every span of the window (the same population as M3),
 //!   per (resource, span name, kind, status): calls, and a histogram of
-//!   `end - start` over the configured bounds. A span with `start = 0` or
-//!   `end < start` has no duration: it is a call but not observed.
+//!   `end - start` over the configured bounds. Every call is observed, so
+//!   `_count` equals the calls as in Tempo; a span with `start = 0` or
+//!   `end < start` (M3's invalid timing) has no duration and is observed as 0.
 //! - **Service graph**: every edge of [`super::service_graph`], per (client,
 //!   server, connection type): requests, failed, the server (child) and client
 //!   (parent) span durations.
@@ -73,7 +74,7 @@ pub struct SpanMetric {
     pub status: SpanStatus,
     /// Spans.
     pub calls: u64,
-    /// Durations of the spans with valid start and end.
+    /// Durations (0 for a span without a valid start and end).
     pub latency: Hist,
 }
 
@@ -144,9 +145,13 @@ impl GraphMetric {
     }
 }
 
-/// The duration of `s` in ns, when its timing has one.
-fn duration_ns(s: &SpanRec) -> Option<u64> {
-    (s.start > 0 && s.end >= s.start).then(|| s.end - s.start)
+/// The duration of `s` in ns; 0 when its timing has none.
+fn duration_ns(s: &SpanRec) -> u64 {
+    if s.start > 0 {
+        s.end.saturating_sub(s.start)
+    } else {
+        0
+    }
 }
 
 type Map<K, V> = std::collections::HashMap<K, V, crate::correlate::IdBuild>;
@@ -181,9 +186,7 @@ impl Acc {
                 latency: Hist::default(),
             });
         m.calls += 1;
-        if let Some(ns) = duration {
-            m.latency.observe(&mp.span_buckets_ns, ns);
-        }
+        m.latency.observe(&mp.span_buckets_ns, duration);
         match parent {
             Some(p) if p.res.service != s.res.service => {
                 let conn = Connection::of(p, s);
@@ -193,12 +196,9 @@ impl Acc {
                     .or_insert_with(|| GraphMetric::new(Some(p.res), s.res, conn));
                 g.total += 1;
                 g.failed += u64::from(p.is_error() || s.is_error());
-                if let Some(ns) = duration {
-                    g.server_latency.observe(&mp.graph_buckets_ns, ns);
-                }
-                if let Some(ns) = duration_ns(p) {
-                    g.client_latency.observe(&mp.graph_buckets_ns, ns);
-                }
+                g.server_latency.observe(&mp.graph_buckets_ns, duration);
+                g.client_latency
+                    .observe(&mp.graph_buckets_ns, duration_ns(p));
             }
             Some(_) => {}
             None if s.parent != 0 => {

@@ -163,6 +163,10 @@ impl prometheus::core::Collector for BucketHistograms {
 pub struct Metrics {
     /// The registry served on `/metrics`.
     pub registry: Registry,
+    /// Held while a window's records are counted and while a scrape renders,
+    /// so that a scrape never sees half a window (a counter ahead of its
+    /// histogram).
+    consistent: Mutex<()>,
     cap: LabelCap,
     environments: LabelCap,
     versions: LabelCap,
@@ -297,6 +301,7 @@ impl Metrics {
             .expect("valid metric"),
         );
         Metrics {
+            consistent: Mutex::new(()),
             cap: LabelCap::new(cfg.max_series),
             environments: LabelCap::new(cfg.max_series),
             versions: LabelCap::new(cfg.max_versions),
@@ -427,6 +432,7 @@ impl Metrics {
 
     /// Counts one final time's SLI records.
     pub fn observe_sli(&self, records: &[SliRecord]) {
+        let _consistent = self.consistent.lock();
         self.windows.inc();
         for r in records {
             if let (Some(good), Some(total)) = (r.good, r.total) {
@@ -449,6 +455,7 @@ impl Metrics {
 
     /// Counts one final time's span metrics.
     pub fn observe_span_metrics(&self, records: &[SpanMetricsRecord]) {
+        let _consistent = self.consistent.lock();
         for m in records {
             let labels = [
                 self.cap.label(&m.service),
@@ -465,6 +472,7 @@ impl Metrics {
 
     /// Counts one final time's service-graph metrics.
     pub fn observe_graph(&self, records: &[GraphMetricsRecord]) {
+        let _consistent = self.consistent.lock();
         for g in records {
             let client = if g.client.is_empty() {
                 ""
@@ -539,6 +547,7 @@ impl Metrics {
 
     /// The exposition text.
     pub fn render(&self) -> Vec<u8> {
+        let _consistent = self.consistent.lock();
         let mut buf = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
         buf
