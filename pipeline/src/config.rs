@@ -285,7 +285,8 @@ pub struct ProcessingConfig {
 pub struct MetricsConfig {
     /// Listen address. Default `127.0.0.1:9464`; empty disables the endpoint.
     pub bind: String,
-    /// Most distinct services per metric; later ones are reported as `__overflow__`. Default 1000.
+    /// Most distinct services (and, separately, environments) per metric; later
+    /// ones are reported as `__overflow__`. Default 1000.
     pub max_series: usize,
     /// Most distinct span names (`span_name` of `traces_spanmetrics_*`) a process
     /// keeps; later ones are reported as `__overflow__`. Default 1000.

@@ -68,8 +68,11 @@ pub struct BucketHistograms {
     desc: prometheus::core::Desc,
     bounds: Arc<Vec<f64>>,
     /// Label values → (per-bucket counts, the last one `+Inf`; sum in ns).
-    series: Arc<Mutex<BTreeMap<Vec<String>, (Vec<u64>, u128)>>>,
+    series: Arc<Mutex<BTreeMap<Vec<String>, Series>>>,
 }
+
+/// One histogram series: per-bucket counts (the last one `+Inf`) and the sum in ns.
+type Series = (Vec<u64>, u128);
 
 impl BucketHistograms {
     fn new(name: &str, help: &str, labels: &[&str], bounds: &[f64]) -> Self {
