@@ -227,3 +227,114 @@ impl Acc {
             .chain(self.graph.into_values().map(Part::GraphMetric))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::params::MetricParams;
+    use causeway_schemas::Resource;
+
+    const S: u64 = 1_000_000_000;
+    const MS: u64 = 1_000_000;
+
+    fn params() -> Params {
+        Params {
+            metrics: Some(MetricParams {
+                span_buckets_ns: vec![10 * MS, 100 * MS],
+                graph_buckets_ns: vec![10 * MS, 100 * MS],
+            }),
+            ..Params::default()
+        }
+    }
+
+    fn span(id: u64, parent: u64, service: &str, start: u64, ms: u64) -> SpanRec {
+        SpanRec {
+            span: id,
+            parent,
+            start,
+            end: start + ms * MS,
+            res: Res::intern(&Resource {
+                service: service.into(),
+                environment: "prod".into(),
+                version: "1".into(),
+            }),
+            kind: SpanKind::Server,
+            status: SpanStatus::Unset,
+            pii: false,
+            name: Name::intern("GET /x", usize::MAX),
+        }
+    }
+
+    #[test]
+    fn histograms_use_inclusive_upper_bounds() {
+        let bounds = [10, 100];
+        let mut h = Hist::default();
+        for ns in [0, 10, 11, 100, 101, u64::MAX] {
+            h.observe(&bounds, ns);
+        }
+        // le=10: 0 and 10; le=100: 11 and 100; +Inf: the rest.
+        assert_eq!(h.buckets, vec![2, 2, 2]);
+        assert_eq!(h.sum_ns, u64::MAX, "the sum saturates");
+        assert_eq!(h.count(), 6);
+    }
+
+    #[test]
+    fn edges_orphans_and_parents_outside_the_horizon() {
+        let p = params();
+        let t = 1_800_000_000 * S;
+        let horizon = p.horizon_s * S;
+        let spans = [
+            // a → b: an edge; b's child c has a parent id nobody has; d's parent
+            // (in a) started 10 s more than the horizon before it.
+            span(1, 0, "sm-a", t, 50),
+            span(2, 1, "sm-b", t + MS, 5),
+            span(3, 99, "sm-c", t + 2 * MS, 20),
+            span(4, 5, "sm-d", t + horizon + 10 * S, 200),
+            span(5, 0, "sm-a", t - 10 * S, 1),
+        ];
+        let w = Winners::at(&spans, Params::tick(t + horizon + 10 * S), &p);
+        assert_eq!(w.len(), spans.len());
+        let mut acc = Acc::default();
+        for s in &spans {
+            acc.span(s, w.parent(s, &p), &w, &p);
+        }
+        let service = |r: Res| r.resource().service.clone();
+        let mut calls = 0;
+        let mut graph = BTreeMap::new();
+        for part in acc.parts() {
+            match part {
+                Part::SpanMetric(m) => {
+                    calls += m.calls;
+                    assert_eq!(m.calls, m.latency.count());
+                }
+                Part::GraphMetric(g) => {
+                    let key = (g.client.map(service).unwrap_or_default(), service(g.server));
+                    graph.insert(key, g);
+                }
+                _ => unreachable!(),
+            }
+        }
+        assert_eq!(calls, 5);
+        let edge = &graph[&("sm-a".to_string(), "sm-b".to_string())];
+        assert_eq!(
+            (edge.total, edge.failed, edge.unpaired, edge.dropped),
+            (1, 0, 0, 0)
+        );
+        // Child 5 ms (le 10 ms), parent 50 ms (le 100 ms).
+        assert_eq!(edge.server_latency.buckets, vec![1, 0, 0]);
+        assert_eq!(edge.client_latency.buckets, vec![0, 1, 0]);
+        assert_eq!(edge.server_latency.sum_ns, 5 * MS);
+        for orphan in ["sm-c", "sm-d"] {
+            let u = &graph[&(String::new(), orphan.to_string())];
+            assert_eq!((u.total, u.unpaired, u.dropped), (0, 1, 0), "{orphan}");
+        }
+        let dropped = &graph[&("sm-a".to_string(), "sm-d".to_string())];
+        assert_eq!(
+            (dropped.total, dropped.unpaired, dropped.dropped),
+            (0, 0, 1)
+        );
+        assert_eq!(graph.len(), 4);
+    }
+}

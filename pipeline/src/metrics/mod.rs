@@ -2,9 +2,13 @@
 //! budget gauges, Tempo-compatible span and service-graph metrics, and the
 //! pipeline's own health.
 //!
-//! Metrics are fed from final records only (one increment per emitted window), so
-//! `rate()` over them agrees with the `causeway_sli` topic. No trace id is ever a
-//! label; every service-valued label goes through [`LabelCap`].
+//! Metrics are fed from final records only (one increment per emitted window,
+//! never seen half-done by a scrape), so `increase()` over them agrees with the
+//! output topics. The span and service-graph metrics carry the names and labels
+//! of Tempo's metrics-generator, so Grafana's Service Graph and Service Graph
+//! view read them unchanged; their histograms are fed whole bucket counts
+//! ([`BucketHistograms`]). No trace id is ever a label; services, environments,
+//! versions and span names each go through a [`LabelCap`].
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
