@@ -156,11 +156,25 @@ fn duration_ns(s: &SpanRec) -> u64 {
 
 type Map<K, V> = std::collections::HashMap<K, V, crate::correlate::IdBuild>;
 
-/// One window's span and service-graph metrics on one worker.
+/// One window's span and service-graph metrics on one worker. The keys pack
+/// (resource, name, kind, status) and (client service, server service,
+/// connection) into one `u128` each, hashed with one multiply.
 #[derive(Default)]
 pub struct Acc {
-    spans: Map<(u32, u32, u8, u8), SpanMetric>,
-    graph: Map<(u32, u32, Connection), GraphMetric>,
+    spans: Map<u128, SpanMetric>,
+    graph: Map<u128, GraphMetric>,
+}
+
+fn span_key(s: &SpanRec) -> u128 {
+    (u128::from(s.res.id) << 64)
+        | (u128::from(s.name.0) << 32)
+        | (u128::from(s.kind as u8) << 8)
+        | u128::from(s.status as u8)
+}
+
+/// `client` is `u32::MAX` for unpaired spans (no service has that id).
+fn graph_key(client: u32, server: u32, connection: Connection) -> u128 {
+    (u128::from(client) << 64) | (u128::from(server) << 32) | connection as u128
 }
 
 impl Acc {
@@ -174,17 +188,14 @@ impl Acc {
     ) {
         let Some(mp) = &params.metrics else { return };
         let duration = duration_ns(s);
-        let m = self
-            .spans
-            .entry((s.res.id, s.name.0, s.kind as u8, s.status as u8))
-            .or_insert_with(|| SpanMetric {
-                res: s.res,
-                name: s.name,
-                kind: s.kind,
-                status: s.status,
-                calls: 0,
-                latency: Hist::default(),
-            });
+        let m = self.spans.entry(span_key(s)).or_insert_with(|| SpanMetric {
+            res: s.res,
+            name: s.name,
+            kind: s.kind,
+            status: s.status,
+            calls: 0,
+            latency: Hist::default(),
+        });
         m.calls += 1;
         m.latency.observe(&mp.span_buckets_ns, duration);
         match parent {
@@ -192,7 +203,7 @@ impl Acc {
                 let conn = Connection::of(p, s);
                 let g = self
                     .graph
-                    .entry((p.res.service, s.res.service, conn))
+                    .entry(graph_key(p.res.service, s.res.service, conn))
                     .or_insert_with(|| GraphMetric::new(Some(p.res), s.res, conn));
                 g.total += 1;
                 g.failed += u64::from(p.is_error() || s.is_error());
@@ -204,13 +215,13 @@ impl Acc {
             None if s.parent != 0 => {
                 let g = self
                     .graph
-                    .entry((u32::MAX, s.res.service, Connection::Direct))
+                    .entry(graph_key(u32::MAX, s.res.service, Connection::Direct))
                     .or_insert_with(|| GraphMetric::new(None, s.res, Connection::Direct));
                 g.unpaired += 1;
                 if let Some(p) = w.get(s.parent).filter(|p| p.res.service != s.res.service) {
                     let conn = Connection::of(p, s);
                     self.graph
-                        .entry((p.res.service, s.res.service, conn))
+                        .entry(graph_key(p.res.service, s.res.service, conn))
                         .or_insert_with(|| GraphMetric::new(Some(p.res), s.res, conn))
                         .dropped += 1;
                 }
