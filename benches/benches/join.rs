@@ -3,6 +3,7 @@
 //! generation happen outside the timed loop.
 
 use causeway_benches::workload::{generate, WorkloadConfig};
+use causeway_jobs::params::MetricParams;
 use causeway_jobs::{build, Inputs, Params};
 use causeway_schemas::otlp::{decode_logs, decode_traces};
 use causeway_schemas::{DecodeOptions, Encoding, LogRecord, Origin, Span};
@@ -48,13 +49,37 @@ fn join(c: &mut Criterion) {
     let (mut spans, mut logs) = records();
     spans.sort_by_key(|s| s.event_time());
     logs.sort_by_key(|l| l.time);
-    let params = Params::default();
     let mut g = c.benchmark_group("correlate");
     g.sample_size(10);
     g.throughput(Throughput::Elements(spans.len() as u64));
-    g.bench_function("all_slis_5000_traces", |b| {
+    // Without and with the Tempo-compatible metrics (`causeway run` serving
+    // /metrics), Tempo's default buckets.
+    let with_metrics = Params {
+        metrics: Some(MetricParams {
+            span_buckets_ns: (1..=14).map(|i| 1_000_000u64 << i).collect(),
+            graph_buckets_ns: (0..8).map(|i| 100_000_000u64 << i).collect(),
+        }),
+        ..Params::default()
+    };
+    for (name, params) in [
+        ("all_slis_5000_traces", Params::default()),
+        ("all_slis_and_span_metrics_5000_traces", with_metrics),
+    ] {
+        bench(&mut g, name, &spans, &logs, params);
+    }
+    g.finish();
+}
+
+fn bench(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    spans: &[Span],
+    logs: &[LogRecord],
+    params: Params,
+) {
+    g.bench_function(name, |b| {
         b.iter(|| {
-            let (spans, logs, params) = (spans.clone(), logs.clone(), params.clone());
+            let (spans, logs, params) = (spans.to_vec(), logs.to_vec(), params.clone());
             timely::execute_directly(move |worker| {
                 let probe = Handle::new();
                 let (mut s_in, mut l_in) = worker.dataflow::<u64, _, _>(|scope| {
@@ -67,6 +92,7 @@ fn join(c: &mut Criterion) {
                     out.service_graph.probe_with(&probe);
                     out.exemplars.probe_with(&probe);
                     out.changes.probe_with(&probe);
+                    out.metrics.probe_with(&probe);
                     (s_in, l_in)
                 });
                 // Spans and logs are inserted only: the jobs evict them.
@@ -79,7 +105,6 @@ fn join(c: &mut Criterion) {
             })
         })
     });
-    g.finish();
 }
 
 criterion_group!(benches, join);

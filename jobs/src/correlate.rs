@@ -39,8 +39,9 @@ use timely::dataflow::operators::{Capability, Concat, InputCapability};
 use timely::dataflow::StreamVec;
 
 use crate::evidence::Candidate;
-use crate::intern::{Interner, Res};
+use crate::intern::{Interner, Name, Res};
 use crate::params::Params;
+use crate::sli::span_metrics::{GraphMetric, SpanMetric};
 use crate::sli::Counts;
 
 /// A span as the correlation state holds it (its trace id is the state's key).
@@ -62,6 +63,8 @@ pub struct SpanRec {
     pub status: SpanStatus,
     /// Whether an attribute value matched a PII detector.
     pub pii: bool,
+    /// Span name (capped, see [`Name`]); only span metrics read it.
+    pub name: Name,
 }
 
 impl SpanRec {
@@ -76,6 +79,7 @@ impl SpanRec {
             kind: s.kind,
             status: s.status,
             pii: s.pii,
+            name: interner.name(&s.name),
         }
     }
 
@@ -227,6 +231,7 @@ fn record_order(a: &SpanRec, b: &SpanRec) -> Ordering {
                 a.res.resource().cmp(&b.res.resource())
             }
         })
+        .then_with(|| a.name.cmp(&b.name))
 }
 
 /// The winners of one trace at a snapshot, sorted by span id, with parent lookup.
@@ -306,6 +311,10 @@ pub enum Part {
     Edge(Res, Res, u64, u64),
     /// Exemplar candidates of one resource.
     Exemplars(Vec<Candidate>),
+    /// Span metrics of one (resource, name, kind, status).
+    SpanMetric(SpanMetric),
+    /// Service-graph metrics of one (client, server, connection type).
+    GraphMetric(GraphMetric),
 }
 
 impl Part {
@@ -322,6 +331,12 @@ impl Part {
                 let r = c.res.resource();
                 stable_hash(&(&r.service, &r.environment))
             }),
+            Part::SpanMetric(m) => stable_hash(&(&*m.res.resource(), &*m.name.get())),
+            Part::GraphMetric(g) => stable_hash(&(
+                g.client.map(|c| c.resource().service.clone()),
+                &g.server.resource().service,
+                g.connection,
+            )),
         }
     }
 }

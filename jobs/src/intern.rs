@@ -66,12 +66,34 @@ impl Res {
 
 /// Interns resources for one stream of records: consecutive records of one OTLP
 /// resource share its `Arc`, so only a change of `Arc` costs a table lookup.
-#[derive(Default)]
+/// Span names likewise, capped at `name_cap` distinct names.
 pub struct Interner {
     last: Option<(Arc<Resource>, Res)>,
+    names: NameInterner,
+    name_cap: usize,
+}
+
+impl Default for Interner {
+    fn default() -> Self {
+        Interner::with_name_cap(crate::params::DEFAULT_MAX_SPAN_NAMES)
+    }
 }
 
 impl Interner {
+    /// An interner that gives at most `name_cap` span names an id of their own.
+    pub fn with_name_cap(name_cap: usize) -> Self {
+        Interner {
+            last: None,
+            names: NameInterner::default(),
+            name_cap,
+        }
+    }
+
+    /// The id of span name `name`.
+    pub fn name(&mut self, name: &Arc<str>) -> Name {
+        self.names.get(name, self.name_cap)
+    }
+
     /// The id of `r`.
     pub fn get(&mut self, r: &Arc<Resource>) -> Res {
         match &self.last {
@@ -97,6 +119,117 @@ impl<'de> Deserialize<'de> for Res {
     }
 }
 
+/// The span name every name past the cap becomes.
+pub const OVERFLOW_NAME: &str = "__overflow__";
+
+/// An interned span name (span metrics' `span_name`).
+///
+/// At most `cap` distinct names get an id of their own per process (the first
+/// ones seen); every later name is [`OVERFLOW_NAME`], so high-cardinality names
+/// (ids in URLs) cost neither memory nor series. Equality is by id; the order is
+/// that of the strings, so it does not depend on arrival order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Name(pub u32);
+
+#[derive(Default)]
+struct Names {
+    ids: HashMap<Arc<str>, u32>,
+    names: Vec<Arc<str>>,
+}
+
+fn names() -> &'static RwLock<Names> {
+    static NAMES: OnceLock<RwLock<Names>> = OnceLock::new();
+    NAMES.get_or_init(Default::default)
+}
+
+impl Name {
+    /// The id of `name`; [`OVERFLOW_NAME`]'s once `cap` names have ids.
+    pub fn intern(name: &str, cap: usize) -> Name {
+        if let Some(id) = names()
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .ids
+            .get(name)
+        {
+            return Name(*id);
+        }
+        let mut t = names().write().unwrap_or_else(|e| e.into_inner());
+        if let Some(id) = t.ids.get(name) {
+            return Name(*id);
+        }
+        // The overflow name is interned beside the first `cap` others.
+        let name = if t.names.len() >= cap {
+            OVERFLOW_NAME
+        } else {
+            name
+        };
+        if let Some(id) = t.ids.get(name) {
+            return Name(*id);
+        }
+        let id = t.names.len() as u32;
+        let arc: Arc<str> = Arc::from(name);
+        t.names.push(Arc::clone(&arc));
+        t.ids.insert(arc, id);
+        Name(id)
+    }
+
+    /// The name behind the id.
+    pub fn get(self) -> Arc<str> {
+        let t = names().read().unwrap_or_else(|e| e.into_inner());
+        Arc::clone(&t.names[self.0 as usize])
+    }
+}
+
+impl PartialOrd for Name {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Name {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        if self.0 == other.0 {
+            return std::cmp::Ordering::Equal;
+        }
+        self.get().cmp(&other.get())
+    }
+}
+
+impl Serialize for Name {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.get().serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Name {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // A name that crosses a process was capped where it was read; the cap
+        // here only guards against an unbounded table.
+        String::deserialize(d).map(|n| Name::intern(&n, usize::MAX - 1))
+    }
+}
+
+/// Interns span names for one stream of spans: consecutive spans sharing one
+/// `Arc<str>` (a batch's spans of one name) cost one table lookup.
+#[derive(Default)]
+pub struct NameInterner {
+    last: Option<(Arc<str>, Name)>,
+}
+
+impl NameInterner {
+    /// The id of `name`, capped at `cap` names.
+    pub fn get(&mut self, name: &Arc<str>, cap: usize) -> Name {
+        match &self.last {
+            Some((a, id)) if Arc::ptr_eq(a, name) => *id,
+            _ => {
+                let id = Name::intern(name, cap);
+                self.last = Some((Arc::clone(name), id));
+                id
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,5 +250,20 @@ mod tests {
         let mut i = Interner::default();
         let arc = Arc::new(r("intern-c", "1"));
         assert_eq!(i.get(&arc), i.get(&Arc::new(r("intern-c", "1"))));
+    }
+
+    #[test]
+    fn span_names_past_the_cap_share_the_overflow_name() {
+        // The table is process-wide and other tests intern names too (at most
+        // one other name here), so the cap is "however many exist now, plus 3".
+        let base = names().read().unwrap().names.len();
+        let cap = base + 3;
+        let ids: Vec<Name> = (0..10_000)
+            .map(|i| Name::intern(&format!("cap-test /items/{i}"), cap))
+            .collect();
+        let distinct: std::collections::HashSet<Name> = ids.iter().copied().collect();
+        assert!(distinct.len() <= 4, "{} distinct ids", distinct.len());
+        assert_eq!(&*ids[9_999].get(), OVERFLOW_NAME);
+        assert_eq!(&*ids[0].get(), "cap-test /items/0");
     }
 }

@@ -24,7 +24,7 @@ pub mod slo;
 use causeway_schemas::records::{ChangeRecord, ExemplarRecord, ServiceGraphRecord, SliRecord};
 use causeway_schemas::{AuditRecord, DeployEvent, LogRecord, Span};
 use differential_dataflow::VecCollection;
-use timely::dataflow::operators::vec::Map;
+use timely::dataflow::operators::vec::{Map, Partition};
 use timely::dataflow::StreamVec;
 
 use operators::finalize::Final;
@@ -73,6 +73,8 @@ pub struct Outputs<'s> {
     pub exemplars: StreamVec<'s, u64, ExemplarRecord>,
     /// Final deploy events with their actors.
     pub changes: StreamVec<'s, u64, ChangeRecord>,
+    /// Span and service-graph metrics (empty unless [`Params::metrics`] is set).
+    pub metrics: StreamVec<'s, u64, Final>,
 }
 
 /// Builds every SLI job, the service graph and the evidence over `inputs`.
@@ -80,19 +82,30 @@ pub fn build<'s>(inputs: Inputs<'s>, params: &Params) -> Outputs<'s> {
     let changes = evidence::changes(inputs.deploys, inputs.audits, params);
     let parts = correlate::correlate(inputs.records, params);
     let finals = operators::finalize::merge(parts, params);
+    // One output per kind of record; moved, not cloned, into its stream.
+    let kind = |f: &Final| match f {
+        Final::Sli(_) => 0,
+        Final::Edge(_) => 1,
+        Final::Exemplars(_) => 2,
+        Final::SpanMetrics(_) | Final::GraphMetrics(_) => 3,
+    };
+    let mut kinds = finals.partition(4, move |f| (kind(&f), f)).into_iter();
+    let mut next = || kinds.next().expect("four partitions");
+    let (sli, service_graph, exemplars, metrics) = (next(), next(), next(), next());
     Outputs {
-        sli: finals.clone().flat_map(|f| match f {
+        sli: sli.flat_map(|f| match f {
             Final::Sli(r) => Some(r),
             _ => None,
         }),
-        service_graph: finals.clone().flat_map(|f| match f {
+        service_graph: service_graph.flat_map(|f| match f {
             Final::Edge(r) => Some(r),
             _ => None,
         }),
-        exemplars: finals.flat_map(|f| match f {
+        exemplars: exemplars.flat_map(|f| match f {
             Final::Exemplars(r) => Some(r),
             _ => None,
         }),
+        metrics,
         changes,
     }
 }

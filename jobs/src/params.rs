@@ -40,6 +40,23 @@ pub struct Params {
     pub availability_exemplars: bool,
     /// Collect latency exemplars (a latency SLO exists; default false).
     pub latency_exemplars: bool,
+    /// Distinct span names a process keeps (default [`DEFAULT_MAX_SPAN_NAMES`]);
+    /// later ones become `__overflow__` (see [`crate::intern::Name`]).
+    pub max_span_names: usize,
+    /// Span and service-graph metrics for `/metrics`; `None` (replay) skips them.
+    pub metrics: Option<MetricParams>,
+}
+
+/// Default of [`Params::max_span_names`].
+pub const DEFAULT_MAX_SPAN_NAMES: usize = 1000;
+
+/// Histogram bucket bounds of the Tempo-compatible metrics, nanoseconds, ascending.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetricParams {
+    /// `traces_spanmetrics_latency` upper bounds.
+    pub span_buckets_ns: Vec<u64>,
+    /// `traces_service_graph_request_{server,client}_seconds` upper bounds.
+    pub graph_buckets_ns: Vec<u64>,
 }
 
 impl Default for Params {
@@ -53,6 +70,8 @@ impl Default for Params {
             exemplars: 5,
             availability_exemplars: false,
             latency_exemplars: false,
+            max_span_names: DEFAULT_MAX_SPAN_NAMES,
+            metrics: None,
         }
     }
 }

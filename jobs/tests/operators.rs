@@ -36,6 +36,7 @@ fn span(id: u64, parent: u64, start_s: u64, end_s: u64, service: &str, status: S
         status,
         pii: false,
         resource: res(service),
+        name: "op".into(),
     }
 }
 

@@ -9,6 +9,7 @@
 use std::path::Path;
 
 use causeway_jobs::obs::Sli;
+use causeway_jobs::params::MetricParams;
 use causeway_jobs::slo::{AlertOptions, Maintenance, Row, Severity, SloSpec};
 use causeway_jobs::Params;
 use causeway_schemas::pii::PiiDetector;
@@ -293,15 +294,52 @@ pub struct ProcessingConfig {
 pub struct MetricsConfig {
     /// Listen address. Default `127.0.0.1:9464`; empty disables the endpoint.
     pub bind: String,
-    /// Most distinct services per metric; later ones are reported as `__overflow__`. Default 1000.
+    /// Most distinct services (and, separately, environments) per metric; later
+    /// ones are reported as `__overflow__`. Default 1000.
     pub max_series: usize,
+    /// Most distinct span names (`span_name` of `traces_spanmetrics_*`) a process
+    /// keeps; later ones are reported as `__overflow__`. Default 1000.
+    pub max_span_names: usize,
+    /// Most distinct versions (`version` label); later ones are reported as
+    /// `__overflow__`. Default 500.
+    pub max_versions: usize,
+    /// Upper bounds (seconds) of `traces_spanmetrics_latency`. Default Tempo's:
+    /// 0.002, 0.004, ... 16.384 (doubling).
+    pub span_metrics_buckets: Vec<f64>,
+    /// Upper bounds (seconds) of `traces_service_graph_request_{server,client}_seconds`.
+    /// Default Tempo's: 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8.
+    pub service_graph_buckets: Vec<f64>,
 }
+
+/// Tempo metrics-generator's default span-metrics buckets, seconds.
+pub const TEMPO_SPAN_METRICS_BUCKETS: [f64; 14] = [
+    0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.024, 2.048, 4.096, 8.192,
+    16.384,
+];
+
+/// Tempo metrics-generator's default service-graph buckets, seconds.
+pub const TEMPO_SERVICE_GRAPH_BUCKETS: [f64; 8] = [0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8];
 
 impl Default for MetricsConfig {
     fn default() -> Self {
         MetricsConfig {
             bind: "127.0.0.1:9464".into(),
             max_series: 1000,
+            max_span_names: causeway_jobs::params::DEFAULT_MAX_SPAN_NAMES,
+            max_versions: 500,
+            span_metrics_buckets: TEMPO_SPAN_METRICS_BUCKETS.to_vec(),
+            service_graph_buckets: TEMPO_SERVICE_GRAPH_BUCKETS.to_vec(),
+        }
+    }
+}
+
+impl MetricsConfig {
+    /// What the jobs collect for these metrics.
+    pub fn params(&self) -> MetricParams {
+        let ns = |b: &[f64]| b.iter().map(|s| (s * 1e9).round() as u64).collect();
+        MetricParams {
+            span_buckets_ns: ns(&self.span_metrics_buckets),
+            graph_buckets_ns: ns(&self.service_graph_buckets),
         }
     }
 }
@@ -530,6 +568,9 @@ impl Config {
             exemplars: self.alerting.exemplars,
             availability_exemplars: self.slo.iter().any(|s| s.sli == "availability"),
             latency_exemplars: self.slo.iter().any(|s| s.sli == "latency"),
+            max_span_names: self.metrics.max_span_names,
+            // Set by `causeway run` when it serves /metrics.
+            metrics: None,
         };
         let pii = PiiDetector::with_patterns(&self.decode.pii_patterns).map_err(|e| {
             ConfigError::Value {
@@ -767,6 +808,30 @@ impl Config {
         }
         if self.metrics.max_series == 0 {
             return Err(value("metrics.max_series", "must be at least 1"));
+        }
+        if self.metrics.max_span_names == 0 {
+            return Err(value("metrics.max_span_names", "must be at least 1"));
+        }
+        if self.metrics.max_versions == 0 {
+            return Err(value("metrics.max_versions", "must be at least 1"));
+        }
+        for (key, b) in [
+            (
+                "metrics.span_metrics_buckets",
+                &self.metrics.span_metrics_buckets,
+            ),
+            (
+                "metrics.service_graph_buckets",
+                &self.metrics.service_graph_buckets,
+            ),
+        ] {
+            let ascending = b.windows(2).all(|w| w[0] < w[1]);
+            if b.is_empty() || !ascending || b.iter().any(|s| !s.is_finite() || *s <= 0.0) {
+                return Err(value(
+                    key,
+                    "must be positive seconds in ascending order, such as [0.1, 0.2, 0.4]",
+                ));
+            }
         }
         Ok(())
     }

@@ -1,10 +1,11 @@
 //! Worker setup: the input sessions, the jobs, and the sinks they feed.
 
+use causeway_jobs::operators::finalize::Final as JobFinal;
 use causeway_jobs::slo::{Evaluation, Evaluator, Final};
 use causeway_jobs::Inputs as JobInputs;
 use causeway_schemas::records::{
-    AlertRecord, ChangeRecord, EvidenceRecord, ExemplarRecord, ServiceGraphRecord, SliRecord,
-    SloRecord,
+    AlertRecord, ChangeRecord, EvidenceRecord, ExemplarRecord, GraphMetricsRecord,
+    ServiceGraphRecord, SliRecord, SloRecord, SpanMetricsRecord,
 };
 use differential_dataflow::input::Input;
 use serde::{Deserialize, Serialize};
@@ -32,6 +33,11 @@ pub trait OutputSink {
     fn evidence(&mut self, time: u64, records: &[EvidenceRecord]);
     /// Alert state changes of one time, sorted by dedup key.
     fn alerts(&mut self, time: u64, records: &[AlertRecord]);
+    /// Span and service-graph metrics of one time (only when
+    /// `Params::metrics` is set), sorted; they feed `/metrics` only.
+    fn metrics(&mut self, time: u64, spans: &[SpanMetricsRecord], graph: &[GraphMetricsRecord]) {
+        let _ = (time, spans, graph);
+    }
 }
 
 /// Everything the jobs finalize, on its way to worker 0.
@@ -45,6 +51,8 @@ enum Output {
     Edge(ServiceGraphRecord),
     Exemplar(ExemplarRecord),
     Change(ChangeRecord),
+    SpanMetrics(SpanMetricsRecord),
+    GraphMetrics(GraphMetricsRecord),
 }
 
 /// The SLO evaluator for `settings`, with no history.
@@ -80,7 +88,12 @@ pub fn build(
             .map(|r| Output::Sli(serde_json::to_string(&r).unwrap_or_default()))
             .concat(out.service_graph.map(Output::Edge))
             .concat(out.exemplars.map(Output::Exemplar))
-            .concat(out.changes.map(Output::Change));
+            .concat(out.changes.map(Output::Change))
+            .concat(out.metrics.flat_map(|f| match f {
+                JobFinal::SpanMetrics(r) => Some(Output::SpanMetrics(r)),
+                JobFinal::GraphMetrics(r) => Some(Output::GraphMetrics(r)),
+                _ => None,
+            }));
         let (window, grace) = (params.window_s, params.grace_s);
         gather(all, "Outputs", move |t, batch| {
             let Some(sink) = sink.as_mut() else { return };
@@ -97,6 +110,9 @@ pub fn build(
             sink.evidence(t, &f.evidence());
             sink.slo(t, &evaluation.slo);
             sink.alerts(t, &evaluation.alerts);
+            if !f.span_metrics.is_empty() || !f.graph_metrics.is_empty() {
+                sink.metrics(t, &f.span_metrics, &f.graph_metrics);
+            }
         })
         .probe_with(&probe);
         (
@@ -121,6 +137,10 @@ pub struct Finalized {
     pub exemplars: Vec<ExemplarRecord>,
     /// Deploy events with actors.
     pub changes: Vec<ChangeRecord>,
+    /// Span metrics.
+    pub span_metrics: Vec<SpanMetricsRecord>,
+    /// Service-graph metrics.
+    pub graph_metrics: Vec<GraphMetricsRecord>,
 }
 
 impl Finalized {
@@ -132,6 +152,8 @@ impl Finalized {
                 Output::Edge(e) => f.edges.push(e),
                 Output::Exemplar(x) => f.exemplars.push(x),
                 Output::Change(c) => f.changes.push(c),
+                Output::SpanMetrics(m) => f.span_metrics.push(m),
+                Output::GraphMetrics(m) => f.graph_metrics.push(m),
             }
         }
         f.sort();
@@ -144,6 +166,8 @@ impl Finalized {
         self.edges.sort();
         self.exemplars.sort();
         self.changes.sort();
+        self.span_metrics.sort();
+        self.graph_metrics.sort();
     }
 
     /// Evaluates the SLOs at the end of window `window_start` (nothing when no SLO

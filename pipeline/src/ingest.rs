@@ -191,6 +191,7 @@ struct Source<'a> {
 impl Ingest {
     /// Wraps a worker's input sessions.
     pub fn new(inputs: Inputs, settings: Settings) -> Self {
+        let name_cap = settings.params.max_span_names;
         Ingest {
             inputs,
             settings,
@@ -198,7 +199,7 @@ impl Ingest {
             dlq: Vec::new(),
             advances: Vec::new(),
             leaving: BTreeMap::new(),
-            interner: Interner::default(),
+            interner: Interner::with_name_cap(name_cap),
         }
     }
 

@@ -67,6 +67,18 @@ impl SpanKind {
             _ => SpanKind::Unspecified,
         }
     }
+
+    /// The OTLP enum name (`SPAN_KIND_SERVER`, ...), as Tempo's `span_kind` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SpanKind::Unspecified => "SPAN_KIND_UNSPECIFIED",
+            SpanKind::Internal => "SPAN_KIND_INTERNAL",
+            SpanKind::Server => "SPAN_KIND_SERVER",
+            SpanKind::Client => "SPAN_KIND_CLIENT",
+            SpanKind::Producer => "SPAN_KIND_PRODUCER",
+            SpanKind::Consumer => "SPAN_KIND_CONSUMER",
+        }
+    }
 }
 
 /// OTLP span status code.
@@ -93,6 +105,15 @@ impl SpanStatus {
             _ => SpanStatus::Unset,
         }
     }
+
+    /// The OTLP enum name (`STATUS_CODE_ERROR`, ...), as Tempo's `status_code` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SpanStatus::Unset => "STATUS_CODE_UNSET",
+            SpanStatus::Ok => "STATUS_CODE_OK",
+            SpanStatus::Error => "STATUS_CODE_ERROR",
+        }
+    }
 }
 
 /// One decoded span. Identity is (`trace`, `span`).
@@ -116,6 +137,37 @@ pub struct Span {
     pub pii: bool,
     /// Owning resource.
     pub resource: Arc<Resource>,
+    /// The span's `name` (operation), shared by the spans of one batch that carry
+    /// it ([`span_name`]). Only span metrics read it.
+    pub name: Arc<str>,
+}
+
+/// `name` as a shared string. The decoders call this once per span: a small
+/// per-thread cache of recent names hands out clones of one `Arc`, so a batch of
+/// spans with a few names allocates a few strings, not one per span.
+pub fn span_name(name: &str) -> Arc<str> {
+    use std::cell::RefCell;
+    const CACHED: usize = 32;
+    thread_local! {
+        static RECENT: RefCell<(Vec<Arc<str>>, usize)> = const { RefCell::new((Vec::new(), 0)) };
+    }
+    RECENT.with(|r| {
+        let Ok(mut r) = r.try_borrow_mut() else {
+            return Arc::from(name);
+        };
+        let (recent, next) = &mut *r;
+        if let Some(a) = recent.iter().find(|a| a.as_ref() == name) {
+            return Arc::clone(a);
+        }
+        let a: Arc<str> = Arc::from(name);
+        if recent.len() < CACHED {
+            recent.push(Arc::clone(&a));
+        } else {
+            recent[*next] = Arc::clone(&a);
+            *next = (*next + 1) % CACHED;
+        }
+        a
+    })
 }
 
 impl Span {

@@ -129,6 +129,66 @@ pub struct ServiceGraphRecord {
     pub failed: u64,
 }
 
+/// A histogram over the fixed bounds of a Tempo-compatible metric.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct BucketCounts {
+    /// Observations per bucket, not cumulative, in the order of the configured
+    /// upper bounds (inclusive); the last one is `+Inf`.
+    pub buckets: Vec<u64>,
+    /// Sum of the observations, nanoseconds.
+    pub sum_ns: u64,
+}
+
+/// Span metrics of one (service, environment, version, span name, kind, status,
+/// window): the source of `traces_spanmetrics_*` (not written to a topic).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct SpanMetricsRecord {
+    /// Window start, Unix seconds.
+    pub window_start: u64,
+    /// Service name.
+    pub service: String,
+    /// Deployment environment; empty if unknown.
+    pub environment: String,
+    /// Service version; empty if unknown.
+    pub version: String,
+    /// Span name (`__overflow__` past the cap).
+    pub span_name: String,
+    /// `SPAN_KIND_SERVER`, ... as Tempo writes it.
+    pub span_kind: String,
+    /// `STATUS_CODE_UNSET`, `STATUS_CODE_OK` or `STATUS_CODE_ERROR`.
+    pub status_code: String,
+    /// Spans.
+    pub calls: u64,
+    /// Durations of the spans (0 for a span without a valid start and end).
+    pub latency: BucketCounts,
+}
+
+/// Service-graph metrics of one (client, server, connection type, window): the
+/// source of `traces_service_graph_*` (not written to a topic).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct GraphMetricsRecord {
+    /// Window start (of the child spans), Unix seconds.
+    pub window_start: u64,
+    /// Service of the parent spans; empty for unpaired spans.
+    pub client: String,
+    /// Service of the child spans.
+    pub server: String,
+    /// `""` or `messaging_system` (a `PRODUCER` parent of a `CONSUMER` child).
+    pub connection_type: String,
+    /// Parent→child pairs.
+    pub total: u64,
+    /// Pairs where either span has status `ERROR`.
+    pub failed: u64,
+    /// Spans whose parent did not resolve (M4's orphans).
+    pub unpaired: u64,
+    /// Orphans whose parent span is in the trace, outside the join range.
+    pub dropped: u64,
+    /// Child span durations of the pairs.
+    pub server_latency: BucketCounts,
+    /// Parent span durations of the pairs.
+    pub client_latency: BucketCounts,
+}
+
 /// One dead-lettered message or record.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct DlqRecord {

@@ -385,7 +385,7 @@ fn malformed_input_still_dead_letters() {
 /// and `causeway_input_events_total` includes it.
 #[test]
 fn skipped_counter() {
-    let m = Metrics::new(100);
+    let m = Metrics::new(&causeway::config::MetricsConfig::default());
     let mut before = Stats::default();
     let mut now = Stats::default();
     now.skipped.insert((Topic::Audit, Skip::ReadOnly), 30);

@@ -11,7 +11,10 @@ use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use causeway_schemas::records::{ExemplarRecord, ServiceGraphRecord, SliRecord};
+use causeway_schemas::records::{
+    BucketCounts, ExemplarRecord, GraphMetricsRecord, ServiceGraphRecord, SliRecord,
+    SpanMetricsRecord,
+};
 use causeway_schemas::Resource;
 use differential_dataflow::VecCollection;
 use hdrhistogram::Histogram;
@@ -24,6 +27,7 @@ use crate::correlate::{Part, WindowPart};
 use crate::evidence::{exemplar_records, Candidate};
 use crate::obs::Sli;
 use crate::params::Params;
+use crate::sli::span_metrics::{GraphMetric, Hist};
 use crate::sli::{Counts, RATIOS};
 
 /// A stable 64-bit hash (FNV-1a), used to route keys to workers deterministically.
@@ -136,6 +140,10 @@ pub enum Final {
     Edge(ServiceGraphRecord),
     /// Exemplars of one (sli, service, environment).
     Exemplars(ExemplarRecord),
+    /// Span metrics (only with [`Params::metrics`]).
+    SpanMetrics(SpanMetricsRecord),
+    /// Service-graph metrics (only with [`Params::metrics`]).
+    GraphMetrics(GraphMetricsRecord),
 }
 
 /// Merges every worker's parts of each window and emits the window's final
@@ -182,6 +190,8 @@ fn window_records(parts: Vec<WindowPart>, params: &Params) -> Vec<Final> {
     let mut counts: BTreeMap<(u64, Arc<Resource>), Counts> = BTreeMap::new();
     let mut edges: BTreeMap<(u64, String, String), (u64, u64)> = BTreeMap::new();
     let mut candidates: BTreeMap<u64, Vec<Candidate>> = BTreeMap::new();
+    let mut span_metrics: BTreeMap<SpanMetricsKey, (u64, Hist)> = BTreeMap::new();
+    let mut graph_metrics: BTreeMap<GraphMetricsKey, GraphMetric> = BTreeMap::new();
     for (window, part) in parts {
         match part {
             Part::Counts(res, c) => counts.entry((window, res.resource())).or_default().merge(c),
@@ -196,6 +206,42 @@ fn window_records(parts: Vec<WindowPart>, params: &Params) -> Vec<Final> {
                 e.1 += failed;
             }
             Part::Exemplars(c) => candidates.entry(window).or_default().extend(c),
+            Part::SpanMetric(m) => {
+                let key = (
+                    window,
+                    m.res.resource(),
+                    m.name.get().to_string(),
+                    m.kind.as_str(),
+                    m.status.as_str(),
+                );
+                let e = span_metrics.entry(key).or_default();
+                e.0 += m.calls;
+                e.1.merge(&m.latency);
+            }
+            Part::GraphMetric(g) => {
+                let key = (
+                    window,
+                    g.client
+                        .map(|c| c.resource().service.clone())
+                        .unwrap_or_default(),
+                    g.server.resource().service.clone(),
+                    g.connection.as_str(),
+                );
+                match graph_metrics.entry(key) {
+                    std::collections::btree_map::Entry::Vacant(e) => {
+                        e.insert(g);
+                    }
+                    std::collections::btree_map::Entry::Occupied(mut e) => {
+                        let a = e.get_mut();
+                        a.total += g.total;
+                        a.failed += g.failed;
+                        a.unpaired += g.unpaired;
+                        a.dropped += g.dropped;
+                        a.server_latency.merge(&g.server_latency);
+                        a.client_latency.merge(&g.client_latency);
+                    }
+                }
+            }
         }
     }
     let mut out = Vec::new();
@@ -252,8 +298,46 @@ fn window_records(parts: Vec<WindowPart>, params: &Params) -> Vec<Final> {
                 .map(Final::Exemplars),
         );
     }
+    let buckets = |h: Hist| BucketCounts {
+        buckets: h.buckets,
+        sum_ns: h.sum_ns,
+    };
+    out.extend(span_metrics.into_iter().map(
+        |((window_start, res, span_name, kind, status), (calls, latency))| {
+            Final::SpanMetrics(SpanMetricsRecord {
+                window_start,
+                service: res.service.clone(),
+                environment: res.environment.clone(),
+                version: res.version.clone(),
+                span_name,
+                span_kind: kind.into(),
+                status_code: status.into(),
+                calls,
+                latency: buckets(latency),
+            })
+        },
+    ));
+    out.extend(graph_metrics.into_iter().map(
+        |((window_start, client, server, connection_type), g)| {
+            Final::GraphMetrics(GraphMetricsRecord {
+                window_start,
+                client,
+                server,
+                connection_type: connection_type.into(),
+                total: g.total,
+                failed: g.failed,
+                unpaired: g.unpaired,
+                dropped: g.dropped,
+                server_latency: buckets(g.server_latency),
+                client_latency: buckets(g.client_latency),
+            })
+        },
+    ));
     out
 }
+
+type SpanMetricsKey = (u64, Arc<Resource>, String, &'static str, &'static str);
+type GraphMetricsKey = (u64, String, String, &'static str);
 
 /// The `latency` record of a window: total, p50/p90/p99 and the HDR histogram
 /// (microseconds, 3 significant digits, V2 serialization, base64).

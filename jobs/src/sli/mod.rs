@@ -12,6 +12,7 @@ pub mod provenance_completeness;
 pub mod sampling_bias;
 pub mod sensitive_exposure;
 pub mod service_graph;
+pub mod span_metrics;
 pub mod trace_coverage;
 
 use std::collections::HashMap;
@@ -102,6 +103,7 @@ pub struct Window<'p> {
     counts: ResMap<Acc>,
     edges: HashMap<(u32, u32), (Res, Res, u64, u64), crate::correlate::IdBuild>,
     exemplars: HashMap<(Sli, u32), TopK, crate::correlate::IdBuild>,
+    metrics: span_metrics::Acc,
 }
 
 impl<'p> Window<'p> {
@@ -113,6 +115,7 @@ impl<'p> Window<'p> {
             counts: ResMap::default(),
             edges: HashMap::default(),
             exemplars: HashMap::default(),
+            metrics: span_metrics::Acc::default(),
         }
     }
 
@@ -138,6 +141,9 @@ impl<'p> Window<'p> {
             }
             let parent = w.parent(s, p);
             self.span(s, parent);
+            if p.metrics.is_some() {
+                self.metrics.span(s, parent, w, p);
+            }
             if s.is_entry() {
                 if p.availability_exemplars && s.is_error() {
                     let d = *deepest.get_or_insert_with(|| evidence::deepest_error(w));
@@ -231,6 +237,7 @@ impl<'p> Window<'p> {
                 .map(|top| (window, Part::Exemplars(top.into_vec())))
                 .filter(|(_, p)| matches!(p, Part::Exemplars(c) if !c.is_empty())),
         );
+        out.extend(self.metrics.parts().map(|p| (window, p)));
         out
     }
 }

@@ -186,7 +186,7 @@ pub fn dispatch(opts: &DispatchOptions) -> Result<DispatchSummary, DispatchError
         .clone()
         .unwrap_or_else(|| Arc::new(AtomicBool::new(false)));
     crate::background::watch_signals("causeway dispatch", stop.clone());
-    let metrics = Arc::new(Metrics::new(config.metrics.max_series));
+    let metrics = Arc::new(Metrics::new(&config.metrics));
     let _server = match d.metrics_bind.as_str() {
         "" => None,
         bind => Some(crate::metrics::serve(bind, metrics.clone()).map_err(|e| {

@@ -158,7 +158,7 @@ fn demo(args: &Args) -> Result<(), String> {
         None => create_topics(&brokers, &wanted)?,
     }
 
-    let registry = Arc::new(Metrics::new(config.metrics.max_series));
+    let registry = Arc::new(Metrics::new(&config.metrics));
     let server = metrics::serve(&args.metrics_bind, registry.clone()).map_err(|e| {
         format!(
             "cannot serve /metrics on {}: {e}; pass --metrics-bind 127.0.0.1:0 or another port",

@@ -136,12 +136,15 @@ impl DrainWait {
 /// Runs until SIGTERM/SIGINT (or, with `drain`, until the inputs are exhausted).
 pub fn run(opts: &RunOptions) -> Result<RunSummary, RunError> {
     let config = Config::load(opts.config.as_deref())?;
-    let settings = config.settings()?;
+    let mut settings = config.settings()?;
+    if !config.metrics.bind.is_empty() {
+        settings.params.metrics = Some(config.metrics.params());
+    }
     let timely_config = cluster_config(opts)?;
     let metrics = opts
         .metrics
         .clone()
-        .unwrap_or_else(|| Arc::new(Metrics::new(config.metrics.max_series)));
+        .unwrap_or_else(|| Arc::new(Metrics::new(&config.metrics)));
     let _server = match config.metrics.bind.as_str() {
         _ if opts.metrics.is_some() => None,
         "" => None,

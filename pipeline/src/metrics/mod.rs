@@ -2,20 +2,26 @@
 //! budget gauges, Tempo-compatible span and service-graph metrics, and the
 //! pipeline's own health.
 //!
-//! Metrics are fed from final records only (one increment per emitted window), so
-//! `rate()` over them agrees with the `causeway_sli` topic. No trace id is ever a
-//! label; every service-valued label goes through [`LabelCap`].
+//! Metrics are fed from final records only (one increment per emitted window,
+//! never seen half-done by a scrape), so `increase()` over them agrees with the
+//! output topics. The span and service-graph metrics carry the names and labels
+//! of Tempo's metrics-generator, so Grafana's Service Graph and Service Graph
+//! view read them unchanged; their histograms are fed whole bucket counts
+//! ([`BucketHistograms`]). No trace id is ever a label; services, environments,
+//! versions and span names each go through a [`LabelCap`].
 
-use std::collections::HashSet;
-use std::sync::Mutex;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
 
-use causeway_jobs::operators::finalize::decode_histogram;
-use causeway_schemas::records::{ServiceGraphRecord, SliRecord, SloRecord};
+use causeway_schemas::records::{
+    BucketCounts, GraphMetricsRecord, SliRecord, SloRecord, SpanMetricsRecord,
+};
 use prometheus::{
-    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    proto, Encoder, GaugeVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
+use crate::config::MetricsConfig;
 use crate::ingest::Stats;
 use crate::sources::Topic;
 
@@ -23,10 +29,11 @@ mod server;
 
 pub use server::{serve, Server};
 
-/// The label value that stands for every service past the cap.
+/// The label value that stands for every value past a cap.
 pub const OVERFLOW: &str = "__overflow__";
 
-/// Caps the number of distinct service label values.
+/// Caps the number of distinct values of a label (services, environments,
+/// versions, span names): the first `max` values seen keep theirs.
 #[derive(Debug)]
 pub struct LabelCap {
     max: usize,
@@ -58,26 +65,133 @@ impl LabelCap {
     }
 }
 
-/// Latency buckets of `traces_spanmetrics_latency`, seconds (Tempo's defaults).
-const LATENCY_BUCKETS: [f64; 14] = [
-    0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.024, 2.048, 4.096, 8.192,
-    16.384,
-];
+/// A histogram family fed with whole bucket counts: the jobs aggregate each
+/// window's observations into the configured buckets, and this adds them up, so
+/// `_count`, `_bucket` and `_sum` are exact (the sum to `f64` precision).
+#[derive(Clone)]
+pub struct BucketHistograms {
+    desc: prometheus::core::Desc,
+    bounds: Arc<Vec<f64>>,
+    /// Label values → (per-bucket counts, the last one `+Inf`; sum in ns).
+    series: Arc<Mutex<BTreeMap<Vec<String>, Series>>>,
+}
+
+/// One histogram series: per-bucket counts (the last one `+Inf`) and the sum in ns.
+type Series = (Vec<u64>, u128);
+
+impl BucketHistograms {
+    fn new(name: &str, help: &str, labels: &[&str], bounds: &[f64]) -> Self {
+        let desc = prometheus::core::Desc::new(
+            name.into(),
+            help.into(),
+            labels.iter().map(|l| l.to_string()).collect(),
+            Default::default(),
+        )
+        .expect("valid metric");
+        BucketHistograms {
+            desc,
+            bounds: Arc::new(bounds.to_vec()),
+            series: Default::default(),
+        }
+    }
+
+    /// Adds `counts` to the series `labels`.
+    pub fn add(&self, labels: &[&str], counts: &BucketCounts) {
+        if counts.buckets.iter().all(|n| *n == 0) {
+            return;
+        }
+        let Ok(mut series) = self.series.lock() else {
+            return;
+        };
+        let key: Vec<String> = labels.iter().map(|l| l.to_string()).collect();
+        let (buckets, sum) = series
+            .entry(key)
+            .or_insert_with(|| (vec![0; self.bounds.len() + 1], 0));
+        for (a, b) in buckets.iter_mut().zip(&counts.buckets) {
+            *a += b;
+        }
+        *sum += u128::from(counts.sum_ns);
+    }
+}
+
+impl prometheus::core::Collector for BucketHistograms {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        vec![&self.desc]
+    }
+
+    fn collect(&self) -> Vec<proto::MetricFamily> {
+        let Ok(series) = self.series.lock() else {
+            return Vec::new();
+        };
+        let metrics = series
+            .iter()
+            .map(|(values, (buckets, sum_ns))| {
+                let mut labels: Vec<proto::LabelPair> = self
+                    .desc
+                    .variable_labels
+                    .iter()
+                    .zip(values)
+                    .map(|(n, v)| {
+                        let mut p = proto::LabelPair::default();
+                        p.set_name(n.clone());
+                        p.set_value(v.clone());
+                        p
+                    })
+                    .collect();
+                // The text format lists labels by name, as the built-in metrics do.
+                labels.sort_by(|a, b| a.name().cmp(b.name()));
+                let mut h = proto::Histogram::default();
+                let mut cumulative = 0;
+                let mut out = Vec::with_capacity(self.bounds.len());
+                for (bound, n) in self.bounds.iter().zip(buckets) {
+                    cumulative += n;
+                    let mut b = proto::Bucket::default();
+                    b.set_cumulative_count(cumulative);
+                    b.set_upper_bound(*bound);
+                    out.push(b);
+                }
+                h.set_bucket(out);
+                h.set_sample_count(buckets.iter().sum());
+                h.set_sample_sum(*sum_ns as f64 / 1e9);
+                let mut m = proto::Metric::from_label(labels);
+                m.set_histogram(h);
+                m
+            })
+            .collect();
+        let mut f = proto::MetricFamily::default();
+        f.set_name(self.desc.fq_name.clone());
+        f.set_help(self.desc.help.clone());
+        f.set_field_type(proto::MetricType::HISTOGRAM);
+        f.set_metric(metrics);
+        vec![f]
+    }
+}
 
 /// Every metric Causeway exports.
 pub struct Metrics {
     /// The registry served on `/metrics`.
     pub registry: Registry,
+    /// Held while a window's records are counted and while a scrape renders,
+    /// so that a scrape never sees half a window (a counter ahead of its
+    /// histogram).
+    consistent: Mutex<()>,
     cap: LabelCap,
+    environments: LabelCap,
+    versions: LabelCap,
+    span_names: LabelCap,
     sli_events: IntCounterVec,
     /// `causeway_slo_burn_rate{slo,service,environment,window}`.
     pub burn_rate: GaugeVec,
     /// `causeway_slo_error_budget_remaining_ratio{slo,service,environment}`.
     pub budget_remaining: GaugeVec,
     calls: IntCounterVec,
-    latency: HistogramVec,
+    latency: BucketHistograms,
     graph_total: IntCounterVec,
     graph_failed: IntCounterVec,
+    graph_server: BucketHistograms,
+    graph_client: BucketHistograms,
+    graph_unpaired: IntCounterVec,
+    graph_dropped: IntCounterVec,
     input_events: IntCounterVec,
     rejected: IntCounterVec,
     skipped: IntCounterVec,
@@ -136,21 +250,42 @@ fn gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
     )
 }
 
+/// Labels of the span metrics, Tempo's plus `environment` and `version`.
+const SPAN_LABELS: [&str; 6] = [
+    "service",
+    "environment",
+    "version",
+    "span_name",
+    "span_kind",
+    "status_code",
+];
+/// Labels of the service-graph metrics, Tempo's.
+const GRAPH_LABELS: [&str; 3] = ["client", "server", "connection_type"];
+
 impl Metrics {
-    /// Registers every metric; services past `max_series` become [`OVERFLOW`].
-    pub fn new(max_series: usize) -> Self {
+    /// Registers every metric, with the caps and buckets of `cfg`.
+    pub fn new(cfg: &MetricsConfig) -> Self {
         let r = Registry::new();
-        let latency = register(
-            &r,
-            HistogramVec::new(
-                HistogramOpts::new(
-                    "traces_spanmetrics_latency",
-                    "Entry-span durations in seconds, from final latency windows",
-                )
-                .buckets(LATENCY_BUCKETS.to_vec()),
-                &["service", "span_kind", "status_code"],
-            )
-            .expect("valid metric"),
+        let histograms = |name: &str, help: &str, labels: &[&str], bounds: &[f64]| {
+            register(&r, BucketHistograms::new(name, help, labels, bounds))
+        };
+        let latency = histograms(
+            "traces_spanmetrics_latency",
+            "Span durations (end - start) in seconds, from final windows",
+            &SPAN_LABELS,
+            &cfg.span_metrics_buckets,
+        );
+        let graph_server = histograms(
+            "traces_service_graph_request_server_seconds",
+            "Durations of the server (child) spans of service-graph edges, seconds",
+            &GRAPH_LABELS,
+            &cfg.service_graph_buckets,
+        );
+        let graph_client = histograms(
+            "traces_service_graph_request_client_seconds",
+            "Durations of the client (parent) spans of service-graph edges, seconds",
+            &GRAPH_LABELS,
+            &cfg.service_graph_buckets,
         );
         let kafka_up = register(
             &r,
@@ -175,12 +310,16 @@ impl Metrics {
             .expect("valid metric"),
         );
         Metrics {
-            cap: LabelCap::new(max_series),
+            consistent: Mutex::new(()),
+            cap: LabelCap::new(cfg.max_series),
+            environments: LabelCap::new(cfg.max_series),
+            versions: LabelCap::new(cfg.max_versions),
+            span_names: LabelCap::new(cfg.max_span_names),
             sli_events: counter(
                 &r,
                 "causeway_sli_events_total",
                 "Events counted by each SLI in final windows, by outcome",
-                &["sli", "service", "environment", "outcome"],
+                &["sli", "service", "environment", "version", "outcome"],
             ),
             burn_rate: gauge(
                 &r,
@@ -197,21 +336,35 @@ impl Metrics {
             calls: counter(
                 &r,
                 "traces_spanmetrics_calls_total",
-                "Entry spans (server and consumer) in final windows",
-                &["service", "span_kind", "status_code"],
+                "Spans in final windows",
+                &SPAN_LABELS,
             ),
             latency,
             graph_total: counter(
                 &r,
                 "traces_service_graph_request_total",
                 "Parent-child span pairs across services",
-                &["client", "server"],
+                &GRAPH_LABELS,
             ),
             graph_failed: counter(
                 &r,
                 "traces_service_graph_request_failed_total",
                 "Parent-child span pairs across services where either span failed",
-                &["client", "server"],
+                &GRAPH_LABELS,
+            ),
+            graph_server,
+            graph_client,
+            graph_unpaired: counter(
+                &r,
+                "traces_service_graph_unpaired_spans_total",
+                "Spans whose parent did not resolve (M4 orphans; client unknown)",
+                &GRAPH_LABELS,
+            ),
+            graph_dropped: counter(
+                &r,
+                "traces_service_graph_dropped_spans_total",
+                "Orphan spans whose parent is in the trace but outside the trace horizon",
+                &GRAPH_LABELS,
             ),
             input_events: counter(
                 &r,
@@ -294,39 +447,69 @@ impl Metrics {
 
     /// Counts one final time's SLI records.
     pub fn observe_sli(&self, records: &[SliRecord]) {
+        let _consistent = self.consistent.lock();
         self.windows.inc();
         for r in records {
-            let service = self.cap.label(&r.service);
             if let (Some(good), Some(total)) = (r.good, r.total) {
-                let labels = [r.sli.as_str(), service, r.environment.as_str()];
+                let labels = [
+                    r.sli.as_str(),
+                    self.cap.label(&r.service),
+                    self.environments.label(&r.environment),
+                    self.versions.label(&r.version),
+                ];
+                let [sli, service, environment, version] = labels;
                 self.sli_events
-                    .with_label_values(&[labels[0], labels[1], labels[2], "good"])
+                    .with_label_values(&[sli, service, environment, version, "good"])
                     .inc_by(good);
                 self.sli_events
-                    .with_label_values(&[labels[0], labels[1], labels[2], "bad"])
+                    .with_label_values(&[sli, service, environment, version, "bad"])
                     .inc_by(total.saturating_sub(good));
-                if r.sli == "availability" {
-                    let calls = |status| {
-                        self.calls
-                            .with_label_values(&[service, "SPAN_KIND_SERVER", status])
-                    };
-                    calls("STATUS_CODE_UNSET").inc_by(good);
-                    calls("STATUS_CODE_ERROR").inc_by(total.saturating_sub(good));
-                }
             }
-            if let Some(h) = r.histogram.as_deref().and_then(decode_histogram) {
-                let hist = self.latency.with_label_values(&[
-                    service,
-                    "SPAN_KIND_SERVER",
-                    "STATUS_CODE_UNSET",
-                ]);
-                for v in h.iter_recorded() {
-                    let seconds = v.value_iterated_to() as f64 / 1e6;
-                    for _ in 0..v.count_at_value() {
-                        hist.observe(seconds);
-                    }
+        }
+    }
+
+    /// Counts one final time's span metrics.
+    pub fn observe_span_metrics(&self, records: &[SpanMetricsRecord]) {
+        let _consistent = self.consistent.lock();
+        for m in records {
+            let labels = [
+                self.cap.label(&m.service),
+                self.environments.label(&m.environment),
+                self.versions.label(&m.version),
+                self.span_names.label(&m.span_name),
+                m.span_kind.as_str(),
+                m.status_code.as_str(),
+            ];
+            self.calls.with_label_values(&labels).inc_by(m.calls);
+            self.latency.add(&labels, &m.latency);
+        }
+    }
+
+    /// Counts one final time's service-graph metrics.
+    pub fn observe_graph(&self, records: &[GraphMetricsRecord]) {
+        let _consistent = self.consistent.lock();
+        for g in records {
+            let client = if g.client.is_empty() {
+                ""
+            } else {
+                self.cap.label(&g.client)
+            };
+            let labels = [
+                client,
+                self.cap.label(&g.server),
+                g.connection_type.as_str(),
+            ];
+            let add = |c: &IntCounterVec, n: u64| {
+                if n > 0 {
+                    c.with_label_values(&labels).inc_by(n);
                 }
-            }
+            };
+            add(&self.graph_total, g.total);
+            add(&self.graph_failed, g.failed);
+            add(&self.graph_unpaired, g.unpaired);
+            add(&self.graph_dropped, g.dropped);
+            self.graph_server.add(&labels, &g.server_latency);
+            self.graph_client.add(&labels, &g.client_latency);
         }
     }
 
@@ -342,17 +525,6 @@ impl Metrics {
             self.budget_remaining
                 .with_label_values(&[r.slo.as_str(), service, &r.environment])
                 .set(r.error_budget_remaining);
-        }
-    }
-
-    /// Counts one final time's service-graph edges.
-    pub fn observe_edges(&self, records: &[ServiceGraphRecord]) {
-        for e in records {
-            let labels = [self.cap.label(&e.client), self.cap.label(&e.server)];
-            self.graph_total.with_label_values(&labels).inc_by(e.total);
-            self.graph_failed
-                .with_label_values(&labels)
-                .inc_by(e.failed);
         }
     }
 
@@ -404,6 +576,7 @@ impl Metrics {
 
     /// The exposition text.
     pub fn render(&self) -> Vec<u8> {
+        let _consistent = self.consistent.lock();
         let mut buf = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
         buf
@@ -423,20 +596,154 @@ mod tests {
         assert_eq!(cap.label("a"), "a");
     }
 
+    fn config(cap: usize) -> MetricsConfig {
+        MetricsConfig {
+            max_series: cap,
+            max_span_names: cap,
+            max_versions: cap,
+            ..MetricsConfig::default()
+        }
+    }
+
     #[test]
-    fn sli_records_become_counters() {
-        let m = Metrics::new(10);
+    fn sli_records_become_counters_with_their_version() {
+        let m = Metrics::new(&config(10));
         let r = SliRecord::ratio("availability", ("api", "prod", "1.0"), (0, 60), 9, 10);
         m.observe_sli(&[r]);
         let text = String::from_utf8(m.render()).unwrap();
-        assert!(text.contains("causeway_sli_events_total{environment=\"prod\",outcome=\"bad\",service=\"api\",sli=\"availability\"} 1"), "{text}");
-        assert!(text.contains("traces_spanmetrics_calls_total{service=\"api\",span_kind=\"SPAN_KIND_SERVER\",status_code=\"STATUS_CODE_UNSET\"} 9"), "{text}");
+        assert!(text.contains("causeway_sli_events_total{environment=\"prod\",outcome=\"bad\",service=\"api\",sli=\"availability\",version=\"1.0\"} 1"), "{text}");
+        assert!(text.contains("causeway_sli_events_total{environment=\"prod\",outcome=\"good\",service=\"api\",sli=\"availability\",version=\"1.0\"} 9"), "{text}");
+    }
+
+    fn span_metric(name: &str, calls: u64, buckets: Vec<u64>, sum_ns: u64) -> SpanMetricsRecord {
+        SpanMetricsRecord {
+            window_start: 0,
+            service: "api".into(),
+            environment: "prod".into(),
+            version: "1.0".into(),
+            span_name: name.into(),
+            span_kind: "SPAN_KIND_SERVER".into(),
+            status_code: "STATUS_CODE_UNSET".into(),
+            calls,
+            latency: BucketCounts { buckets, sum_ns },
+        }
+    }
+
+    #[test]
+    fn span_metrics_add_whole_buckets() {
+        let m = Metrics::new(&MetricsConfig {
+            span_metrics_buckets: vec![0.1, 1.0],
+            ..config(10)
+        });
+        // Two windows: 3 spans ≤ 0.1 s, 1 in (0.1, 1], 1 above; sums 1.5 s and 2 s.
+        m.observe_span_metrics(&[span_metric("GET /items", 4, vec![2, 1, 1], 1_500_000_000)]);
+        m.observe_span_metrics(&[span_metric("GET /items", 1, vec![1, 0, 0], 2_000_000_000)]);
+        let text = String::from_utf8(m.render()).unwrap();
+        let labels = "environment=\"prod\",service=\"api\",span_kind=\"SPAN_KIND_SERVER\",span_name=\"GET /items\",status_code=\"STATUS_CODE_UNSET\",version=\"1.0\"";
+        for want in [
+            format!("traces_spanmetrics_calls_total{{{labels}}} 5"),
+            format!("traces_spanmetrics_latency_bucket{{{labels},le=\"0.1\"}} 3"),
+            format!("traces_spanmetrics_latency_bucket{{{labels},le=\"1\"}} 4"),
+            format!("traces_spanmetrics_latency_bucket{{{labels},le=\"+Inf\"}} 5"),
+            format!("traces_spanmetrics_latency_sum{{{labels}}} 3.5"),
+            format!("traces_spanmetrics_latency_count{{{labels}}} 5"),
+        ] {
+            assert!(text.contains(&want), "{want} not in\n{text}");
+        }
+    }
+
+    #[test]
+    fn ten_thousand_span_names_stay_within_the_cap() {
+        let cap = 50;
+        let m = Metrics::new(&config(cap));
+        let records: Vec<SpanMetricsRecord> = (0..10_000)
+            .map(|i| span_metric(&format!("GET /users/{i}"), 1, vec![1; 15], 1_000))
+            .collect();
+        m.observe_span_metrics(&records);
+        let families = m.registry.gather();
+        let calls = families
+            .iter()
+            .find(|f| f.name() == "traces_spanmetrics_calls_total")
+            .unwrap();
+        let names: HashSet<&str> = calls
+            .get_metric()
+            .iter()
+            .flat_map(|s| s.get_label())
+            .filter(|l| l.name() == "span_name")
+            .map(|l| l.value())
+            .collect();
+        assert_eq!(names.len(), cap + 1, "{cap} names and {OVERFLOW}");
+        assert!(names.contains(OVERFLOW));
+        // Nothing is lost: the overflow series holds every call past the cap.
+        let count = |name: &str| -> f64 {
+            calls
+                .get_metric()
+                .iter()
+                .filter(|s| s.get_label().iter().any(|l| l.value() == name))
+                .map(|s| s.get_counter().value())
+                .sum()
+        };
+        assert_eq!(count(OVERFLOW), (10_000 - cap) as f64);
+        assert_eq!(count("GET /users/0"), 1.0);
+        let latency = families
+            .iter()
+            .find(|f| f.name() == "traces_spanmetrics_latency")
+            .unwrap();
+        assert_eq!(latency.get_metric().len(), cap + 1);
+    }
+
+    #[test]
+    fn graph_metrics_keep_tempo_labels_and_skip_empty_series() {
+        let m = Metrics::new(&config(10));
+        let edge = GraphMetricsRecord {
+            window_start: 0,
+            client: "web".into(),
+            server: "api".into(),
+            connection_type: String::new(),
+            total: 3,
+            failed: 1,
+            unpaired: 0,
+            dropped: 0,
+            server_latency: BucketCounts {
+                buckets: vec![3, 0, 0, 0, 0, 0, 0, 0, 0],
+                sum_ns: 150_000_000,
+            },
+            client_latency: BucketCounts {
+                buckets: vec![2, 1, 0, 0, 0, 0, 0, 0, 0],
+                sum_ns: 350_000_000,
+            },
+        };
+        let orphans = GraphMetricsRecord {
+            client: String::new(),
+            total: 0,
+            failed: 0,
+            unpaired: 2,
+            server_latency: BucketCounts::default(),
+            client_latency: BucketCounts::default(),
+            ..edge.clone()
+        };
+        m.observe_graph(&[edge, orphans]);
+        let text = String::from_utf8(m.render()).unwrap();
+        for want in [
+            "traces_service_graph_request_total{client=\"web\",connection_type=\"\",server=\"api\"} 3",
+            "traces_service_graph_request_failed_total{client=\"web\",connection_type=\"\",server=\"api\"} 1",
+            "traces_service_graph_request_server_seconds_count{client=\"web\",connection_type=\"\",server=\"api\"} 3",
+            "traces_service_graph_request_client_seconds_bucket{client=\"web\",connection_type=\"\",server=\"api\",le=\"0.1\"} 2",
+            "traces_service_graph_unpaired_spans_total{client=\"\",connection_type=\"\",server=\"api\"} 2",
+        ] {
+            assert!(text.contains(want), "{want} not in\n{text}");
+        }
+        assert!(
+            !text.contains("traces_service_graph_request_total{client=\"\""),
+            "{text}"
+        );
+        assert!(!text.contains("dropped_spans_total{"), "{text}");
     }
 
     #[test]
     fn slo_records_set_the_burn_and_budget_gauges() {
         use causeway_schemas::records::WindowBurn;
-        let m = Metrics::new(10);
+        let m = Metrics::new(&config(10));
         let r = SloRecord {
             slo: "avail".into(),
             service: "api".into(),

@@ -17,7 +17,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use causeway_schemas::records::{
-    AlertRecord, DlqRecord, EvidenceRecord, ServiceGraphRecord, SliRecord, SloRecord,
+    AlertRecord, DlqRecord, EvidenceRecord, GraphMetricsRecord, ServiceGraphRecord, SliRecord,
+    SloRecord, SpanMetricsRecord,
 };
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::Producer;
@@ -231,8 +232,15 @@ impl OutputSink for KafkaSink {
         }
         let topic = self.edge_topic.clone();
         self.write(time, &topic, records, edge_key, edge_key);
+    }
+
+    fn metrics(&mut self, time: u64, spans: &[SpanMetricsRecord], graph: &[GraphMetricsRecord]) {
+        if time < self.resume_from || self.discard.load(Ordering::SeqCst) {
+            return;
+        }
         if let Some(m) = &self.metrics {
-            m.observe_edges(records);
+            m.observe_span_metrics(spans);
+            m.observe_graph(graph);
         }
     }
 

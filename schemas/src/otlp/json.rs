@@ -67,6 +67,8 @@ pub(crate) struct Span {
     pub end_time_unix_nano: u64,
     #[serde(default, deserialize_with = "de_span_kind")]
     pub kind: i32,
+    #[serde(default = "no_name", deserialize_with = "de_span_name")]
+    pub name: Arc<str>,
     #[serde(default)]
     pub attributes: Vec<KeyValue>,
     #[serde(default)]
@@ -1061,6 +1063,7 @@ impl Kind for Traces {
             kind: s.kind,
             status: s.status.map_or(0, |st| st.code),
             pii: attr_flags(&s.attributes, None, opts).pii,
+            name: s.name,
         }
     }
 
@@ -1114,6 +1117,7 @@ impl<'de> Visitor<'de> for SpanObj<'_> {
             kind: 0,
             status: 0,
             pii: false,
+            name: no_name(),
         };
         let mut attrs = AttrFlags::default();
         let names = |k: &str| match k {
@@ -1125,6 +1129,7 @@ impl<'de> Visitor<'de> for SpanObj<'_> {
             "kind" => 6,
             "attributes" => 7,
             "status" => 8,
+            "name" => 9,
             _ => 0,
         };
         members(&mut map, names, |f, map| {
@@ -1139,12 +1144,75 @@ impl<'de> Visitor<'de> for SpanObj<'_> {
                     each: |_, v: Any<'_>| attrs.span_attribute(&v, opts),
                     opts,
                 })?,
-                _ => s.status = map.next_value_seed(OptStatus)?,
+                8 => s.status = map.next_value_seed(OptStatus)?,
+                _ => s.name = map.next_value_seed(SpanName)?,
             }
             Ok(())
         })?;
         s.pii = attrs.pii;
         Ok(s)
+    }
+}
+
+fn no_name() -> Arc<str> {
+    crate::model::span_name("")
+}
+
+fn de_span_name<'de, D: Deserializer<'de>>(d: D) -> Result<Arc<str>, D::Error> {
+    SpanName.deserialize(d)
+}
+
+/// A span's `name`: a string; any other value (which the name is not meant to
+/// be, but an unread field never rejected a span) counts as no name.
+struct SpanName;
+
+impl<'de> DeserializeSeed<'de> for SpanName {
+    type Value = Arc<str>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Arc<str>, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for SpanName {
+    type Value = Arc<str>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a span name")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Arc<str>, E> {
+        Ok(crate::model::span_name(v))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Arc<str>, E> {
+        Ok(no_name())
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Arc<str>, E> {
+        Ok(no_name())
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Arc<str>, E> {
+        Ok(no_name())
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Arc<str>, E> {
+        Ok(no_name())
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Arc<str>, E> {
+        Ok(no_name())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Arc<str>, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(no_name())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Arc<str>, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(no_name())
     }
 }
 

@@ -20,7 +20,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use crate::ids::{self, IdError};
-use crate::model::{LogRecord, Origin, Resource, Span, SpanKind, SpanStatus};
+use crate::model::{span_name, LogRecord, Origin, Resource, Span, SpanKind, SpanStatus};
 use crate::reject::{Reason, Rejection};
 use crate::{DecodeOptions, Decoded, Encoding};
 
@@ -232,6 +232,7 @@ struct RawSpan {
     kind: i32,
     status: i32,
     pii: bool,
+    name: Arc<str>,
 }
 
 #[inline(never)]
@@ -250,6 +251,7 @@ fn decode_traces_proto(bytes: &[u8], opts: &DecodeOptions) -> Decoded<Span> {
                 kind: s.kind,
                 status: s.status,
                 pii: s.pii,
+                name: span_name(std::str::from_utf8(s.name).unwrap_or_default()),
             };
             push(&mut out, validate_span(raw, &resource, index, opts));
             index += 1;
@@ -323,6 +325,7 @@ fn validate_span(
         status: SpanStatus::from_i32(raw.status),
         pii: raw.pii,
         resource: Arc::clone(resource),
+        name: raw.name,
     })
 }
 
@@ -604,7 +607,7 @@ mod reference {
     use super::proto::{self, any_value::Value};
     use super::{REQUEST_ATTRIBUTES, STATUS_CODE_ATTRIBUTES};
     use crate::ids::{self, IdError};
-    use crate::model::{LogRecord, Origin, Resource, Span, SpanKind, SpanStatus};
+    use crate::model::{span_name, LogRecord, Origin, Resource, Span, SpanKind, SpanStatus};
     use crate::reject::{Reason, Rejection};
     use crate::{DecodeOptions, Decoded};
 
@@ -661,6 +664,9 @@ mod reference {
             pub end_time_unix_nano: u64,
             #[serde(default, deserialize_with = "de_span_kind")]
             pub kind: i32,
+            /// Any JSON value; only a string is a name.
+            #[serde(default)]
+            pub name: serde_json::Value,
             #[serde(default)]
             pub attributes: Vec<KeyValue>,
             #[serde(default)]
@@ -915,6 +921,7 @@ mod reference {
         kind: i32,
         status: i32,
         attributes: &'a [proto::KeyValue],
+        name: &'a str,
     }
 
     #[inline(never)]
@@ -943,6 +950,7 @@ mod reference {
                         kind: s.kind,
                         status: s.status.as_ref().map_or(0, |st| st.code),
                         attributes: &s.attributes,
+                        name: &s.name,
                     };
                     push(&mut out, validate_span(raw, &resource, index, opts));
                     index += 1;
@@ -979,6 +987,7 @@ mod reference {
                                 kind: s.kind,
                                 status: s.status.map_or(0, |st| st.code),
                                 attributes: &attributes,
+                                name: s.name.as_str().unwrap_or_default(),
                             };
                             validate_span(raw, &resource, index, opts)
                         }
@@ -1053,6 +1062,7 @@ mod reference {
             status: SpanStatus::from_i32(raw.status),
             pii: attributes_have_pii(raw.attributes, opts),
             resource: Arc::clone(resource),
+            name: span_name(raw.name),
         })
     }
 

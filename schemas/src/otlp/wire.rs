@@ -445,6 +445,7 @@ pub(crate) struct WireSpan<'a> {
     pub trace: &'a [u8],
     pub span: &'a [u8],
     pub parent: &'a [u8],
+    pub name: &'a [u8],
     pub start: u64,
     pub end: u64,
     pub kind: i32,
@@ -465,9 +466,7 @@ fn span<'a>(
             1 => s.trace = r.bytes(wt).at("Span", "trace_id")?,
             2 => s.span = r.bytes(wt).at("Span", "span_id")?,
             4 => s.parent = r.bytes(wt).at("Span", "parent_span_id")?,
-            5 => {
-                r.utf8(wt).at("Span", "name")?;
-            }
+            5 => s.name = r.utf8(wt).at("Span", "name")?,
             6 => s.kind = r.varint_field(wt).at("Span", "kind")? as i32,
             7 => s.start = r.fixed64(wt).at("Span", "start_time_unix_nano")?,
             8 => s.end = r.fixed64(wt).at("Span", "end_time_unix_nano")?,
