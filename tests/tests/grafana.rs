@@ -35,8 +35,8 @@ use std::time::{Duration, Instant};
 
 use causeway_schemas::records::{ServiceGraphRecord, SliRecord};
 use causeway_tests::kafka::{
-    create_topic, create_topics, free_port, produce_inputs, read_topic, run_config, spawn_run,
-    Tansu,
+    create_topic, create_topics, free_port, produce_inputs_split, read_topic, run_config,
+    spawn_run, Half, Tansu,
 };
 use causeway_tests::process::{http_get, terminate, Reaper};
 use causeway_tests::scenario::prepare;
@@ -171,7 +171,7 @@ fn keyed(pairs: impl IntoIterator<Item = (Vec<String>, u64)>) -> BTreeMap<Vec<St
 
 #[test]
 fn grafana_service_graph_and_red_table_queries_match_the_records() {
-    let (_, input, config) = prepare("grafana", "");
+    let (scenario, input, config) = prepare("grafana", "");
     let dir = input.parent().unwrap().to_path_buf();
     // The golden sample (January) first, then the scenario (November), in each
     // partition: event time only moves forward.
@@ -185,7 +185,11 @@ fn grafana_service_graph_and_red_table_queries_match_the_records() {
 
     let tansu = Tansu::start();
     create_topics(&combined, |t, n| create_topic(&tansu.brokers, t, n));
-    produce_inputs(&tansu.brokers, &combined);
+    // The input in two parts, the second produced once Prometheus has scraped
+    // what the first gave: `rate()` only sees a counter grow between two
+    // samples, and `causeway run` reads all of it faster than one scrape.
+    let cutoff = (scenario.start + scenario.minutes * 60 / 2) * 1_000_000_000;
+    produce_inputs_split(&tansu.brokers, &combined, cutoff, Half::Before);
 
     // Prometheus first, so that it sees the counters grow.
     let metrics_port = free_port();
@@ -220,6 +224,17 @@ fn grafana_service_graph_and_red_table_queries_match_the_records() {
     );
     let run = run_config(&dir, &combined, &tansu.brokers, "grafana", &extra);
     let mut child = Reaper(spawn_run(&run, &[]));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let first_part = "traces_service_graph_request_total{client=\"gateway\"}";
+    while query(&prom, first_part).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus never scraped the first part"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    produce_inputs_split(&tansu.brokers, &combined, cutoff, Half::From);
 
     // Wait until the output stops growing.
     let deadline = Instant::now() + Duration::from_secs(240);
