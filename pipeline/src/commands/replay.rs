@@ -13,7 +13,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use crate::config::{Config, ConfigError, Settings};
 use crate::dataflow;
 use crate::ingest::{Closed, Ingest, Stats, Watermark};
-use crate::sinks::file::{FileOutputs, FileSink};
+use crate::sinks::file::{partial_path, FileOutputs, FileSink};
 use crate::sources::file::{list_inputs, open, InputError};
 use crate::sources::Topic;
 
@@ -147,6 +147,8 @@ pub fn replay(opts: &ReplayOptions) -> Result<Summary, ReplayError> {
     let mut o = outputs
         .lock()
         .map_err(|_| ReplayError::Workers("a worker panicked".into()))?;
+    // Dropping the outputs uncommitted (any error below or above) removes the
+    // temporary files.
     o.finish().map_err(|s| output_err(&opts.out, s))?;
     summary.windows = o.windows;
     summary.sli_records = o.sli_records;
@@ -157,7 +159,9 @@ pub fn replay(opts: &ReplayOptions) -> Result<Summary, ReplayError> {
     dlq.sort_by(|a, b| {
         (a.partition, a.offset, a.record_index).cmp(&(b.partition, b.offset, b.record_index))
     });
-    write_dlq(&opts.out.join("dlq.jsonl"), &dlq).map_err(|s| output_err(&opts.out, s))?;
+    write_dlq(&partial_path(&opts.out, "dlq.jsonl"), &dlq)
+        .and_then(|()| o.commit())
+        .map_err(|s| output_err(&opts.out, s))?;
     Ok(summary)
 }
 
@@ -192,7 +196,8 @@ fn write_dlq(path: &Path, dlq: &[DlqRecord]) -> std::io::Result<()> {
         serde_json::to_writer(&mut w, r)?;
         w.write_all(b"\n")?;
     }
-    w.flush()
+    w.flush()?;
+    w.get_ref().sync_all()
 }
 
 type WorkerResult = Result<Closed, ReplayError>;

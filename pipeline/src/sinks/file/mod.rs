@@ -1,10 +1,16 @@
 //! File sink for `causeway replay`: `sli.jsonl`, `service_graph.jsonl`,
 //! `slo.jsonl` (burn rates and budgets), `evidence.jsonl` (exemplars and
 //! deploys) and `alerts.jsonl`.
+//!
+//! Every file is written under a temporary name (`sli.jsonl.partial`) and
+//! renamed to its final name only once the whole replay succeeded
+//! ([`FileOutputs::commit`]), so a replay that fails (a full disk, a file-size
+//! limit) or dies never leaves a file that looks complete. Outputs of an
+//! earlier replay in the same directory are removed when a replay starts.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use causeway_schemas::records::{
@@ -13,8 +19,25 @@ use causeway_schemas::records::{
 
 use crate::dataflow::OutputSink;
 
+/// Every file a replay writes, in the order they are renamed into place.
+pub const OUTPUT_FILES: [&str; 6] = [
+    "sli.jsonl",
+    "service_graph.jsonl",
+    "slo.jsonl",
+    "evidence.jsonl",
+    "alerts.jsonl",
+    "dlq.jsonl",
+];
+
+/// The temporary name `name` is written under until the replay succeeds.
+pub fn partial_path(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("{name}.partial"))
+}
+
 /// Open output files and what has been written to them.
 pub struct FileOutputs {
+    dir: PathBuf,
+    committed: bool,
     sli: BufWriter<File>,
     edges: BufWriter<File>,
     slo: BufWriter<File>,
@@ -34,14 +57,24 @@ pub struct FileOutputs {
 }
 
 impl FileOutputs {
-    /// Creates the output files in `dir`.
+    /// Removes the outputs of an earlier replay from `dir` and creates the
+    /// output files under their temporary names.
     pub fn create(dir: &Path) -> std::io::Result<Self> {
+        for name in OUTPUT_FILES {
+            match std::fs::remove_file(dir.join(name)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+        let open = |name: &str| File::create(partial_path(dir, name)).map(BufWriter::new);
         Ok(FileOutputs {
-            sli: BufWriter::new(File::create(dir.join("sli.jsonl"))?),
-            edges: BufWriter::new(File::create(dir.join("service_graph.jsonl"))?),
-            slo: BufWriter::new(File::create(dir.join("slo.jsonl"))?),
-            evidence: BufWriter::new(File::create(dir.join("evidence.jsonl"))?),
-            alerts: BufWriter::new(File::create(dir.join("alerts.jsonl"))?),
+            dir: dir.to_path_buf(),
+            committed: false,
+            sli: open("sli.jsonl")?,
+            edges: open("service_graph.jsonl")?,
+            slo: open("slo.jsonl")?,
+            evidence: open("evidence.jsonl")?,
+            alerts: open("alerts.jsonl")?,
             alert_records: 0,
             sli_records: 0,
             edge_records: 0,
@@ -51,16 +84,33 @@ impl FileOutputs {
         })
     }
 
-    /// Flushes every file, reporting the first write error seen.
+    /// Flushes and syncs every file, reporting the first write error seen.
     pub fn finish(&mut self) -> std::io::Result<()> {
         if let Some(e) = self.error.take() {
             return Err(e);
         }
-        self.sli.flush()?;
-        self.edges.flush()?;
-        self.slo.flush()?;
-        self.evidence.flush()?;
-        self.alerts.flush()
+        for w in [
+            &mut self.sli,
+            &mut self.edges,
+            &mut self.slo,
+            &mut self.evidence,
+            &mut self.alerts,
+        ] {
+            w.flush()?;
+            w.get_ref().sync_all()?;
+        }
+        Ok(())
+    }
+
+    /// Renames every file (`dlq.jsonl.partial` included, written by the
+    /// caller) to its final name: call only after [`FileOutputs::finish`] and
+    /// the dead letters succeeded.
+    pub fn commit(&mut self) -> std::io::Result<()> {
+        for name in OUTPUT_FILES {
+            std::fs::rename(partial_path(&self.dir, name), self.dir.join(name))?;
+        }
+        self.committed = true;
+        Ok(())
     }
 
     fn write_lines<T: serde::Serialize>(
@@ -72,6 +122,18 @@ impl FileOutputs {
             out.write_all(b"\n")?;
         }
         Ok(())
+    }
+}
+
+impl Drop for FileOutputs {
+    /// A replay that failed anywhere (a worker, a write, the dead letters)
+    /// leaves no temporary file behind; a killed one leaves only `*.partial`.
+    fn drop(&mut self) {
+        if !self.committed {
+            for name in OUTPUT_FILES {
+                let _ = std::fs::remove_file(partial_path(&self.dir, name));
+            }
+        }
     }
 }
 
