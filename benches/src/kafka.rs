@@ -239,6 +239,26 @@ pub fn produce_inputs_split(brokers: &str, dir: &Path, cutoff_ns: u64, half: Hal
     })
 }
 
+/// Produces one event-time slice of the input: per partition, the messages
+/// from the first one holding an event at or after `from_ns` up to (not
+/// including) the first one at or after `to_ns`. Slices over increasing
+/// cutoffs, in order, are exactly what [`produce_inputs`] sends, so a test can
+/// feed a run gradually, as a live source would.
+pub fn produce_inputs_between(brokers: &str, dir: &Path, from_ns: u64, to_ns: u64) -> usize {
+    let opts = causeway_schemas::DecodeOptions {
+        now_ns: u64::MAX / 2,
+        ..Default::default()
+    };
+    let mut reached = BTreeMap::new();
+    produce_messages(brokers, dir, &mut |(topic, p, enc), payload| {
+        let (from, to) = reached.entry((topic, p)).or_insert((false, false));
+        let latest = latest_event(topic, enc, payload, &opts);
+        *from |= latest.is_some_and(|t| t >= from_ns);
+        *to |= latest.is_some_and(|t| t >= to_ns);
+        *from && !*to
+    })
+}
+
 /// The latest event time in one input message, if it decodes.
 fn latest_event(
     topic: Topic,

@@ -2,4 +2,5 @@
 
 pub mod edge_cases;
 pub mod kafka;
+pub mod soak;
 pub mod workload;

@@ -1,0 +1,246 @@
+//! Issue 12 part 2a: `causeway run` on tansu killed with SIGKILL at five
+//! seeded moments while its outputs are being written, each time restarted,
+//! gives the outputs of an uninterrupted run of the same input on a broker of
+//! its own: under `exactly_once` the same records (key and value bytes) in the
+//! same order on every output topic; under `at_least_once` the same after
+//! dropping repeated keys (and a repeated key always carries the same bytes).
+//!
+//! The input is fed gradually (30 s of event time per second of wall time), as
+//! a live source would, so that outputs come out over several seconds and each
+//! kill lands after the k-th SLI record appeared, with more still to come. The
+//! five k are drawn from a seeded generator (`CAUSEWAY_KILL_SEED`, default 12).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use causeway_benches::workload::{generate, Format, WorkloadConfig};
+use causeway_tests::kafka::{
+    create_topic, create_topics, produce_inputs_between, read_topic, run_config, spawn_run, Record,
+    Tansu,
+};
+use causeway_tests::process::{wait_exit, Reaper};
+
+const TIME: &str = "[time]\nwindow = \"10s\"\ncorrelation_grace = \"10s\"\ntrace_horizon = \"30s\"\nallowed_lateness = \"10s\"\nidle_timeout = \"3s\"\n";
+
+/// SLOs on every service, so `causeway_slo`, `causeway_alerts` and
+/// `causeway_evidence` carry records too.
+const SLO: &str = "[[slo]]\nname = \"availability\"\nservice = \"*\"\nsli = \"availability\"\nobjective = 0.999\n\n[[slo]]\nname = \"latency\"\nservice = \"*\"\nsli = \"latency\"\nthreshold = \"250ms\"\nobjective = 0.99\n";
+
+/// The topics compared (dead letters are at-least-once by contract, and the
+/// checkpoint topic is Causeway's own).
+const COMPARED: [&str; 5] = [
+    "causeway_sli",
+    "causeway_service_graph",
+    "causeway_evidence",
+    "causeway_slo",
+    "causeway_alerts",
+];
+
+const SLICE_NS: u64 = 30_000_000_000;
+
+/// The tests of this file share two cores: one at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("causeway-faults-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn workload(dir: &Path) -> (PathBuf, WorkloadConfig) {
+    let input = dir.join("in");
+    let cfg = WorkloadConfig {
+        seed: 53,
+        traces: 3000,
+        duration_s: 300,
+        error_traces: 0.1,
+        context_loss: 0.05,
+        untraced_logs: 0.2,
+        duplicates: 0.05,
+        late: 0.02,
+        malformed: 0.02,
+        batch_spans: 100,
+        partitions: 3,
+        ..Default::default()
+    };
+    generate(&cfg)
+        .write(&input, Format::Proto, cfg.partitions)
+        .unwrap();
+    (input, cfg)
+}
+
+/// Feeds `input` in 30 s event-time slices, one a second, on a thread.
+fn feed_gradually(
+    brokers: String,
+    input: PathBuf,
+    cfg: &WorkloadConfig,
+) -> std::thread::JoinHandle<()> {
+    let start = cfg.start_ns;
+    let slices = (cfg.duration_s * 1_000_000_000).div_ceil(SLICE_NS) + 1;
+    std::thread::spawn(move || {
+        for i in 0..=slices {
+            let from = if i == 0 { 0 } else { start + i * SLICE_NS };
+            let to = if i == slices {
+                u64::MAX
+            } else {
+                start + (i + 1) * SLICE_NS
+            };
+            produce_inputs_between(&brokers, &input, from, to);
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    })
+}
+
+/// A broker with the input topics and the output topics, and a config for it.
+fn broker(dir: &Path, input: &Path, name: &str, guarantee: &str) -> (Tansu, PathBuf) {
+    let tansu = Tansu::start();
+    create_topics(input, |t, n| create_topic(&tansu.brokers, t, n));
+    let extra = format!("{TIME}\n[processing]\nguarantee = \"{guarantee}\"\n\n{SLO}");
+    let config = run_config(dir, input, &tansu.brokers, name, &extra);
+    (tansu, config)
+}
+
+fn topics(brokers: &str) -> Vec<(&'static str, Vec<Record>)> {
+    COMPARED
+        .iter()
+        .map(|t| (*t, read_topic(brokers, t)))
+        .collect()
+}
+
+fn distinct_keys(records: &[Record]) -> usize {
+    records
+        .iter()
+        .map(|r| r.key.as_str())
+        .collect::<std::collections::BTreeSet<_>>()
+        .len()
+}
+
+/// A small seeded generator (splitmix64): the kill moments are reproducible.
+fn splitmix(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Runs the uninterrupted reference and the killed run; returns both topic
+/// sets and the SLI records out (distinct keys) at each kill.
+type Topics = Vec<(&'static str, Vec<Record>)>;
+
+fn five_kills(name: &str, guarantee: &str) -> (Topics, Topics, Vec<usize>) {
+    let dir = scratch(name);
+    let (input, cfg) = workload(&dir);
+
+    // The uninterrupted run.
+    let (reference, ref_config) = broker(&dir, &input, &format!("{name}-ref"), guarantee);
+    let feeder = feed_gradually(reference.brokers.clone(), input.clone(), &cfg);
+    let mut run = Reaper(spawn_run(&ref_config, &["-w", "2"]));
+    feeder.join().unwrap();
+    run.0.kill().unwrap();
+    let _ = run.0.wait();
+    // --drain emits the windows the idle inputs still hold back.
+    let status = wait_exit(
+        &mut spawn_run(&ref_config, &["-w", "2", "--drain"]),
+        Duration::from_secs(120),
+    );
+    assert!(status.success());
+    let want = topics(&reference.brokers);
+    let total = distinct_keys(&want[0].1);
+    assert!(total > 100, "workload too small: {total} SLI records");
+
+    // Five kill moments: after the k-th distinct SLI record is out, k drawn
+    // from 5%..90% of the total.
+    let mut seed: u64 = std::env::var("CAUSEWAY_KILL_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(12);
+    let mut moments: Vec<usize> = (0..5)
+        .map(|_| total * 5 / 100 + (splitmix(&mut seed) as usize) % (total * 85 / 100))
+        .collect();
+    moments.sort_unstable();
+    eprintln!("{name}: {total} SLI records; kills after {moments:?}");
+
+    let (tansu, config) = broker(&dir, &input, name, guarantee);
+    let feeder = feed_gradually(tansu.brokers.clone(), input.clone(), &cfg);
+    let mut at_kill = Vec::new();
+    for k in &moments {
+        let mut run = Reaper(spawn_run(&config, &["-w", "2"]));
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let out = loop {
+            let n = distinct_keys(&read_topic(&tansu.brokers, "causeway_sli"));
+            if n >= *k {
+                break n;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{k} SLI records not out in 120 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        run.0.kill().unwrap(); // SIGKILL
+        let _ = run.0.wait();
+        at_kill.push(out);
+    }
+    feeder.join().unwrap();
+    let status = wait_exit(
+        &mut spawn_run(&config, &["-w", "2", "--drain"]),
+        Duration::from_secs(120),
+    );
+    assert!(status.success());
+    assert!(
+        at_kill.iter().all(|n| *n < total),
+        "every kill should land while outputs were still being written: {at_kill:?} of {total}"
+    );
+    let got = topics(&tansu.brokers);
+    let _ = std::fs::remove_dir_all(&dir);
+    (got, want, at_kill)
+}
+
+fn bytes(records: &[Record]) -> Vec<(&str, &[u8])> {
+    records
+        .iter()
+        .map(|r| (r.key.as_str(), r.value.as_slice()))
+        .collect()
+}
+
+#[test]
+fn five_kills_exactly_once_equal_an_uninterrupted_run_byte_for_byte() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (got, want, at_kill) = five_kills("kill5-eo", "exactly_once");
+    for ((topic, g), (_, w)) in got.iter().zip(&want) {
+        eprintln!("{topic}: {} records, uninterrupted {}", g.len(), w.len());
+        let (g, w) = (bytes(g), bytes(w));
+        if let Some(i) = (0..g.len().min(w.len())).find(|&i| g[i] != w[i]) {
+            panic!(
+                "{topic}: record {i} differs after kills at {at_kill:?}\n got: {:?}\nwant: {:?}",
+                g[i].0, w[i].0
+            );
+        }
+        assert_eq!(g.len(), w.len(), "{topic}: record count");
+    }
+    assert!(!want[0].1.is_empty() && !want[3].1.is_empty());
+}
+
+#[test]
+fn five_kills_at_least_once_equal_an_uninterrupted_run_after_dedup() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (got, want, at_kill) = five_kills("kill5-alo", "at_least_once");
+    for ((topic, g), (_, w)) in got.iter().zip(&want) {
+        let set = |v: &[Record]| -> std::collections::BTreeSet<(String, Vec<u8>)> {
+            v.iter().map(|r| (r.key.clone(), r.value.clone())).collect()
+        };
+        let (gs, ws) = (set(g), set(w));
+        eprintln!(
+            "{topic}: {} records ({} distinct), uninterrupted {}; kills at {at_kill:?}",
+            g.len(),
+            gs.len(),
+            w.len()
+        );
+        assert_eq!(ws.len(), w.len(), "{topic}: no repeats in the reference");
+        // A repeat is a whole record again: no key carries other bytes than
+        // the reference gives it.
+        assert!(gs == ws, "{topic}: records differ after dropping repeats");
+    }
+}
