@@ -248,10 +248,10 @@ pub fn soak(opts: &SoakOptions, mut progress: impl FnMut(&str, &Sample)) -> Soak
         create_topic(&tansu.brokers, t, 1);
     }
     // Event time for the steady phase at `speed`, and for the burst at up to
-    // 20 times that (the feeder reaches about 7 times on this machine), ending
+    // 40 times that (the feeder reached about 30 times on this machine), ending
     // now: nothing lies in the future.
     let steady_event = opts.steady.as_secs_f64() * opts.speed;
-    let burst_event = opts.burst.as_secs_f64() * opts.speed * 20.0;
+    let burst_event = opts.burst.as_secs_f64() * opts.speed * 40.0;
     let event = Duration::from_secs_f64(steady_event + burst_event + 600.0);
     let story = Story::new(StoryConfig {
         start_ns: now_ns() - event.as_nanos() as u64 - 120 * NANOS_PER_SEC,

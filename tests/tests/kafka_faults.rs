@@ -193,6 +193,7 @@ fn five_kills(name: &str, guarantee: &str) -> (Topics, Topics, Vec<usize>) {
         at_kill.iter().all(|n| *n < total),
         "every kill should land while outputs were still being written: {at_kill:?} of {total}"
     );
+    eprintln!("{name}: distinct SLI records out at each kill: {at_kill:?} of {total}");
     let got = topics(&tansu.brokers);
     let _ = std::fs::remove_dir_all(&dir);
     (got, want, at_kill)
