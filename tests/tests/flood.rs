@@ -332,9 +332,12 @@ fn big_message() -> Vec<u8> {
     b
 }
 
+/// The messages of one partition, in order, each with its traceparent header.
+type PartitionMessages = Vec<(Vec<u8>, Option<String>)>;
+
 struct Plan {
     /// Per (topic, partition): the messages to produce, in order, with their traceparent header.
-    messages: BTreeMap<(Topic, i32), Vec<(Vec<u8>, Option<String>)>>,
+    messages: BTreeMap<(Topic, i32), PartitionMessages>,
     /// Dead letters expected from the bad messages, by reason.
     bad: BTreeMap<String, usize>,
     bad_messages: usize,
@@ -346,7 +349,7 @@ struct Plan {
 /// keeping every partition's valid messages in their order.
 fn plan(input: &Path, n: usize, big: usize) -> Plan {
     let inputs = list_inputs(input).unwrap();
-    let mut valid: BTreeMap<(Topic, i32), Vec<(Vec<u8>, Option<String>)>> = BTreeMap::new();
+    let mut valid: BTreeMap<(Topic, i32), PartitionMessages> = BTreeMap::new();
     for t in Topic::ALL {
         let files: Vec<_> = inputs.iter().filter(|(_, tt, _)| *tt == t).collect();
         if files.is_empty() {

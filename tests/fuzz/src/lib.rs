@@ -203,8 +203,11 @@ pub fn config(data: &[u8]) {
     }
 }
 
+/// A target's checks.
+pub type Check = fn(&[u8]);
+
 /// Every target by name, for the regression test.
-pub const TARGETS: [(&str, fn(&[u8])); 8] = [
+pub const TARGETS: [(&str, Check); 8] = [
     ("otlp_traces_proto", otlp_traces_proto),
     ("otlp_traces_json", otlp_traces_json),
     ("otlp_logs_proto", otlp_logs_proto),
