@@ -17,7 +17,8 @@
 //! - Delimited framing: the reader ends, every frame's bytes are accounted for
 //!   (prefixes + payloads = input length, or it stops at the one framing error),
 //!   and writing the frames back gives the input (up to that error).
-//! - Config: the parser returns, and an accepted config also resolves its settings.
+//! - Config: the parser returns (on TOML text and `CAUSEWAY__` environment
+//!   overrides), and an accepted config also resolves its settings.
 
 use causeway::config::Config;
 use causeway::sources::file::{write_delimited, DelimitedReader};
@@ -192,12 +193,22 @@ pub fn delimited(data: &[u8]) {
     }
 }
 
-/// The config parser, with the input as TOML text and no environment overrides.
+/// The config parser: the input up to its first NUL byte is the TOML text, and
+/// each line after it a `KEY=VALUE` environment override (`CAUSEWAY__…`).
 pub fn config(data: &[u8]) {
-    let Ok(text) = std::str::from_utf8(data) else {
+    let (text, env) = match data.iter().position(|&b| b == 0) {
+        Some(i) => (&data[..i], &data[i + 1..]),
+        None => (data, &[][..]),
+    };
+    let Ok(text) = std::str::from_utf8(text) else {
         return;
     };
-    if let Ok(c) = Config::from_toml(text, std::iter::empty()) {
+    let env: Vec<(String, String)> = String::from_utf8_lossy(env)
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    if let Ok(c) = Config::from_toml(text, env.into_iter()) {
         c.settings()
             .expect("an accepted config resolves its settings");
     }
