@@ -32,9 +32,9 @@ pub enum DispatchError {
     /// No channel is configured.
     #[error("no channel configured: set dispatch.alertmanager_url, dispatch.webhook_url or a PagerDuty routing key (dispatch.pagerduty_routing_key_env / _file)")]
     NoChannel,
-    /// A secret could not be read.
-    #[error("cannot read the PagerDuty routing key: {0}")]
-    Secret(String),
+    /// A secret (routing key, token) could not be read.
+    #[error("cannot read a secret: {0}")]
+    Secret(#[from] crate::secret::SecretError),
     /// Kafka setup failed.
     #[error(transparent)]
     Kafka(#[from] KafkaSetupError),
@@ -177,10 +177,12 @@ impl Dispatcher {
 /// Each channel has its own consumer group (`<group_id>-<channel>`) and thread,
 /// so a channel that is down holds back only itself.
 pub fn dispatch(opts: &DispatchOptions) -> Result<DispatchSummary, DispatchError> {
-    let config = Config::load(opts.config.as_deref())?;
+    let mut config = Config::load(opts.config.as_deref())?;
     let settings = config.settings()?;
+    config.kafka.read_secrets(&crate::secret::process_env)?;
     let d = &config.dispatch;
     let channels = channels(d)?;
+    let token = config.metrics.bearer_token()?;
     let stop = opts
         .stop
         .clone()
@@ -189,11 +191,13 @@ pub fn dispatch(opts: &DispatchOptions) -> Result<DispatchSummary, DispatchError
     let metrics = Arc::new(Metrics::new(&config.metrics));
     let _server = match d.metrics_bind.as_str() {
         "" => None,
-        bind => Some(crate::metrics::serve(bind, metrics.clone()).map_err(|e| {
-            DispatchError::Metrics(format!(
-                "cannot serve /metrics on {bind}: {e}; change dispatch.metrics_bind"
-            ))
-        })?),
+        bind => Some(
+            crate::metrics::serve(bind, metrics.clone(), token).map_err(|e| {
+                DispatchError::Metrics(format!(
+                    "cannot serve /metrics on {bind}: {e}; change dispatch.metrics_bind"
+                ))
+            })?,
+        ),
     };
     eprintln!(
         "causeway dispatch: delivering {} to {}",

@@ -68,12 +68,18 @@ pub enum KafkaSetupError {
     },
 }
 
-/// A client config with the brokers and every passthrough setting.
+/// A client config with the brokers and every passthrough setting, the
+/// secret ones included.
 pub fn client_config(k: &KafkaConfig) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &k.brokers);
     for (key, v) in &k.librdkafka {
         c.set(key, v);
+    }
+    // Read by `KafkaConfig::read_secrets`; rdkafka's `Debug` of a ClientConfig
+    // leaves these settings out.
+    for (key, v) in &k.secrets {
+        c.set(key, v.expose());
     }
     c
 }
