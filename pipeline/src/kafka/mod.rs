@@ -39,7 +39,7 @@ pub enum KafkaSetupError {
     Client(KafkaError),
     /// Metadata could not be fetched.
     #[error(
-        "cannot reach Kafka at {brokers}: {source}; check kafka.brokers and that the cluster is up"
+        "cannot reach Kafka at {brokers}: {source}; check kafka.brokers, that the cluster is up, and the TLS/SASL settings of [kafka.librdkafka] (librdkafka's own error, e.g. a failed certificate check or authentication, is printed above)"
     )]
     Unreachable {
         /// Brokers.
