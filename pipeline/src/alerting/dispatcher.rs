@@ -89,7 +89,7 @@ fn post(agent: &ureq::Agent, r: &Request) -> Attempt {
     match req.send_string(&r.body.to_string()) {
         Ok(_) => Attempt::Ok,
         Err(ureq::Error::Status(code, resp)) => {
-            let text = resp.into_string().unwrap_or_default();
+            let text = masked(&resp.into_string().unwrap_or_default(), r);
             let text: String = text.chars().take(300).collect();
             if code >= 500 || code == 408 || code == 429 {
                 Attempt::Retry(format!("HTTP {code}: {text}"))
@@ -99,6 +99,15 @@ fn post(agent: &ureq::Agent, r: &Request) -> Attempt {
         }
         Err(ureq::Error::Transport(t)) => Attempt::Retry(format!("{}", t.kind())),
     }
+}
+
+/// `text` (a response body) with the request's secrets replaced by `<redacted>`.
+fn masked(text: &str, r: &Request) -> String {
+    let mut text = text.to_string();
+    for s in r.bearer.iter().chain(&r.body_secret) {
+        text = text.replace(s.expose(), "<redacted>");
+    }
+    text
 }
 
 /// One channel's delivery loop.

@@ -81,6 +81,10 @@ pub struct Request {
     pub body: Value,
     /// An `Authorization: Bearer` token.
     pub bearer: Option<Secret>,
+    /// A secret the body carries (PagerDuty's routing key): masked, with the
+    /// bearer token, in any response text that is logged, in case a receiver
+    /// echoes the request.
+    pub body_secret: Option<Secret>,
 }
 
 impl Request {
@@ -89,6 +93,7 @@ impl Request {
             url: url.to_string(),
             body,
             bearer: None,
+            body_secret: None,
         }
     }
 }
