@@ -58,14 +58,45 @@ pub fn tansu_binary() -> PathBuf {
     PathBuf::from("tansu")
 }
 
+/// Extra client settings (TLS, SASL) for the broker at an address, set by
+/// [`set_client_settings`] and used by every client this harness creates.
+static CLIENT_SETTINGS: std::sync::Mutex<BTreeMap<String, Vec<(String, String)>>> =
+    std::sync::Mutex::new(BTreeMap::new());
+
+/// Makes every client of this harness for `brokers` use `settings` too (a
+/// broker that needs TLS or SASL).
+pub fn set_client_settings(brokers: &str, settings: &[(&str, &str)]) {
+    let settings = settings
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    CLIENT_SETTINGS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(brokers.to_string(), settings);
+}
+
+/// A client config for `brokers`, with the settings registered for it.
+pub fn client(brokers: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", brokers);
+    let registered = CLIENT_SETTINGS.lock().unwrap_or_else(|e| e.into_inner());
+    for (k, v) in registered.get(brokers).into_iter().flatten() {
+        c.set(k, v);
+    }
+    c
+}
+
 /// A tansu broker on a loopback port, killed when dropped.
 pub struct Tansu {
     child: Child,
-    /// `127.0.0.1:port`.
+    /// The address clients use: `127.0.0.1:port`, or the address advertised in
+    /// front of it (a TLS proxy).
     pub brokers: String,
     port: u16,
     storage: String,
     dir: Option<PathBuf>,
+    args: Vec<String>,
 }
 
 impl Tansu {
@@ -76,7 +107,49 @@ impl Tansu {
 
     /// Starts tansu with the given storage engine URL.
     pub fn start_with(storage: String) -> Tansu {
-        Self::spawn(free_port(), storage, None)
+        Self::spawn(free_port(), storage, None, None, Vec::new())
+    }
+
+    /// Starts tansu (in-memory) on `port`, advertising `advertised`
+    /// (`host:port`) in metadata instead: clients reach it through a proxy
+    /// there, and [`Tansu::brokers`] is that address.
+    pub fn start_behind(port: u16, advertised: &str) -> Tansu {
+        Self::spawn(
+            port,
+            "memory://tansu/".into(),
+            None,
+            Some(advertised.to_string()),
+            Vec::new(),
+        )
+    }
+
+    /// Starts tansu with SASL/SCRAM authentication required (`--authentication`)
+    /// and SQLite storage in `dir`, after creating `users` (name, password,
+    /// mechanism `scram256` or `scram512`) with `tansu user create` on the same
+    /// storage (an authenticating tansu refuses unauthenticated user creation).
+    pub fn start_sasl(dir: &Path, users: &[(&str, &str, &str)]) -> Tansu {
+        let mut open = Self::start_persistent(dir);
+        for (name, password, mechanism) in users {
+            let status = Command::new(tansu_binary())
+                .args(["user", "create", "--broker"])
+                .arg(format!("tcp://{}", open.brokers))
+                .args(["--mechanism", mechanism, name, password])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .expect("tansu user create");
+            assert!(status.success(), "tansu user create {name} failed");
+        }
+        open.stop();
+        let port = open.port;
+        drop(open);
+        Self::spawn(
+            port,
+            "sqlite://tansu.db".into(),
+            Some(dir.to_path_buf()),
+            None,
+            vec!["--authentication".into()],
+        )
     }
 
     /// Produces every message of `dir`'s input files (see [`produce_inputs`]).
@@ -91,10 +164,19 @@ impl Tansu {
             free_port(),
             "sqlite://tansu.db".into(),
             Some(dir.to_path_buf()),
+            None,
+            Vec::new(),
         )
     }
 
-    fn spawn(port: u16, storage: String, dir: Option<PathBuf>) -> Tansu {
+    fn spawn(
+        port: u16,
+        storage: String,
+        dir: Option<PathBuf>,
+        advertised: Option<String>,
+        args: Vec<String>,
+    ) -> Tansu {
+        let brokers = advertised.unwrap_or_else(|| format!("127.0.0.1:{port}"));
         let bin = tansu_binary();
         let mut cmd = Command::new(&bin);
         if let Some(d) = &dir {
@@ -106,10 +188,11 @@ impl Tansu {
                 "--listener-url",
                 &format!("tcp://127.0.0.1:{port}"),
                 "--advertised-listener-url",
-                &format!("tcp://127.0.0.1:{port}"),
+                &format!("tcp://{brokers}"),
                 "--storage-engine",
                 &storage,
             ])
+            .args(&args)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -120,13 +203,13 @@ impl Tansu {
                     bin.display()
                 )
             });
-        let brokers = format!("127.0.0.1:{port}");
         let t = Tansu {
             child,
             brokers,
             port,
             storage,
             dir,
+            args,
         };
         t.wait_ready();
         t
@@ -135,7 +218,7 @@ impl Tansu {
     fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            if std::net::TcpStream::connect(&self.brokers).is_ok() {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
                 return;
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -151,7 +234,13 @@ impl Tansu {
 
     /// Starts it again on the same port and storage.
     pub fn restart(&mut self) {
-        let again = Self::spawn(self.port, self.storage.clone(), self.dir.clone());
+        let again = Self::spawn(
+            self.port,
+            self.storage.clone(),
+            self.dir.clone(),
+            Some(self.brokers.clone()),
+            self.args.clone(),
+        );
         // The old process is already gone; dropping it only reaps nothing.
         drop(std::mem::replace(self, again));
     }
@@ -165,10 +254,7 @@ impl Drop for Tansu {
 
 /// Creates `topic` with `partitions` partitions through the admin API.
 pub fn create_topic(brokers: &str, topic: &str, partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .expect("admin client");
+    let admin: AdminClient<DefaultClientContext> = client(brokers).create().expect("admin client");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -298,8 +384,7 @@ type Keep<'a> = dyn FnMut((Topic, i32, causeway_schemas::Encoding), &[u8]) -> bo
 
 /// Produces the messages of every input file that `keep` accepts.
 fn produce_messages(brokers: &str, dir: &Path, keep: &mut Keep<'_>) -> usize {
-    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
+    let producer: ThreadedProducer<DefaultProducerContext> = client(brokers)
         .set("enable.idempotence", "true")
         .set("linger.ms", "5")
         .set("message.max.bytes", "10000000")
@@ -387,8 +472,7 @@ pub struct Record {
 /// Fence records (null values, also written by Causeway's restarts) are skipped.
 pub fn read_topic(brokers: &str, topic: &str) -> Vec<Record> {
     use rdkafka::message::Headers;
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
+    let consumer: BaseConsumer = client(brokers)
         .set("group.id", "causeway-test-reader")
         .set("enable.auto.commit", "false")
         .set("fetch.wait.max.ms", "50")
@@ -406,8 +490,7 @@ pub fn read_topic(brokers: &str, topic: &str) -> Vec<Record> {
     let fence = format!("__test_fence__/{}/{:?}", std::process::id(), Instant::now());
     // A plain producer, served here: a `ThreadedProducer`'s flush and drop
     // each wait in 100 ms steps, which made every read take 0.2 s or more.
-    let producer: BaseProducer<DefaultProducerContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
+    let producer: BaseProducer<DefaultProducerContext> = client(brokers)
         .set("linger.ms", "0")
         .create()
         .expect("producer");

@@ -6,6 +6,7 @@
 //! `CAUSEWAY__<SECTION>__<KEY>=<value>`, e.g. `CAUSEWAY__TIME__WINDOW=30s`.
 //! See `deploy/causeway.example.toml` for a commented example.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use causeway_jobs::obs::Sli;
@@ -16,6 +17,8 @@ use causeway_schemas::pii::PiiDetector;
 use causeway_schemas::time::{parse_rfc3339, NANOS_PER_SEC};
 use causeway_schemas::{DecodeOptions, Encoding};
 use serde::{Deserialize, Serialize};
+
+use crate::secret::{from_env, from_file, read_secret, Secret, SecretError};
 
 /// A configuration mistake, with what to do about it.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +42,9 @@ pub enum ConfigError {
         /// What is wrong and what is allowed.
         problem: String,
     },
+    /// A secret named in the config could not be read.
+    #[error("invalid config: {0}")]
+    Secret(#[from] SecretError),
 }
 
 /// The whole configuration.
@@ -121,6 +127,8 @@ pub struct DispatchConfig {
     pub webhook_url: Option<String>,
     /// Environment variable holding a bearer token for the webhook.
     pub webhook_token_env: Option<String>,
+    /// File holding a bearer token for the webhook.
+    pub webhook_token_file: Option<String>,
     /// How often firing alerts are re-sent to Alertmanager. Default `1m`.
     pub resend_interval: String,
     /// First retry delay; doubles up to `max_backoff`. Default `500ms`.
@@ -143,6 +151,7 @@ impl Default for DispatchConfig {
             pagerduty_routing_key_file: None,
             webhook_url: None,
             webhook_token_env: None,
+            webhook_token_file: None,
             resend_interval: "1m".into(),
             initial_backoff: "500ms".into(),
             max_backoff: "30s".into(),
@@ -168,8 +177,59 @@ pub struct KafkaConfig {
     pub commit_interval: String,
     /// librdkafka settings passed through unchanged to every client
     /// (e.g. `"security.protocol" = "SASL_SSL"`, `"sasl.mechanisms" = "PLAIN"`,
-    /// `"ssl.ca.location" = "/etc/ssl/ca.pem"`).
-    pub librdkafka: std::collections::BTreeMap<String, String>,
+    /// `"ssl.ca.location" = "/etc/ssl/ca.pem"`). Secret settings
+    /// (`sasl.password`, `ssl.key.password`, ...) are refused here: name them in
+    /// `librdkafka_from_env` or `librdkafka_from_file`.
+    pub librdkafka: BTreeMap<String, String>,
+    /// librdkafka settings read from environment variables at start, setting
+    /// name to variable name (e.g. `"sasl.password" = "KAFKA_PASSWORD"`). For
+    /// secrets; never logged.
+    pub librdkafka_from_env: BTreeMap<String, String>,
+    /// librdkafka settings read from files at start, setting name to path
+    /// (e.g. `"sasl.password" = "/run/secrets/kafka-password"`; surrounding
+    /// whitespace dropped). For secrets; never logged.
+    pub librdkafka_from_file: BTreeMap<String, String>,
+    /// The values of `librdkafka_from_env` / `_from_file`, once read by
+    /// [`KafkaConfig::read_secrets`].
+    #[serde(skip)]
+    pub secrets: BTreeMap<String, Secret>,
+}
+
+/// librdkafka settings whose value is itself a secret (a password, a key or a
+/// client secret): refused in `[kafka.librdkafka]`, accepted from the
+/// environment or a file.
+pub const LIBRDKAFKA_SECRETS: [&str; 8] = [
+    "sasl.password",
+    "ssl.key.password",
+    "ssl.key.pem",
+    "ssl.keystore.password",
+    "sasl.oauthbearer.client.secret",
+    "sasl.oauthbearer.config",
+    "sasl.oauthbearer.assertion.private.key.passphrase",
+    "sasl.oauthbearer.assertion.private.key.pem",
+];
+
+impl KafkaConfig {
+    /// Reads the settings named in `librdkafka_from_env` (looked up with `env`)
+    /// and `librdkafka_from_file` into [`KafkaConfig::secrets`], which every
+    /// client gets. Called by the commands that talk to Kafka before they create
+    /// a client; errors name the setting, variable or path, never a value.
+    pub fn read_secrets(
+        &mut self,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<(), ConfigError> {
+        let mut out = BTreeMap::new();
+        for (setting, var) in &self.librdkafka_from_env {
+            let key = format!("kafka.librdkafka_from_env.\"{setting}\"");
+            out.insert(setting.clone(), from_env(&key, var, env)?);
+        }
+        for (setting, path) in &self.librdkafka_from_file {
+            let key = format!("kafka.librdkafka_from_file.\"{setting}\"");
+            out.insert(setting.clone(), from_file(&key, path)?);
+        }
+        self.secrets = out;
+        Ok(())
+    }
 }
 
 impl Default for KafkaConfig {
@@ -181,6 +241,9 @@ impl Default for KafkaConfig {
             encodings: EncodingsConfig::default(),
             commit_interval: "1s".into(),
             librdkafka: Default::default(),
+            librdkafka_from_env: Default::default(),
+            librdkafka_from_file: Default::default(),
+            secrets: Default::default(),
         }
     }
 }
@@ -309,6 +372,12 @@ pub struct MetricsConfig {
     /// Upper bounds (seconds) of `traces_service_graph_request_{server,client}_seconds`.
     /// Default Tempo's: 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8.
     pub service_graph_buckets: Vec<f64>,
+    /// Environment variable holding a bearer token that `GET /metrics` must
+    /// carry (`Authorization: Bearer <token>`); `/healthz` stays open. Applies to
+    /// `run`'s and `dispatch`'s endpoints.
+    pub bearer_token_env: Option<String>,
+    /// File holding that bearer token (instead of `bearer_token_env`).
+    pub bearer_token_file: Option<String>,
 }
 
 /// Tempo metrics-generator's default span-metrics buckets, seconds.
@@ -329,11 +398,24 @@ impl Default for MetricsConfig {
             max_versions: 500,
             span_metrics_buckets: TEMPO_SPAN_METRICS_BUCKETS.to_vec(),
             service_graph_buckets: TEMPO_SERVICE_GRAPH_BUCKETS.to_vec(),
+            bearer_token_env: None,
+            bearer_token_file: None,
         }
     }
 }
 
 impl MetricsConfig {
+    /// The bearer token `/metrics` requires, if one is configured (read from
+    /// the environment variable or file now).
+    pub fn bearer_token(&self) -> Result<Option<Secret>, SecretError> {
+        read_secret(
+            "metrics.bearer_token",
+            self.bearer_token_env.as_deref(),
+            self.bearer_token_file.as_deref(),
+            &crate::secret::process_env,
+        )
+    }
+
     /// What the jobs collect for these metrics.
     pub fn params(&self) -> MetricParams {
         let ns = |b: &[f64]| b.iter().map(|s| (s * 1e9).round() as u64).collect();
@@ -523,7 +605,7 @@ impl Config {
     ) -> Result<Config, ConfigError> {
         let mut doc: toml::Table = text
             .parse()
-            .map_err(|e: toml::de::Error| ConfigError::Parse(e.to_string()))?;
+            .map_err(|e: toml::de::Error| parse_error(text, &e))?;
         for (k, v) in env {
             let Some(path) = k.strip_prefix("CAUSEWAY__") else {
                 continue;
@@ -546,6 +628,7 @@ impl Config {
             }
             table.insert(parts[parts.len() - 1].clone(), value);
         }
+        refuse_inline_secrets(&doc)?;
         let config: Config = toml::Value::Table(doc)
             .try_into()
             .map_err(|e: toml::de::Error| ConfigError::Parse(e.to_string()))?;
@@ -728,6 +811,12 @@ impl Config {
                 "and pagerduty_routing_key_env are both set; keep one",
             ));
         }
+        if d.webhook_token_env.is_some() && d.webhook_token_file.is_some() {
+            return Err(value(
+                "dispatch.webhook_token_file",
+                "and webhook_token_env are both set; keep one",
+            ));
+        }
         Ok(())
     }
 }
@@ -805,6 +894,23 @@ impl Config {
                     self.metrics.bind
                 ),
             ));
+        }
+        if self.metrics.bearer_token_env.is_some() && self.metrics.bearer_token_file.is_some() {
+            return Err(value(
+                "metrics.bearer_token_file",
+                "and bearer_token_env are both set; keep one",
+            ));
+        }
+        for (setting, _) in k.librdkafka_from_env.iter().chain(&k.librdkafka_from_file) {
+            let twice = k.librdkafka.contains_key(setting)
+                || (k.librdkafka_from_env.contains_key(setting)
+                    && k.librdkafka_from_file.contains_key(setting));
+            if twice {
+                return Err(value(
+                    &format!("kafka.librdkafka_from_file.\"{setting}\""),
+                    "is set more than once (kafka.librdkafka, librdkafka_from_env, librdkafka_from_file); keep one",
+                ));
+            }
         }
         if self.metrics.max_series == 0 {
             return Err(value("metrics.max_series", "must be at least 1"));
@@ -921,6 +1027,40 @@ impl Config {
     }
 }
 
+/// A TOML syntax error with its line and column but without the line itself,
+/// which may hold a secret (toml's own message quotes it).
+fn parse_error(text: &str, e: &toml::de::Error) -> ConfigError {
+    let at = e
+        .span()
+        .and_then(|s| text.get(..s.start))
+        .map(|before| {
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            format!("line {line}, column {column}: ")
+        })
+        .unwrap_or_default();
+    ConfigError::Parse(format!("{at}{}", e.message().trim_end()))
+}
+
+/// Refuses a secret librdkafka setting written in `[kafka.librdkafka]` (the file
+/// or a `CAUSEWAY__KAFKA__LIBRDKAFKA__...` override), before deserializing, so
+/// that no error ever quotes its value.
+fn refuse_inline_secrets(doc: &toml::Table) -> Result<(), ConfigError> {
+    let inline = doc
+        .get("kafka")
+        .and_then(|k| k.get("librdkafka"))
+        .and_then(|l| l.as_table());
+    for key in inline.into_iter().flat_map(|t| t.keys()) {
+        if LIBRDKAFKA_SECRETS.contains(&key.as_str()) {
+            return Err(value(
+                &format!("kafka.librdkafka.\"{key}\""),
+                &format!("is a secret and is not read from the config file; put it in an environment variable or a file and name that in kafka.librdkafka_from_env or kafka.librdkafka_from_file (e.g. \"{key}\" = \"KAFKA_PASSWORD\")"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn value(key: &str, problem: &str) -> ConfigError {
     ConfigError::Value {
         key: key.into(),
@@ -1026,5 +1166,80 @@ mod tests {
         let env = vec![("CAUSEWAY__TIME__WINDOW".to_string(), "30s".to_string())];
         let c = Config::from_toml("", env.into_iter()).unwrap();
         assert_eq!(c.settings().unwrap().params.window_s, 30);
+    }
+
+    const PW: &str = "hunter2-kafka-pw";
+
+    fn err(text: &str, env: Vec<(&str, &str)>) -> String {
+        let env = env.into_iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        Config::from_toml(text, env).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn secret_librdkafka_settings_come_from_env_or_file_only() {
+        // Written in the file, or through an override: refused, naming the key only.
+        let e = err(
+            &format!("[kafka.librdkafka]\n\"sasl.password\" = \"{PW}\"\n"),
+            vec![],
+        );
+        assert!(e.contains("kafka.librdkafka.\"sasl.password\""), "{e}");
+        assert!(e.contains("librdkafka_from_env"), "{e}");
+        assert!(!e.contains(PW), "{e}");
+        let e = err(
+            "",
+            vec![("CAUSEWAY__KAFKA__LIBRDKAFKA__SSL.KEY.PASSWORD", PW)],
+        );
+        assert!(e.contains("\"ssl.key.password\"` is a secret"), "{e}");
+        assert!(!e.contains(PW), "{e}");
+        // Wrongly typed: still refused before serde could quote the value.
+        let e = err(
+            "[kafka.librdkafka]\n\"sasl.password\" = 123456789\n",
+            vec![],
+        );
+        assert!(!e.contains("123456789"), "{e}");
+        // A syntax error on the secret's line: position, not the line.
+        let e = err(
+            &format!(
+                "[kafka]\nbrokers = \"b:9092\"\n[kafka.librdkafka]\n\"sasl.password\" = \"{PW}\n"
+            ),
+            vec![],
+        );
+        assert!(e.starts_with("invalid config: line 4, column"), "{e}");
+        assert!(!e.contains(PW), "{e}");
+
+        // From the environment and a file.
+        let dir = std::env::temp_dir().join(format!("causeway-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("key-password");
+        std::fs::write(&file, "file-secret-77\n").unwrap();
+        let text = format!(
+            "[kafka.librdkafka]\n\"sasl.username\" = \"causeway\"\n[kafka.librdkafka_from_env]\n\"sasl.password\" = \"KAFKA_PASSWORD\"\n[kafka.librdkafka_from_file]\n\"ssl.key.password\" = \"{}\"\n",
+            file.display()
+        );
+        let mut c = Config::from_toml(&text, std::iter::empty()).unwrap();
+        let env = |v: &str| (v == "KAFKA_PASSWORD").then(|| PW.to_string());
+        c.kafka.read_secrets(&env).unwrap();
+        let client = crate::kafka::client_config(&c.kafka);
+        assert_eq!(client.get("sasl.password"), Some(PW));
+        assert_eq!(client.get("ssl.key.password"), Some("file-secret-77"));
+        assert_eq!(client.get("sasl.username"), Some("causeway"));
+        let shown = format!("{c:?} {client:?}");
+        assert!(
+            !shown.contains(PW) && !shown.contains("file-secret-77"),
+            "{shown}"
+        );
+        // A variable that is not set is named, with its setting.
+        let e = c.kafka.read_secrets(&|_| None).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "invalid config: environment variable KAFKA_PASSWORD (kafka.librdkafka_from_env.\"sasl.password\") is not set; set it or change kafka.librdkafka_from_env.\"sasl.password\""
+        );
+        // One setting from two places.
+        let e = err(
+            "[kafka.librdkafka]\n\"sasl.username\" = \"u\"\n[kafka.librdkafka_from_env]\n\"sasl.username\" = \"U\"\n",
+            vec![],
+        );
+        assert!(e.contains("is set more than once"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

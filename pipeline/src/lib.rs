@@ -14,5 +14,6 @@ pub mod kafka;
 pub mod metrics;
 pub mod report;
 pub mod scenario;
+pub mod secret;
 pub mod sinks;
 pub mod sources;

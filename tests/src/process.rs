@@ -70,25 +70,37 @@ pub struct Received {
 }
 
 /// A loopback HTTP receiver (PagerDuty / webhook stand-in) that records every
-/// request. Its first `fail_first` requests get `503`, the rest `202`.
+/// request. Its first `fail_first` requests get `503` (or the status given to
+/// [`Receiver::failing`]), the rest `202`.
 pub struct Receiver {
     /// `127.0.0.1:port`.
     pub addr: String,
     /// Requests answered with 202, in order.
     pub requests: std::sync::Arc<std::sync::Mutex<Vec<Received>>>,
-    /// Requests answered with 503.
+    /// Requests answered with 503 (or the failure status).
     pub failed: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// The failed requests, in order.
+    pub rejected: std::sync::Arc<std::sync::Mutex<Vec<Received>>>,
 }
 
 impl Receiver {
     /// Starts the receiver on a free port.
     pub fn start(fail_first: usize) -> Receiver {
+        Self::failing(fail_first, "503 Service Unavailable", false)
+    }
+
+    /// Starts a receiver whose first `fail_first` requests get `status` (e.g.
+    /// `"401 Unauthorized"`), with the request's `Authorization` header and
+    /// `routing_key` echoed in the response body if `echo`, as some careless
+    /// servers do.
+    pub fn failing(fail_first: usize, status: &'static str, echo: bool) -> Receiver {
         use std::sync::atomic::Ordering;
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = listener.local_addr().expect("addr").to_string();
         let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let failed = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let (reqs, fails) = (requests.clone(), failed.clone());
+        let rejected = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (reqs, fails, rejs) = (requests.clone(), failed.clone(), rejected.clone());
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(mut s) = stream else { continue };
@@ -96,16 +108,27 @@ impl Receiver {
                     continue;
                 };
                 let fail = fails.load(Ordering::SeqCst) < fail_first;
+                let mut body = "{}".to_string();
                 let status = if fail {
                     fails.fetch_add(1, Ordering::SeqCst);
-                    "503 Service Unavailable"
+                    if echo {
+                        let auth = r.headers.iter().find(|(k, _)| k == "authorization");
+                        body = serde_json::json!({
+                            "authorization": auth.map(|(_, v)| v),
+                            "routing_key": r.body.get("routing_key"),
+                        })
+                        .to_string();
+                    }
+                    rejs.lock().expect("lock").push(r);
+                    status
                 } else {
                     reqs.lock().expect("lock").push(r);
                     "202 Accepted"
                 };
                 let _ = write!(
                     s,
-                    "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+                    "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
                 );
             }
         });
@@ -113,6 +136,7 @@ impl Receiver {
             addr,
             requests,
             failed,
+            rejected,
         }
     }
 

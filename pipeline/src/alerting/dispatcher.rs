@@ -32,9 +32,9 @@ pub enum DispatchError {
     /// No channel is configured.
     #[error("no channel configured: set dispatch.alertmanager_url, dispatch.webhook_url or a PagerDuty routing key (dispatch.pagerduty_routing_key_env / _file)")]
     NoChannel,
-    /// A secret could not be read.
-    #[error("cannot read the PagerDuty routing key: {0}")]
-    Secret(String),
+    /// A secret (routing key, token) could not be read.
+    #[error("cannot read a secret: {0}")]
+    Secret(#[from] crate::secret::SecretError),
     /// Kafka setup failed.
     #[error(transparent)]
     Kafka(#[from] KafkaSetupError),
@@ -89,7 +89,7 @@ fn post(agent: &ureq::Agent, r: &Request) -> Attempt {
     match req.send_string(&r.body.to_string()) {
         Ok(_) => Attempt::Ok,
         Err(ureq::Error::Status(code, resp)) => {
-            let text = resp.into_string().unwrap_or_default();
+            let text = masked(&resp.into_string().unwrap_or_default(), r);
             let text: String = text.chars().take(300).collect();
             if code >= 500 || code == 408 || code == 429 {
                 Attempt::Retry(format!("HTTP {code}: {text}"))
@@ -99,6 +99,15 @@ fn post(agent: &ureq::Agent, r: &Request) -> Attempt {
         }
         Err(ureq::Error::Transport(t)) => Attempt::Retry(format!("{}", t.kind())),
     }
+}
+
+/// `text` (a response body) with the request's secrets replaced by `<redacted>`.
+fn masked(text: &str, r: &Request) -> String {
+    let mut text = text.to_string();
+    for s in r.bearer.iter().chain(&r.body_secret) {
+        text = text.replace(s.expose(), "<redacted>");
+    }
+    text
 }
 
 /// One channel's delivery loop.
@@ -177,10 +186,12 @@ impl Dispatcher {
 /// Each channel has its own consumer group (`<group_id>-<channel>`) and thread,
 /// so a channel that is down holds back only itself.
 pub fn dispatch(opts: &DispatchOptions) -> Result<DispatchSummary, DispatchError> {
-    let config = Config::load(opts.config.as_deref())?;
+    let mut config = Config::load(opts.config.as_deref())?;
     let settings = config.settings()?;
+    config.kafka.read_secrets(&crate::secret::process_env)?;
     let d = &config.dispatch;
     let channels = channels(d)?;
+    let token = config.metrics.bearer_token()?;
     let stop = opts
         .stop
         .clone()
@@ -189,11 +200,13 @@ pub fn dispatch(opts: &DispatchOptions) -> Result<DispatchSummary, DispatchError
     let metrics = Arc::new(Metrics::new(&config.metrics));
     let _server = match d.metrics_bind.as_str() {
         "" => None,
-        bind => Some(crate::metrics::serve(bind, metrics.clone()).map_err(|e| {
-            DispatchError::Metrics(format!(
-                "cannot serve /metrics on {bind}: {e}; change dispatch.metrics_bind"
-            ))
-        })?),
+        bind => Some(
+            crate::metrics::serve(bind, metrics.clone(), token).map_err(|e| {
+                DispatchError::Metrics(format!(
+                    "cannot serve /metrics on {bind}: {e}; change dispatch.metrics_bind"
+                ))
+            })?,
+        ),
     };
     eprintln!(
         "causeway dispatch: delivering {} to {}",

@@ -37,6 +37,8 @@ use causeway_schemas::time::{format_rfc3339, NANOS_PER_SEC};
 use serde_json::Value;
 
 use crate::config::{parse_duration, DispatchConfig};
+use crate::secret::read_secret;
+pub use crate::secret::Secret;
 
 pub mod alertmanager;
 pub mod dispatcher;
@@ -79,6 +81,10 @@ pub struct Request {
     pub body: Value,
     /// An `Authorization: Bearer` token.
     pub bearer: Option<Secret>,
+    /// A secret the body carries (PagerDuty's routing key): masked, with the
+    /// bearer token, in any response text that is logged, in case a receiver
+    /// echoes the request.
+    pub body_secret: Option<Secret>,
 }
 
 impl Request {
@@ -87,24 +93,8 @@ impl Request {
             url: url.to_string(),
             body,
             bearer: None,
+            body_secret: None,
         }
-    }
-}
-
-/// A secret value whose `Debug` never shows it.
-#[derive(Clone)]
-pub struct Secret(String);
-
-impl Secret {
-    /// The value, for the one place that sends it.
-    fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("<redacted>")
     }
 }
 
@@ -122,42 +112,26 @@ pub fn channels(d: &DispatchConfig) -> Result<Vec<Box<dyn Channel>>, DispatchErr
             resend: duration(&d.resend_interval),
         }));
     }
-    let key = match (&d.pagerduty_routing_key_env, &d.pagerduty_routing_key_file) {
-        (Some(var), _) => Some(std::env::var(var).map_err(|_| {
-            DispatchError::Secret(format!(
-                "environment variable {var} (dispatch.pagerduty_routing_key_env) is not set"
-            ))
-        })?),
-        (None, Some(path)) => Some(
-            std::fs::read_to_string(path)
-                .map_err(|e| {
-                    DispatchError::Secret(format!(
-                        "{path} (dispatch.pagerduty_routing_key_file): {e}"
-                    ))
-                })?
-                .trim()
-                .to_string(),
-        ),
-        (None, None) => None,
-    };
-    if let Some(k) = key {
-        if k.is_empty() {
-            return Err(DispatchError::Secret("it is empty".into()));
-        }
+    let env = crate::secret::process_env;
+    let key = read_secret(
+        "dispatch.pagerduty_routing_key",
+        d.pagerduty_routing_key_env.as_deref(),
+        d.pagerduty_routing_key_file.as_deref(),
+        &env,
+    )?;
+    if let Some(routing_key) = key {
         out.push(Box::new(PagerDuty {
             url: d.pagerduty_url.clone(),
-            routing_key: Secret(k),
+            routing_key,
         }));
     }
     if let Some(u) = &d.webhook_url {
-        let token = match &d.webhook_token_env {
-            Some(var) => Some(Secret(std::env::var(var).map_err(|_| {
-                DispatchError::Secret(format!(
-                    "environment variable {var} (dispatch.webhook_token_env) is not set"
-                ))
-            })?)),
-            None => None,
-        };
+        let token = read_secret(
+            "dispatch.webhook_token",
+            d.webhook_token_env.as_deref(),
+            d.webhook_token_file.as_deref(),
+            &env,
+        )?;
         out.push(Box::new(Webhook {
             url: u.clone(),
             token,

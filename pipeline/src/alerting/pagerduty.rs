@@ -20,7 +20,10 @@ impl Channel for PagerDuty {
     }
 
     fn request(&self, a: &AlertRecord, _now_s: u64) -> Request {
-        Request::post(&self.url, pagerduty_event(a, self.routing_key.expose()))
+        Request {
+            body_secret: Some(self.routing_key.clone()),
+            ..Request::post(&self.url, pagerduty_event(a, self.routing_key.expose()))
+        }
     }
 }
 

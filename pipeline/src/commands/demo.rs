@@ -159,7 +159,7 @@ fn demo(args: &Args) -> Result<(), String> {
     }
 
     let registry = Arc::new(Metrics::new(&config.metrics));
-    let server = metrics::serve(&args.metrics_bind, registry.clone()).map_err(|e| {
+    let server = metrics::serve(&args.metrics_bind, registry.clone(), None).map_err(|e| {
         format!(
             "cannot serve /metrics on {}: {e}; pass --metrics-bind 127.0.0.1:0 or another port",
             args.metrics_bind

@@ -135,7 +135,8 @@ impl DrainWait {
 
 /// Runs until SIGTERM/SIGINT (or, with `drain`, until the inputs are exhausted).
 pub fn run(opts: &RunOptions) -> Result<RunSummary, RunError> {
-    let config = Config::load(opts.config.as_deref())?;
+    let mut config = Config::load(opts.config.as_deref())?;
+    config.kafka.read_secrets(&crate::secret::process_env)?;
     let mut settings = config.settings()?;
     if !config.metrics.bind.is_empty() {
         settings.params.metrics = Some(config.metrics.params());
@@ -154,12 +155,14 @@ pub fn run(opts: &RunOptions) -> Result<RunSummary, RunError> {
                 .parse()
                 .map_err(|_| RunError::Cluster(format!("metrics.bind {bind:?} is not ip:port")))?;
             addr.set_port(addr.port() + opts.process as u16 * (addr.port() != 0) as u16);
-            let server = metrics::serve(&addr.to_string(), metrics.clone()).map_err(|source| {
-                RunError::Metrics {
-                    bind: addr.to_string(),
-                    source,
-                }
-            })?;
+            let token = config.metrics.bearer_token().map_err(ConfigError::from)?;
+            let server =
+                metrics::serve(&addr.to_string(), metrics.clone(), token).map_err(|source| {
+                    RunError::Metrics {
+                        bind: addr.to_string(),
+                        source,
+                    }
+                })?;
             eprintln!(
                 "causeway run: serving /metrics on http://{}/metrics",
                 server.addr

@@ -39,7 +39,7 @@ pub enum KafkaSetupError {
     Client(KafkaError),
     /// Metadata could not be fetched.
     #[error(
-        "cannot reach Kafka at {brokers}: {source}; check kafka.brokers and that the cluster is up"
+        "cannot reach Kafka at {brokers}: {source}; check kafka.brokers, that the cluster is up, and the TLS/SASL settings of [kafka.librdkafka] (librdkafka's own error, e.g. a failed certificate check or authentication, is printed above)"
     )]
     Unreachable {
         /// Brokers.
@@ -68,12 +68,18 @@ pub enum KafkaSetupError {
     },
 }
 
-/// A client config with the brokers and every passthrough setting.
+/// A client config with the brokers and every passthrough setting, the
+/// secret ones included.
 pub fn client_config(k: &KafkaConfig) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &k.brokers);
     for (key, v) in &k.librdkafka {
         c.set(key, v);
+    }
+    // Read by `KafkaConfig::read_secrets`; rdkafka's `Debug` of a ClientConfig
+    // leaves these settings out.
+    for (key, v) in &k.secrets {
+        c.set(key, v.expose());
     }
     c
 }

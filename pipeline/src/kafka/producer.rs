@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::message::OwnedHeaders;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Message};
 
 use super::{client_config, default_setting, Health, KafkaSetupError};
@@ -48,6 +49,22 @@ impl Acks {
         s.0 += 1;
         s.1.insert(n);
         n
+    }
+
+    /// Forgets a registered message that was never handed to librdkafka.
+    pub(crate) fn unregister(&self, n: usize) {
+        if let Ok(mut s) = self.in_flight.state.lock() {
+            s.1.remove(&n);
+        }
+        self.in_flight.reported.notify_all();
+    }
+
+    /// Records a message that could not be sent at all as a delivery failed for good.
+    pub(crate) fn fail(&self, topic: &str, e: &rdkafka::error::KafkaError) {
+        eprintln!(
+            "causeway: a message to {topic} cannot be sent: {e}; stopping before the next checkpoint"
+        );
+        self.failed.store(true, Ordering::SeqCst);
     }
 
     /// A mark: every message sent before now has a smaller number.
@@ -188,13 +205,17 @@ pub fn flush(p: &ThreadedProducer<Acks>) {
 }
 
 /// Produces `payload` to `topic`, retrying while the local queue is full.
+///
+/// A message larger than the producer's `message.max.bytes` can never be
+/// sent: that is returned (and the message counts as reported), where
+/// retrying would spin forever.
 pub(crate) fn send(
     p: &ThreadedProducer<Acks>,
     topic: &str,
     key: &[u8],
     payload: &[u8],
     headers: Option<OwnedHeaders>,
-) {
+) -> Result<(), rdkafka::error::KafkaError> {
     let n = p.context().register();
     let mut rec = BaseRecord::with_opaque_to(topic, n)
         .key(key)
@@ -204,7 +225,13 @@ pub(crate) fn send(
     }
     loop {
         match p.send(rec) {
-            Ok(()) => return,
+            Ok(()) => return Ok(()),
+            Err((e, _))
+                if e.rdkafka_error_code() == Some(RDKafkaErrorCode::MessageSizeTooLarge) =>
+            {
+                p.context().unregister(n);
+                return Err(e);
+            }
             Err((_, back)) => {
                 rec = back;
                 std::thread::sleep(Duration::from_millis(10));

@@ -5,6 +5,8 @@
 //! timely workers of all processes. Group rebalancing is not used, so a record's
 //! worker never depends on timing.
 
+use std::time::Duration;
+
 use causeway_schemas::Encoding;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 
@@ -55,12 +57,20 @@ pub fn discover<C: ConsumerContext>(
     k: &KafkaConfig,
 ) -> Result<Vec<InputPartition>, KafkaSetupError> {
     // One metadata request for the four topics.
-    let md = consumer
-        .fetch_metadata(None, REQUEST_TIMEOUT)
-        .map_err(|source| KafkaSetupError::Unreachable {
-            brokers: k.brokers.clone(),
-            source,
-        })?;
+    let md = match consumer.fetch_metadata(None, REQUEST_TIMEOUT) {
+        Ok(md) => md,
+        Err(source) => {
+            // librdkafka's own error (a failed TLS handshake or SASL
+            // authentication) waits in the client's queue until it is served:
+            // serve it, so the context prints it before this error. Nothing is
+            // assigned yet, so no message can be taken.
+            let _ = consumer.poll(Duration::from_millis(200));
+            return Err(KafkaSetupError::Unreachable {
+                brokers: k.brokers.clone(),
+                source,
+            });
+        }
+    };
     let mut out = Vec::new();
     for (topic, key, name, encoding) in inputs(k) {
         let parts = partitions_in(&md, name);

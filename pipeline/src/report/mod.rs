@@ -138,8 +138,11 @@ pub fn period_spec(opts: &ReportOptions) -> Result<PeriodSpec, ReportError> {
 
 /// Reads the records, computes the report and writes the three files.
 pub fn report(opts: &ReportOptions) -> Result<ReportSummary, ReportError> {
-    let config = Config::load(Some(&opts.config))?;
+    let mut config = Config::load(Some(&opts.config))?;
     let settings = config.settings()?;
+    if opts.from_kafka {
+        config.kafka.read_secrets(&crate::secret::process_env)?;
+    }
     let spec = period_spec(opts)?;
     let end = opts
         .end

@@ -137,7 +137,10 @@ impl KafkaSink {
             let Ok(v) = serde_json::to_vec(r) else {
                 continue;
             };
-            send(&self.producer, topic, k.as_bytes(), &v, None);
+            if let Err(e) = send(&self.producer, topic, k.as_bytes(), &v, None) {
+                self.producer.context().fail(topic, &e);
+                continue;
+            }
             n += 1;
         }
         flush(&self.producer);
@@ -353,18 +356,31 @@ impl DlqSink {
             Some(i) => format!("{}/{}/{}/{}", r.source, r.partition, r.offset, i),
             None => format!("{}/{}/{}", r.source, r.partition, r.offset),
         };
-        send(
+        let big = payload.len();
+        if let Err(e) = send(
             &self.producer,
             &self.topic,
             key.as_bytes(),
             payload,
-            Some(h),
-        );
+            Some(h.clone()),
+        ) {
+            // Larger than `message.max.bytes`: the dead letter goes without the
+            // original bytes, saying so, rather than not at all.
+            let h = h.insert(Header {
+                key: "causeway.payload_omitted",
+                value: Some(format!("{big} bytes; {e}").as_bytes()),
+            });
+            if let Err(e) = send(&self.producer, &self.topic, key.as_bytes(), &[], Some(h)) {
+                self.producer.context().fail(&self.topic, &e);
+            }
+        }
     }
 
     /// Writes one checkpoint record (see [`crate::kafka::CheckpointRecord`]).
     pub fn send_checkpoint(&self, topic: &str, key: &str, value: &[u8]) {
-        send(&self.producer, topic, key.as_bytes(), value, None);
+        if let Err(e) = send(&self.producer, topic, key.as_bytes(), value, None) {
+            self.producer.context().fail(topic, &e);
+        }
     }
 
     /// A mark: every dead letter or checkpoint record sent before now is

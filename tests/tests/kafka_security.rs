@@ -1,0 +1,255 @@
+//! `causeway run` over TLS and SASL against tansu (SPEC §7), settings passed
+//! through `[kafka.librdkafka]`: the SLI records equal `replay`'s, and a client
+//! with the wrong CA, the wrong password or an unknown SASL mechanism stops with
+//! an error that says so (and never prints the password).
+//!
+//! tansu 0.6.0 does not serve TLS itself: a TLS-terminating proxy
+//! (`causeway_tests::tls`) stands in front of it. Its SASL/SCRAM is real.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use causeway::commands::replay::{replay, ReplayOptions};
+use causeway_benches::workload::{generate, Format, WorkloadConfig};
+use causeway_schemas::records::SliRecord;
+use causeway_tests::kafka::{
+    assert_same, causeway_binary, create_topic, create_topics, free_port, produce_inputs,
+    read_topic, run_config, set_client_settings, Tansu,
+};
+use causeway_tests::process::wait_exit;
+use causeway_tests::reference::read_jsonl;
+use causeway_tests::tls::{make_certs, TlsProxy};
+
+const TIME: &str = "[time]\nwindow = \"10s\"\ncorrelation_grace = \"10s\"\ntrace_horizon = \"30s\"\nallowed_lateness = \"10s\"\nidle_timeout = \"3s\"\n";
+
+/// The password of the SASL tests' user; it must appear in no output.
+const PASSWORD: &str = "sasl-pw-7f3a9c1e";
+
+/// One test at a time: they share two cores (see kafka_broker.rs).
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("causeway-sec-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn workload(dir: &Path) -> PathBuf {
+    let input = dir.join("in");
+    let cfg = WorkloadConfig {
+        seed: 61,
+        traces: 1000,
+        duration_s: 120,
+        error_traces: 0.1,
+        context_loss: 0.05,
+        untraced_logs: 0.2,
+        late: 0.02,
+        malformed: 0.02,
+        batch_spans: 100,
+        partitions: 2,
+        ..Default::default()
+    };
+    generate(&cfg).write(&input, Format::Proto, 2).unwrap();
+    input
+}
+
+fn expected(dir: &Path, input: &Path) -> Vec<SliRecord> {
+    let config = dir.join("replay.toml");
+    std::fs::write(&config, TIME).unwrap();
+    let out = dir.join("replay");
+    replay(&ReplayOptions {
+        input: input.to_path_buf(),
+        out: out.clone(),
+        config: Some(config),
+        workers: 1,
+        progress: false,
+    })
+    .unwrap();
+    read_jsonl(&out.join("sli.jsonl"))
+}
+
+fn sli_out(brokers: &str) -> Vec<SliRecord> {
+    let mut got: Vec<SliRecord> = read_topic(brokers, "causeway_sli")
+        .iter()
+        .map(|r| serde_json::from_slice(&r.value).unwrap())
+        .collect();
+    got.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+    got
+}
+
+/// Runs `causeway run --config config --drain` with `env`; its exit status
+/// and everything it printed (stdout and stderr).
+fn run(config: &Path, env: &[(&str, &str)], limit: Duration) -> (ExitStatus, String) {
+    let mut child = Command::new(causeway_binary())
+        .args(["run", "--drain", "--config"])
+        .arg(config)
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn causeway run");
+    let mut pipes: Vec<Box<dyn Read + Send>> = vec![
+        Box::new(child.stdout.take().unwrap()),
+        Box::new(child.stderr.take().unwrap()),
+    ];
+    let readers: Vec<_> = pipes
+        .drain(..)
+        .map(|mut p| {
+            std::thread::spawn(move || {
+                let mut s = String::new();
+                let _ = p.read_to_string(&mut s);
+                s
+            })
+        })
+        .collect();
+    let status = wait_exit(&mut child, limit);
+    let out: String = readers.into_iter().map(|r| r.join().unwrap()).collect();
+    (status, out)
+}
+
+fn librdkafka(settings: &[(&str, &str)]) -> String {
+    let mut s = String::from("[kafka.librdkafka]\n");
+    for (k, v) in settings {
+        s.push_str(&format!("\"{k}\" = \"{v}\"\n"));
+    }
+    s
+}
+
+#[test]
+fn run_over_tls_equals_replay_and_a_wrong_ca_fails_clearly() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = scratch("tls");
+    let certs = make_certs(&dir.join("certs"));
+    let plain_port = free_port();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let proxy = TlsProxy::start(listener, format!("127.0.0.1:{plain_port}"), &certs);
+    let tansu = Tansu::start_behind(plain_port, &proxy.addr);
+    let ca = certs.ca.display().to_string();
+    let tls = [
+        ("security.protocol", "SSL"),
+        ("ssl.ca.location", ca.as_str()),
+    ];
+    set_client_settings(&tansu.brokers, &tls);
+
+    let input = workload(&dir);
+    create_topics(&input, |t, n| create_topic(&tansu.brokers, t, n));
+    produce_inputs(&tansu.brokers, &input);
+    let want = expected(&dir, &input);
+    assert!(want.len() > 20, "workload too small: {}", want.len());
+
+    let extra = format!("{TIME}{}", librdkafka(&tls));
+    let config = run_config(&dir, &input, &tansu.brokers, "tls", &extra);
+    let (status, out) = run(&config, &[], Duration::from_secs(120));
+    assert!(status.success(), "causeway run over TLS: {status}\n{out}");
+    assert_same("causeway_sli over TLS", &sli_out(&tansu.brokers), &want);
+
+    // The same broker with a CA that did not sign its certificate: an error
+    // naming the failed verification, and an exit, not a hang.
+    let wrong = certs.wrong_ca.display().to_string();
+    let extra = format!(
+        "{TIME}{}",
+        librdkafka(&[("security.protocol", "SSL"), ("ssl.ca.location", &wrong)])
+    );
+    let config = run_config(&dir, &input, &tansu.brokers, "wrong-ca", &extra);
+    let started = Instant::now();
+    let (status, out) = run(&config, &[], Duration::from_secs(90));
+    assert!(!status.success(), "run with the wrong CA succeeded:\n{out}");
+    assert!(
+        out.contains("certificate verify failed"),
+        "no word of the failed verification:\n{out}"
+    );
+    assert!(out.contains("cannot reach Kafka"), "{out}");
+    eprintln!(
+        "wrong CA: exit after {:.1} s:\n{out}",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+#[test]
+fn run_over_sasl_scram_equals_replay_and_a_wrong_password_fails_clearly() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = scratch("sasl");
+    let tansu = Tansu::start_sasl(&dir.join("broker"), &[("causeway", PASSWORD, "scram256")]);
+    let sasl = [
+        ("security.protocol", "SASL_PLAINTEXT"),
+        ("sasl.mechanisms", "SCRAM-SHA-256"),
+        ("sasl.username", "causeway"),
+    ];
+    let mut harness = sasl.to_vec();
+    harness.push(("sasl.password", PASSWORD));
+    set_client_settings(&tansu.brokers, &harness);
+
+    let input = workload(&dir);
+    create_topics(&input, |t, n| create_topic(&tansu.brokers, t, n));
+    produce_inputs(&tansu.brokers, &input);
+    let want = expected(&dir, &input);
+
+    // The password comes from the environment, named in librdkafka_from_env.
+    let extra = format!(
+        "{TIME}{}\n[kafka.librdkafka_from_env]\n\"sasl.password\" = \"CW_TEST_KAFKA_PASSWORD\"\n",
+        librdkafka(&sasl)
+    );
+    let config = run_config(&dir, &input, &tansu.brokers, "sasl", &extra);
+    let (status, out) = run(
+        &config,
+        &[("CW_TEST_KAFKA_PASSWORD", PASSWORD)],
+        Duration::from_secs(120),
+    );
+    assert!(status.success(), "causeway run over SASL: {status}\n{out}");
+    assert!(!out.contains(PASSWORD), "the password was printed:\n{out}");
+    assert_same("causeway_sli over SASL", &sli_out(&tansu.brokers), &want);
+
+    // A wrong password: authentication fails, is reported, and nothing hangs.
+    let (status, out) = run(
+        &config,
+        &[("CW_TEST_KAFKA_PASSWORD", "not-the-password-5d1")],
+        Duration::from_secs(90),
+    );
+    assert!(
+        !status.success(),
+        "run with a wrong password succeeded:\n{out}"
+    );
+    assert!(
+        out.contains("SASL authentication error"),
+        "no word of the failed authentication:\n{out}"
+    );
+    eprintln!("wrong password:\n{out}");
+    assert!(!out.contains("not-the-password-5d1"), "{out}");
+}
+
+#[test]
+fn sasl_settings_reach_librdkafka() {
+    let dir = scratch("mechanism");
+    let input = workload(&dir);
+    // No broker is needed: librdkafka checks the settings when the client is made.
+    let extra = librdkafka(&[
+        ("security.protocol", "SASL_PLAINTEXT"),
+        ("sasl.mechanisms", "NOT-A-MECHANISM"),
+        ("sasl.username", "causeway"),
+    ])
+        + "\n[kafka.librdkafka_from_env]\n\"sasl.password\" = \"CW_TEST_KAFKA_PASSWORD\"\n";
+    let config = run_config(&dir, &input, "127.0.0.1:9", "mechanism", &extra);
+    let (status, out) = run(
+        &config,
+        &[("CW_TEST_KAFKA_PASSWORD", PASSWORD)],
+        Duration::from_secs(60),
+    );
+    assert!(!status.success(), "{out}");
+    assert!(
+        out.contains("Unsupported SASL mechanism: NOT-A-MECHANISM"),
+        "{out}"
+    );
+    assert!(out.contains("[kafka.librdkafka]"), "{out}");
+    assert!(!out.contains(PASSWORD), "{out}");
+
+    // The password's variable is not set: named, with its setting.
+    let (status, out) = run(&config, &[], Duration::from_secs(60));
+    assert!(!status.success(), "{out}");
+    assert!(
+        out.contains("CW_TEST_KAFKA_PASSWORD") && out.contains("sasl.password"),
+        "{out}"
+    );
+}
