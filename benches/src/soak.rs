@@ -26,8 +26,7 @@ use causeway::demo::{Story, StoryConfig};
 use causeway::sources::Topic;
 use causeway_schemas::time::{now_ns, NANOS_PER_SEC};
 use rdkafka::config::ClientConfig;
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::producer::{DefaultProducerContext, Producer, ThreadedProducer};
 
 use crate::kafka::{create_topic, free_port, Tansu, OUTPUT_TOPICS};
 
@@ -180,25 +179,9 @@ fn feed(
         }
         .min(end_ns);
         for m in story.advance(story_ns) {
-            let topic = m.topic.default_name();
-            let mut rec = BaseRecord::<(), [u8]>::to(topic)
-                .partition(m.partition as i32)
-                .payload(&m.payload);
-            if let Some(tp) = &m.traceparent {
-                rec = rec.headers(OwnedHeaders::new().insert(Header {
-                    key: "traceparent",
-                    value: Some(tp.as_bytes()),
-                }));
-            }
-            loop {
-                match producer.send(rec) {
-                    Ok(()) => break,
-                    Err((_, back)) => {
-                        // Queue full: the broker is the bottleneck; wait.
-                        rec = back;
-                        std::thread::sleep(Duration::from_millis(2));
-                    }
-                }
+            // The broker is the bottleneck while the queue is full: produce waits.
+            if let Err(e) = m.produce(&producer, m.topic.default_name()) {
+                eprintln!("soak: cannot produce to {}: {e}", m.topic.default_name());
             }
             fed[0].fetch_add(1, Ordering::SeqCst);
             fed[1].fetch_add(m.payload.len() as u64, Ordering::SeqCst);

@@ -23,9 +23,9 @@ use causeway_schemas::time::{format_rfc3339, now_ns, parse_rfc3339, NANOS_PER_SE
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Header, Headers, OwnedHeaders};
+use rdkafka::message::Headers;
 use rdkafka::mocking::MockCluster;
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::producer::{DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
 use super::run::{run, RunOptions};
@@ -394,30 +394,8 @@ fn feed(
         }
         .min(end_ns);
         for m in story.advance(story_ns) {
-            let mut rec = BaseRecord::<(), [u8]>::to(topic(m.topic))
-                .partition(m.partition as i32)
-                .payload(&m.payload);
-            if let Some(tp) = &m.traceparent {
-                rec = rec.headers(OwnedHeaders::new().insert(Header {
-                    key: "traceparent",
-                    value: Some(tp.as_bytes()),
-                }));
-            }
-            loop {
-                match producer.send(rec) {
-                    Ok(()) => break,
-                    Err((e, back)) => {
-                        if !matches!(
-                            e.rdkafka_error_code(),
-                            Some(rdkafka::types::RDKafkaErrorCode::QueueFull)
-                        ) {
-                            return Err(format!("cannot produce to {}: {e}", topic(m.topic)));
-                        }
-                        rec = back;
-                        std::thread::sleep(Duration::from_millis(2));
-                    }
-                }
-            }
+            m.produce(&producer, topic(m.topic))
+                .map_err(|e| format!("cannot produce to {}: {e}", topic(m.topic)))?;
             fed.messages += 1;
         }
         fed.spans = story.counts().spans;
