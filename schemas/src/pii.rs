@@ -243,8 +243,19 @@ fn luhn(digits: &[u8]) -> bool {
     sum.is_multiple_of(10)
 }
 
+/// Whether a card number may start with `digit`: the major industry
+/// identifiers of payment cards, 2 to 6 (Mastercard's 2-series; Amex, Diners
+/// and JCB; Visa; Mastercard and Maestro; Discover, UnionPay and Maestro).
+/// Numbers starting with 1 are not cards, which keeps epoch timestamps in
+/// milliseconds, microseconds and nanoseconds (13, 16 and 19 digits, all
+/// starting with 1 until the year 2286) out, although one in ten passes Luhn.
+fn card_issuer(digit: u8) -> bool {
+    (2..=6).contains(&digit)
+}
+
 /// 13–19 digits, optionally separated by single spaces or dashes, not touching
-/// other digits or letters, that pass the Luhn check.
+/// other digits or letters, starting with 2 to 6 (`card_issuer`), that pass
+/// the Luhn check.
 pub fn has_card_number(s: &str) -> bool {
     let b = s.as_bytes();
     let mut i = 0;
@@ -280,7 +291,7 @@ pub fn has_card_number(s: &str) -> bool {
             }
         }
         let touches = last_digit_end < b.len() && b[last_digit_end].is_ascii_alphanumeric();
-        if (13..=19).contains(&n) && !touches && luhn(&digits[..n]) {
+        if (13..=19).contains(&n) && !touches && card_issuer(digits[0]) && luhn(&digits[..n]) {
             return true;
         }
         i = last_digit_end.max(i + 1);
@@ -450,7 +461,7 @@ mod reference {
     }
 
     /// 13–19 digits, optionally separated by single spaces or dashes, not touching
-    /// other digits or letters, that pass the Luhn check.
+    /// other digits or letters, starting with 2 to 6, that pass the Luhn check.
     pub(super) fn has_card_number(s: &str) -> bool {
         let b = s.as_bytes();
         let mut i = 0;
@@ -486,7 +497,11 @@ mod reference {
                 }
             }
             let touches = last_digit_end < b.len() && b[last_digit_end].is_ascii_alphanumeric();
-            if (13..=19).contains(&n) && !touches && luhn(&digits[..n]) {
+            if (13..=19).contains(&n)
+                && !touches
+                && (2..=6).contains(&digits[0])
+                && luhn(&digits[..n])
+            {
                 return true;
             }
             i = last_digit_end.max(i + 1);
@@ -602,6 +617,11 @@ mod tests {
         assert!(!has_card_number("4111 1111 1111 1112"));
         assert!(!has_card_number("order 1234567890123"));
         assert!(!has_card_number("id x4111111111111111"));
+        // Luhn-valid, but epoch milliseconds and nanoseconds, not cards.
+        assert!(luhn(&[1, 7, 3, 2, 6, 2, 3, 4, 5, 6, 7, 8, 4]));
+        assert!(!has_card_number("1732623456784"));
+        assert!(!has_card_number("ts=1732623456782000002"));
+        assert!(has_card_number("3732623456782"));
     }
 
     #[test]

@@ -2,9 +2,9 @@
 //! card numbers (Luhn-valid, and invalid ones as decoys), US SSNs, JWTs and
 //! bearer tokens in span attributes, log attributes and log bodies,
 //! `sensitive_exposure` counts equal the seeded truth exactly; on a PII-free
-//! corpus the only records flagged are those holding a 13–19 digit number that
-//! passes the Luhn check (a card number by the detector's definition), counted
-//! here on their own; and no seeded value appears in any output: the replay's
+//! corpus (with epoch timestamps of 13 and 19 digits, one in ten of which
+//! passes the Luhn check) no record is flagged; and no seeded value appears in
+//! any output: the replay's
 //! files, its summary on stderr, the dead letters' details, the SLO report.
 //! Dead letters can be redacted (`processing.redact_dead_letters`), in
 //! `replay`'s `dlq.jsonl` and in `run`'s DLQ topic.
@@ -212,8 +212,8 @@ fn near_miss(rng: &mut Rng) -> String {
 
 /// Ordinary values of real telemetry, none PII: ids, URLs, addresses,
 /// versions, hashes, prices, phone-like and time-like numbers. `Some(digits)`
-/// when the value holds a 13–19 digit number (epoch milliseconds), which the
-/// card detector flags exactly when it passes the Luhn check.
+/// when the value holds a 13 or 19 digit epoch number, which passes the Luhn
+/// check one time in ten but is no card number (it starts with 1).
 fn ordinary(rng: &mut Rng) -> (Value, Option<String>) {
     let s = |v: String| (json!({ "stringValue": v }), None);
     match rng.below(12) {
@@ -406,7 +406,6 @@ fn generate(dir: &Path, seed: u64, traces: u64, pii_share: f64, malformed: bool)
                         };
                     }
                     c.luhn_numbers += u64::from(luhn);
-                    has_pii = luhn;
                 }
                 let e =
                     c.m9.entry((service.to_string(), version.to_string(), window))
@@ -676,17 +675,20 @@ fn false_positives_on_a_pii_free_corpus() {
     })
     .unwrap();
     let got = m9_of(&out);
-    // The only records flagged are those holding a Luhn-valid 13–19 digit
-    // number (epoch milliseconds or nanoseconds), which the detector cannot
-    // tell from a card number: counted here with this file's own Luhn check.
-    assert_eq!(got, c.m9);
+    // Nothing is flagged, although the corpus holds Luhn-valid epoch numbers
+    // (counted with this file's own Luhn check): a card number starts with 2
+    // to 6, an epoch timestamp in ms, µs or ns with 1.
     let flagged: u64 = got.values().map(|(g, t)| t - g).sum();
-    assert_eq!(flagged, c.luhn_numbers);
-    assert!(flagged > 0 && flagged < c.records / 5);
+    assert!(
+        c.luhn_numbers > c.records / 50,
+        "the corpus holds Luhn-valid epoch numbers: {}",
+        c.luhn_numbers
+    );
+    assert_eq!(flagged, 0, "M9 false positives on a PII-free corpus");
+    assert_eq!(got, c.m9);
     eprintln!(
-        "M9 false positives on a PII-free corpus: {flagged} of {} records ({:.2}%), all Luhn-valid epoch numbers; 0 from any other value",
-        c.records,
-        100.0 * flagged as f64 / c.records as f64
+        "M9 false positives on a PII-free corpus: {flagged} of {} records, {} of which hold a Luhn-valid epoch number",
+        c.records, c.luhn_numbers
     );
 }
 
