@@ -357,9 +357,14 @@ pub struct ProcessingConfig {
 pub struct MetricsConfig {
     /// Listen address. Default `127.0.0.1:9464`; empty disables the endpoint.
     pub bind: String,
+    /// Most series on `/metrics` whose label values come from telemetry
+    /// (SLI counters, span and service-graph metrics, SLO gauges); a label set
+    /// past it is reported as `__overflow__` (gauges: not exported). Default
+    /// 50,000.
+    pub max_series: usize,
     /// Most distinct services (and, separately, environments) per metric; later
     /// ones are reported as `__overflow__`. Default 1000.
-    pub max_series: usize,
+    pub max_services: usize,
     /// Most distinct span names (`span_name` of `traces_spanmetrics_*`) a process
     /// keeps; later ones are reported as `__overflow__`. Default 1000.
     pub max_span_names: usize,
@@ -393,7 +398,8 @@ impl Default for MetricsConfig {
     fn default() -> Self {
         MetricsConfig {
             bind: "127.0.0.1:9464".into(),
-            max_series: 1000,
+            max_series: 50_000,
+            max_services: 1000,
             max_span_names: causeway_jobs::params::DEFAULT_MAX_SPAN_NAMES,
             max_versions: 500,
             span_metrics_buckets: TEMPO_SPAN_METRICS_BUCKETS.to_vec(),
@@ -914,6 +920,9 @@ impl Config {
         }
         if self.metrics.max_series == 0 {
             return Err(value("metrics.max_series", "must be at least 1"));
+        }
+        if self.metrics.max_services == 0 {
+            return Err(value("metrics.max_services", "must be at least 1"));
         }
         if self.metrics.max_span_names == 0 {
             return Err(value("metrics.max_span_names", "must be at least 1"));

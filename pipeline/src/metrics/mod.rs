@@ -11,6 +11,7 @@
 //! versions and span names each go through a [`LabelCap`].
 
 use std::collections::{BTreeMap, HashSet};
+use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 
 use causeway_schemas::records::{
@@ -65,6 +66,56 @@ impl LabelCap {
     }
 }
 
+/// Bounds the series whose label values come from telemetry (services,
+/// environments, versions, span names, SLOs): the first label sets of each
+/// family are admitted while the total stays within `max`; a label set past it
+/// is reported as `__overflow__` (counters and histograms, so nothing is lost)
+/// or not exported (gauges, which cannot be summed). A label set is
+/// remembered by a hash of its family and values, so the budget's own memory
+/// is a few bytes per admitted set.
+#[derive(Debug)]
+struct SeriesBudget {
+    max: usize,
+    admitted: Mutex<(usize, HashSet<u64>)>,
+}
+
+impl SeriesBudget {
+    fn new(max: usize) -> Self {
+        SeriesBudget {
+            max,
+            admitted: Mutex::new((0, HashSet::new())),
+        }
+    }
+
+    /// Whether the label set `labels` of `family`, which makes `cost` series
+    /// (a histogram makes one per bucket, `+Inf`, `_sum` and `_count`), is
+    /// already exported or fits.
+    fn admit(&self, family: &str, labels: &[&str], cost: usize) -> bool {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        family.hash(&mut h);
+        labels.hash(&mut h);
+        let key = h.finish();
+        let Ok(mut admitted) = self.admitted.lock() else {
+            return false;
+        };
+        let (used, known) = &mut *admitted;
+        if known.contains(&key) {
+            return true;
+        }
+        if *used + cost > self.max {
+            return false;
+        }
+        *used += cost;
+        known.insert(key);
+        true
+    }
+
+    /// Series admitted so far.
+    fn used(&self) -> usize {
+        self.admitted.lock().map_or(0, |a| a.0)
+    }
+}
+
 /// A histogram family fed with whole bucket counts: the jobs aggregate each
 /// window's observations into the configured buckets, and this adds them up, so
 /// `_count`, `_bucket` and `_sum` are exact (the sum to `f64` precision).
@@ -93,6 +144,11 @@ impl BucketHistograms {
             bounds: Arc::new(bounds.to_vec()),
             series: Default::default(),
         }
+    }
+
+    /// Series one label set makes: a bucket per bound, `+Inf`, `_sum`, `_count`.
+    fn series_per_label_set(&self) -> usize {
+        self.bounds.len() + 3
     }
 
     /// Adds `counts` to the series `labels`.
@@ -175,6 +231,12 @@ pub struct Metrics {
     /// so that a scrape never sees half a window (a counter ahead of its
     /// histogram).
     consistent: Mutex<()>,
+    budget: SeriesBudget,
+    /// `causeway_metrics_series`: series admitted under `metrics.max_series`.
+    series: IntGauge,
+    /// `causeway_metrics_overflow_total{metric}`: label sets refused by
+    /// `metrics.max_series` (reported as `__overflow__`, or not exported).
+    overflow: IntCounterVec,
     cap: LabelCap,
     environments: LabelCap,
     versions: LabelCap,
@@ -309,10 +371,26 @@ impl Metrics {
             )
             .expect("valid metric"),
         );
+        let series = register(
+            &r,
+            IntGauge::new(
+                "causeway_metrics_series",
+                "Series with label values from telemetry, admitted under metrics.max_series",
+            )
+            .expect("valid metric"),
+        );
         Metrics {
             consistent: Mutex::new(()),
-            cap: LabelCap::new(cfg.max_series),
-            environments: LabelCap::new(cfg.max_series),
+            budget: SeriesBudget::new(cfg.max_series),
+            series,
+            overflow: counter(
+                &r,
+                "causeway_metrics_overflow_total",
+                "Label sets refused because /metrics holds metrics.max_series series (reported as __overflow__, or not exported for gauges)",
+                &["metric"],
+            ),
+            cap: LabelCap::new(cfg.max_services),
+            environments: LabelCap::new(cfg.max_services),
             versions: LabelCap::new(cfg.max_versions),
             span_names: LabelCap::new(cfg.max_span_names),
             sli_events: counter(
@@ -457,7 +535,14 @@ impl Metrics {
                     self.environments.label(&r.environment),
                     self.versions.label(&r.version),
                 ];
-                let [sli, service, environment, version] = labels;
+                let [sli, mut service, mut environment, mut version] = labels;
+                if !self.admit(
+                    "causeway_sli_events_total",
+                    &[sli, service, environment, version],
+                    2,
+                ) {
+                    [service, environment, version] = [OVERFLOW; 3];
+                }
                 self.sli_events
                     .with_label_values(&[sli, service, environment, version, "good"])
                     .inc_by(good);
@@ -472,7 +557,7 @@ impl Metrics {
     pub fn observe_span_metrics(&self, records: &[SpanMetricsRecord]) {
         let _consistent = self.consistent.lock();
         for m in records {
-            let labels = [
+            let mut labels = [
                 self.cap.label(&m.service),
                 self.environments.label(&m.environment),
                 self.versions.label(&m.version),
@@ -480,6 +565,10 @@ impl Metrics {
                 m.span_kind.as_str(),
                 m.status_code.as_str(),
             ];
+            let cost = 1 + self.latency.series_per_label_set();
+            if !self.admit("traces_spanmetrics", &labels, cost) {
+                labels[..4].fill(OVERFLOW);
+            }
             self.calls.with_label_values(&labels).inc_by(m.calls);
             self.latency.add(&labels, &m.latency);
         }
@@ -494,11 +583,20 @@ impl Metrics {
             } else {
                 self.cap.label(&g.client)
             };
-            let labels = [
+            let mut labels = [
                 client,
                 self.cap.label(&g.server),
                 g.connection_type.as_str(),
             ];
+            let cost = 4
+                + self.graph_server.series_per_label_set()
+                + self.graph_client.series_per_label_set();
+            if !self.admit("traces_service_graph", &labels, cost) {
+                labels[1] = OVERFLOW;
+                if !labels[0].is_empty() {
+                    labels[0] = OVERFLOW;
+                }
+            }
             let add = |c: &IntCounterVec, n: u64| {
                 if n > 0 {
                     c.with_label_values(&labels).inc_by(n);
@@ -517,6 +615,10 @@ impl Metrics {
     pub fn observe_slo(&self, records: &[SloRecord]) {
         for r in records {
             let service = self.cap.label(&r.service);
+            let labels = [r.slo.as_str(), service, &r.environment];
+            if !self.admit("causeway_slo", &labels, r.burn_rates.len() + 1) {
+                continue;
+            }
             for b in &r.burn_rates {
                 self.burn_rate
                     .with_label_values(&[r.slo.as_str(), service, &r.environment, &b.window])
@@ -526,6 +628,17 @@ impl Metrics {
                 .with_label_values(&[r.slo.as_str(), service, &r.environment])
                 .set(r.error_budget_remaining);
         }
+    }
+
+    /// Whether a label set of `family` (`cost` series) is exported under
+    /// `metrics.max_series`; counts a refusal.
+    fn admit(&self, family: &str, labels: &[&str], cost: usize) -> bool {
+        if self.budget.admit(family, labels, cost) {
+            self.series.set(self.budget.used() as i64);
+            return true;
+        }
+        self.overflow.with_label_values(&[family]).inc();
+        false
     }
 
     /// Adds what ingest counted since `before`.
@@ -598,7 +711,7 @@ mod tests {
 
     fn config(cap: usize) -> MetricsConfig {
         MetricsConfig {
-            max_series: cap,
+            max_services: cap,
             max_span_names: cap,
             max_versions: cap,
             ..MetricsConfig::default()
@@ -690,6 +803,51 @@ mod tests {
             .find(|f| f.name() == "traces_spanmetrics_latency")
             .unwrap();
         assert_eq!(latency.get_metric().len(), cap + 1);
+    }
+
+    #[test]
+    fn series_stay_within_max_series_and_the_rest_is_overflow() {
+        // 16 series per label set: calls, 14 latency buckets, +Inf, _sum, _count.
+        let m = Metrics::new(&MetricsConfig {
+            max_series: 1000,
+            ..MetricsConfig::default()
+        });
+        let services = 500;
+        let records: Vec<SpanMetricsRecord> = (0..services)
+            .map(|i| SpanMetricsRecord {
+                service: format!("svc-{i}"),
+                ..span_metric("GET /", 1, vec![1; 15], 1_000)
+            })
+            .collect();
+        m.observe_span_metrics(&records);
+        m.observe_span_metrics(&records);
+        let text = String::from_utf8(m.render()).unwrap();
+        let series = |prefix: &str| {
+            text.lines()
+                .filter(|l| l.starts_with(prefix) && !l.starts_with('#'))
+                .count()
+        };
+        let per_set = 1 + crate::config::TEMPO_SPAN_METRICS_BUCKETS.len() + 3;
+        let admitted = 1000 / per_set;
+        assert_eq!(
+            series("traces_spanmetrics"),
+            (admitted + 1) * per_set,
+            "{admitted} label sets and one __overflow__ set"
+        );
+        assert!(text.contains(&format!("causeway_metrics_series {}", admitted * per_set)));
+        // Nothing is lost: the overflow series counts every later service, twice.
+        let overflow_calls = text
+            .lines()
+            .find(|l| l.starts_with("traces_spanmetrics_calls_total{") && l.contains(OVERFLOW))
+            .unwrap();
+        let n = 2 * (services - admitted);
+        assert!(
+            overflow_calls.ends_with(&format!(" {n}")),
+            "{overflow_calls}"
+        );
+        assert!(text.contains(&format!(
+            "causeway_metrics_overflow_total{{metric=\"traces_spanmetrics\"}} {n}"
+        )));
     }
 
     #[test]
