@@ -1,9 +1,11 @@
 //! Child processes and HTTP for the integration tests: a guard that kills a
-//! child when a test fails, waiting for an exit with a deadline, SIGTERM, and a
-//! plain `GET`.
+//! child when a test fails, waiting for an exit or a condition with a
+//! deadline, SIGTERM, a plain `GET`, and the real Prometheus and Alertmanager
+//! the tests run against.
 
 use std::io::{Read, Write};
-use std::process::{Child, Command, ExitStatus};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 /// Kills a child process when dropped (a failing test leaves nothing behind).
@@ -28,6 +30,18 @@ pub fn wait_exit(child: &mut Child, limit: Duration) -> ExitStatus {
             panic!("process {} did not exit within {limit:?}", child.id());
         }
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Polls `f` every 200 ms until it returns a value; panics after `limit`.
+pub fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
     }
 }
 
@@ -182,4 +196,65 @@ fn read_request(s: &mut std::net::TcpStream) -> Option<Received> {
         headers,
         body: serde_json::from_slice(&body).ok()?,
     })
+}
+
+/// A Prometheus (Debian package `prometheus`) scraping `target` every second,
+/// its data in `dir/tsdb`; returns it and its address.
+pub fn start_prometheus(dir: &Path, target: &str, port: u16) -> (Reaper, String) {
+    let config = dir.join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: causeway\n    static_configs:\n      - targets: ['{target}']\n"
+        ),
+    )
+    .unwrap();
+    let child = Command::new("prometheus")
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("tsdb").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("prometheus (Debian package prometheus; bash .ci/run installs it)");
+    (Reaper(child), format!("127.0.0.1:{port}"))
+}
+
+/// `q` as a URL query value (PromQL in `/api/v1/query?query=`).
+pub fn url_encode(q: &str) -> String {
+    q.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// An Alertmanager (Debian package `prometheus-alertmanager`) routing every
+/// alert to a null receiver, listening on `port`, its data in `dir/data`.
+pub fn start_alertmanager(dir: &Path, data: &str, port: u16) -> Reaper {
+    let config = dir.join("alertmanager.yml");
+    std::fs::write(
+        &config,
+        "route:\n  receiver: \"null\"\nreceivers:\n  - name: \"null\"\n",
+    )
+    .unwrap();
+    let child = Command::new("prometheus-alertmanager")
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!("--storage.path={}", dir.join(data).display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg("--cluster.listen-address=")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("prometheus-alertmanager must be installed (bash .ci/run installs it)");
+    Reaper(child)
+}
+
+/// The active alerts of the Alertmanager at `addr` (empty until it answers).
+pub fn alertmanager_alerts(addr: &str) -> Vec<serde_json::Value> {
+    serde_json::from_str(&http_get(addr, "/api/v2/alerts?active=true")).unwrap_or_default()
 }

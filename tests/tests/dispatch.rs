@@ -7,11 +7,14 @@
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use causeway_schemas::records::AlertRecord;
 use causeway_tests::kafka::{causeway_binary, create_topic, free_port, read_topic, Tansu};
-use causeway_tests::process::{http_get, terminate, wait_exit, Reaper, Receiver};
+use causeway_tests::process::{
+    alertmanager_alerts, http_get, start_alertmanager, terminate, wait_exit, wait_for, Reaper,
+    Receiver,
+};
 use causeway_tests::scenario::{prepare, replay_to};
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
@@ -37,30 +40,6 @@ fn produce(brokers: &str, alerts: &[&AlertRecord]) {
     p.flush(Duration::from_secs(30)).unwrap();
 }
 
-fn start_alertmanager(dir: &Path, port: u16) -> Reaper {
-    let cfg = dir.join("alertmanager.yml");
-    std::fs::write(
-        &cfg,
-        "route:\n  receiver: \"null\"\nreceivers:\n  - name: \"null\"\n",
-    )
-    .unwrap();
-    let child = Command::new("prometheus-alertmanager")
-        .arg(format!("--config.file={}", cfg.display()))
-        .arg(format!("--storage.path={}", dir.join("am-data").display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .arg("--cluster.listen-address=")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("prometheus-alertmanager must be installed (bash .ci/run installs it)");
-    Reaper(child)
-}
-
-/// Active alerts in Alertmanager.
-fn am_alerts(addr: &str) -> Vec<serde_json::Value> {
-    serde_json::from_str(&http_get(addr, "/api/v2/alerts?active=true")).unwrap_or_default()
-}
-
 fn dispatcher(config: &Path, log: &Path) -> Child {
     Command::new(causeway_binary())
         .args(["dispatch", "--config"])
@@ -71,17 +50,6 @@ fn dispatcher(config: &Path, log: &Path) -> Child {
         .stderr(std::fs::File::create(log).unwrap())
         .spawn()
         .unwrap()
-}
-
-fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 #[test]
@@ -133,7 +101,7 @@ fn alerts_reach_alertmanager_pagerduty_and_a_webhook() {
     assert!(terminate(&mut d1.0, Duration::from_secs(30)).success());
 
     // Alertmanager comes up; a restarted dispatcher delivers everything.
-    let _am = start_alertmanager(&dir, am_port);
+    let _am = start_alertmanager(&dir, "am-data", am_port);
     wait_for("alertmanager", Duration::from_secs(30), || {
         (!http_get(&am, "/api/v2/status").is_empty()).then_some(())
     });
@@ -143,7 +111,7 @@ fn alerts_reach_alertmanager_pagerduty_and_a_webhook() {
         "the firing alerts in Alertmanager",
         Duration::from_secs(60),
         || {
-            let shown = am_alerts(&am);
+            let shown = alertmanager_alerts(&am);
             (shown.len() == firing.len()).then_some(shown)
         },
     );
@@ -178,7 +146,7 @@ fn alerts_reach_alertmanager_pagerduty_and_a_webhook() {
     // each send says endsAt = now + 4 s, so they stay active only if re-sent.
     produce(&tansu.brokers, &resolved);
     let left = wait_for("the pages to resolve", Duration::from_secs(60), || {
-        let left = am_alerts(&am);
+        let left = alertmanager_alerts(&am);
         (left.len() == firing.len() - resolved.len()).then_some(left)
     });
     assert!(
@@ -187,7 +155,7 @@ fn alerts_reach_alertmanager_pagerduty_and_a_webhook() {
     );
     std::thread::sleep(Duration::from_secs(5));
     assert_eq!(
-        am_alerts(&am).len(),
+        alertmanager_alerts(&am).len(),
         left.len(),
         "firing tickets stay active"
     );

@@ -7,13 +7,14 @@
 //! process, so it knows only what is sent after its return) every firing alert
 //! is in it, and no dedup key was triggered twice at PagerDuty.
 
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use causeway_schemas::records::AlertRecord;
 use causeway_tests::kafka::{causeway_binary, create_topic, free_port, Tansu};
-use causeway_tests::process::{http_get, terminate, Reaper, Receiver};
+use causeway_tests::process::{
+    alertmanager_alerts, http_get, start_alertmanager, terminate, wait_for, Reaper, Receiver,
+};
 use causeway_tests::scenario::{prepare, replay_to};
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
@@ -36,43 +37,6 @@ fn produce(brokers: &str, alerts: &[&AlertRecord]) {
         .unwrap();
     }
     p.flush(Duration::from_secs(30)).unwrap();
-}
-
-fn start_alertmanager(dir: &Path, port: u16, run: usize) -> Reaper {
-    let cfg = dir.join("alertmanager.yml");
-    std::fs::write(
-        &cfg,
-        "route:\n  receiver: \"null\"\nreceivers:\n  - name: \"null\"\n",
-    )
-    .unwrap();
-    let child = Command::new("prometheus-alertmanager")
-        .arg(format!("--config.file={}", cfg.display()))
-        .arg(format!(
-            "--storage.path={}",
-            dir.join(format!("am-data-{run}")).display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .arg("--cluster.listen-address=")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("prometheus-alertmanager must be installed (bash .ci/run installs it)");
-    Reaper(child)
-}
-
-fn am_alerts(addr: &str) -> Vec<serde_json::Value> {
-    serde_json::from_str(&http_get(addr, "/api/v2/alerts?active=true")).unwrap_or_default()
-}
-
-fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 fn counter(text: &str, series: &str) -> f64 {
@@ -116,7 +80,7 @@ fn alertmanager_outage_while_alerts_fire_delivers_everything_once() {
     .unwrap();
 
     // Alertmanager up, the dispatcher running and healthy.
-    let mut alertmanager = start_alertmanager(&dir, am_port, 1);
+    let mut alertmanager = start_alertmanager(&dir, "am-data-1", am_port);
     wait_for("alertmanager", Duration::from_secs(30), || {
         (!http_get(&am, "/api/v2/status").is_empty()).then_some(())
     });
@@ -159,12 +123,12 @@ fn alertmanager_outage_while_alerts_fire_delivers_everything_once() {
 
     // Alertmanager returns, empty: the dispatcher delivers every firing alert.
     let returned = Instant::now();
-    alertmanager = start_alertmanager(&dir, am_port, 2);
+    alertmanager = start_alertmanager(&dir, "am-data-2", am_port);
     let shown = wait_for(
         "every firing alert in Alertmanager",
         Duration::from_secs(60),
         || {
-            let shown = am_alerts(&am);
+            let shown = alertmanager_alerts(&am);
             (shown.len() == firing.len()).then_some(shown)
         },
     );

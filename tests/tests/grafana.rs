@@ -38,19 +38,10 @@ use causeway_tests::kafka::{
     create_topic, create_topics, free_port, produce_inputs_split, read_topic, run_config,
     spawn_run, Half, Tansu,
 };
-use causeway_tests::process::{http_get, terminate, Reaper};
+use causeway_tests::process::{http_get, start_prometheus, terminate, url_encode, Reaper};
 use causeway_tests::scenario::prepare;
 
 const RANGE: &str = "1h";
-
-fn encode(q: &str) -> String {
-    q.bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' | b'.' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
 
 type Labels = BTreeMap<String, String>;
 
@@ -64,7 +55,7 @@ fn query(prom: &str, q: &str) -> Vec<(Labels, f64)> {
         .get()
         .map(|t| format!("&time={t}"))
         .unwrap_or_default();
-    let body = http_get(prom, &format!("/api/v1/query?query={}{at}", encode(q)));
+    let body = http_get(prom, &format!("/api/v1/query?query={}{at}", url_encode(q)));
     let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
     assert!(
         body.is_empty() || v["status"] == "success",
@@ -195,28 +186,7 @@ fn grafana_service_graph_and_red_table_queries_match_the_records() {
     let metrics_port = free_port();
     let metrics_addr = format!("127.0.0.1:{metrics_port}");
     let prom_port = free_port();
-    let prom_config = dir.join("prometheus.yml");
-    std::fs::write(
-        &prom_config,
-        format!(
-            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: causeway\n    static_configs:\n      - targets: ['{metrics_addr}']\n"
-        ),
-    )
-    .unwrap();
-    let _prometheus = Reaper(
-        Command::new("prometheus")
-            .arg(format!("--config.file={}", prom_config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("tsdb").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("prometheus (Debian package prometheus; bash .ci/run installs it)"),
-    );
-    let prom = format!("127.0.0.1:{prom_port}");
+    let (_prometheus, prom) = start_prometheus(&dir, &metrics_addr, prom_port);
 
     let extra = format!(
         "{}\n[metrics]\nbind = \"{metrics_addr}\"\n",

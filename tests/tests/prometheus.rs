@@ -14,21 +14,12 @@ use causeway_tests::kafka::{
     assert_same, causeway_binary, create_topic, create_topics, free_port, produce_inputs,
     read_topic, run_config, Tansu,
 };
-use causeway_tests::process::{http_get, terminate, Reaper};
+use causeway_tests::process::{http_get, start_prometheus, terminate, url_encode, Reaper};
 use causeway_tests::reference::read_jsonl;
-
-fn encode(q: &str) -> String {
-    q.bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' | b'.' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
 
 /// The scalar value of an instant query, if Prometheus has one.
 fn query(prom: &str, q: &str) -> Option<f64> {
-    let body = http_get(prom, &format!("/api/v1/query?query={}", encode(q)));
+    let body = http_get(prom, &format!("/api/v1/query?query={}", url_encode(q)));
     let v: serde_json::Value = serde_json::from_str(&body).ok()?;
     v["data"]["result"][0]["value"][1].as_str()?.parse().ok()
 }
@@ -117,27 +108,7 @@ fn prometheus_scrapes_what_the_records_say_and_sigterm_is_graceful() {
 
     // A real Prometheus scrapes it.
     let prom_port = free_port();
-    let prom_config = dir.join("prometheus.yml");
-    std::fs::write(
-        &prom_config,
-        format!(
-            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: causeway\n    static_configs:\n      - targets: ['{metrics_addr}']\n"
-        ),
-    )
-    .unwrap();
-    let prometheus = Command::new("prometheus")
-        .arg(format!("--config.file={}", prom_config.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.join("tsdb").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("prometheus (Debian package prometheus; bash .ci/run installs it)");
-    let prometheus = Reaper(prometheus);
-    let prom = format!("127.0.0.1:{prom_port}");
+    let (prometheus, prom) = start_prometheus(&dir, &metrics_addr, prom_port);
     let deadline = Instant::now() + Duration::from_secs(60);
     let (mut got_good, mut got_bad) = (None, None);
     while Instant::now() < deadline {
