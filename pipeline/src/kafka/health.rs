@@ -15,6 +15,8 @@ pub struct Health {
     pub metrics: Option<std::sync::Arc<Metrics>>,
     /// End offset (last stable offset) of each consumed (topic, partition).
     pub ends: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<(String, i32), i64>>>,
+    /// The first failed TLS handshake or SASL authentication librdkafka reported.
+    pub auth_failure: std::sync::Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl Health {
@@ -25,6 +27,12 @@ impl Health {
             .ok()?
             .get(&(topic.to_string(), partition))
             .copied()
+    }
+
+    /// The first failed TLS handshake or SASL authentication, if any: a
+    /// setting to fix, not an outage to wait out.
+    pub fn auth_failure(&self) -> Option<String> {
+        self.auth_failure.lock().ok()?.clone()
     }
 }
 
@@ -39,6 +47,15 @@ impl ClientContext for Health {
             Some(RDKafkaErrorCode::AllBrokersDown | RDKafkaErrorCode::BrokerTransportFailure)
         );
         eprintln!("causeway: kafka: {reason} ({error})");
+        let auth = matches!(
+            error.rdkafka_error_code(),
+            Some(RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SSL)
+        ) || reason.contains("SSL handshake failed");
+        if auth {
+            if let Ok(mut first) = self.auth_failure.lock() {
+                first.get_or_insert_with(|| reason.to_string());
+            }
+        }
         if let Some(m) = &self.metrics {
             let kind = if transport { "transport" } else { "other" };
             m.kafka_errors.with_label_values(&[kind]).inc();

@@ -47,6 +47,16 @@ pub enum KafkaSetupError {
         /// Cause.
         source: KafkaError,
     },
+    /// A TLS handshake or SASL authentication failed.
+    #[error(
+        "cannot connect to Kafka at {brokers}: {reason}; check the TLS/SASL settings of [kafka.librdkafka] (security.protocol, ssl.ca.location, sasl.mechanism, sasl.username) and the secrets in kafka.librdkafka_from_env / librdkafka_from_file"
+    )]
+    Authentication {
+        /// Brokers.
+        brokers: String,
+        /// librdkafka's report.
+        reason: String,
+    },
     /// An input topic is missing.
     #[error("topic {topic:?} does not exist; create it or set kafka.topics.{key}")]
     MissingTopic {

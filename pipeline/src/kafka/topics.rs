@@ -5,12 +5,12 @@
 //! timely workers of all processes. Group rebalancing is not used, so a record's
 //! worker never depends on timing.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use causeway_schemas::Encoding;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 
-use super::{KafkaSetupError, REQUEST_TIMEOUT};
+use super::{Health, KafkaSetupError, REQUEST_TIMEOUT};
 use crate::config::KafkaConfig;
 use crate::sources::Topic;
 
@@ -51,24 +51,36 @@ pub fn inputs(k: &KafkaConfig) -> [(Topic, &'static str, &str, Encoding); 4] {
     ]
 }
 
-/// Every input partition, sorted by (topic, partition).
-pub fn discover<C: ConsumerContext>(
-    consumer: &BaseConsumer<C>,
+/// Every input partition, sorted by (topic, partition). Gives up after
+/// `REQUEST_TIMEOUT`, or as soon as librdkafka reports a failed TLS handshake
+/// or SASL authentication (a setting to fix: waiting cannot help).
+pub fn discover(
+    consumer: &BaseConsumer<Health>,
     k: &KafkaConfig,
 ) -> Result<Vec<InputPartition>, KafkaSetupError> {
-    // One metadata request for the four topics.
-    let md = match consumer.fetch_metadata(None, REQUEST_TIMEOUT) {
-        Ok(md) => md,
-        Err(source) => {
-            // librdkafka's own error (a failed TLS handshake or SASL
-            // authentication) waits in the client's queue until it is served:
-            // serve it, so the context prints it before this error. Nothing is
-            // assigned yet, so no message can be taken.
-            let _ = consumer.poll(Duration::from_millis(200));
-            return Err(KafkaSetupError::Unreachable {
-                brokers: k.brokers.clone(),
-                source,
-            });
+    // One metadata request for the four topics, retried in short steps.
+    let deadline = Instant::now() + REQUEST_TIMEOUT;
+    let md = loop {
+        match consumer.fetch_metadata(None, Duration::from_secs(1)) {
+            Ok(md) => break md,
+            Err(source) => {
+                // librdkafka's own errors wait in the client's queue until
+                // served: serve them, so the context prints and records them.
+                // Nothing is assigned yet, so no message can be taken.
+                let _ = consumer.poll(Duration::from_millis(100));
+                if let Some(reason) = consumer.context().auth_failure() {
+                    return Err(KafkaSetupError::Authentication {
+                        brokers: k.brokers.clone(),
+                        reason,
+                    });
+                }
+                if Instant::now() >= deadline {
+                    return Err(KafkaSetupError::Unreachable {
+                        brokers: k.brokers.clone(),
+                        source,
+                    });
+                }
+            }
         }
     };
     let mut out = Vec::new();
