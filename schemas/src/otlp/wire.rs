@@ -7,14 +7,22 @@
 //! must be UTF-8, and nesting deeper than prost's recursion limit (100) is an
 //! error. Errors carry the same text prost's `DecodeError` displays.
 //!
-//! Nothing is allocated per span or attribute: ids are byte slices, strings are
-//! `&str` borrowed from the message, and attributes are folded into the flags the
-//! validation needs ([`AttrFlags`]) as they are read.
+//! Nothing is allocated per span or attribute: ids and strings are byte slices
+//! of the message (strings checked to be UTF-8), and attributes are folded into
+//! the flags the validation needs ([`AttrFlags`]) as they are read.
+//!
+//! **Fast path.** Each message is read field by field, and each field is
+//! dispatched on its raw key (`tag << 3 | wire type`): a field Causeway reads,
+//! with a one-byte key and the wire type its type needs, is read straight away;
+//! any other key (unknown field, wrong wire type, a key written in more bytes
+//! than needed) goes to the general code of that message, which behaves like
+//! prost field by field. A string value that is PII-scanned (span and log
+//! attribute values, log bodies) is checked for UTF-8 in the same pass over its
+//! bytes ([`crate::pii::PiiDetector::scan_utf8`]).
 
-use std::borrow::Cow;
 use std::fmt;
 
-use super::{Any, AttrFlags, ResourceAttrs};
+use super::{int_pii, AttrFlags, REQUEST_ATTRIBUTES, STATUS_CODE_ATTRIBUTES};
 use crate::DecodeOptions;
 
 /// prost's `RECURSION_LIMIT`.
@@ -44,6 +52,66 @@ impl WireType {
             _ => return None,
         })
     }
+}
+
+/// A field key that [`Reader::key`] accepted, as its value `tag << 3 | wire type`.
+type Key = u32;
+
+/// The one-byte keys of the fields read on the fast path.
+mod keys {
+    use super::Key;
+
+    const fn key(tag: u32, wire_type: u32) -> Key {
+        tag << 3 | wire_type
+    }
+
+    const VARINT: u32 = 0;
+    const I64: u32 = 1;
+    const LEN: u32 = 2;
+
+    /// Tag 1, length-delimited: `resource_spans`, `resource`, `Resource.attributes`,
+    /// `Span.trace_id`, `KeyValue.key`, `AnyValue.string_value`, `ArrayValue.values`,
+    /// `KeyValueList.values`.
+    pub const LEN_1: Key = key(1, LEN);
+    /// Tag 2, length-delimited: `scope_spans`, `spans`, `Span.span_id`,
+    /// `KeyValue.value`, `Status.message`.
+    pub const LEN_2: Key = key(2, LEN);
+    pub const SPAN_PARENT: Key = key(4, LEN);
+    pub const SPAN_NAME: Key = key(5, LEN);
+    pub const SPAN_KIND: Key = key(6, VARINT);
+    pub const SPAN_START: Key = key(7, I64);
+    pub const SPAN_END: Key = key(8, I64);
+    pub const SPAN_ATTRIBUTE: Key = key(9, LEN);
+    pub const SPAN_STATUS: Key = key(15, LEN);
+    pub const STATUS_CODE: Key = key(3, VARINT);
+    pub const ANY_BOOL: Key = key(2, VARINT);
+    pub const ANY_INT: Key = key(3, VARINT);
+    pub const ANY_DOUBLE: Key = key(4, I64);
+    pub const ANY_ARRAY: Key = key(5, LEN);
+    pub const ANY_KVLIST: Key = key(6, LEN);
+    pub const ANY_BYTES: Key = key(7, LEN);
+    pub const LOG_TIME: Key = key(1, I64);
+    pub const LOG_SEVERITY: Key = key(2, VARINT);
+    pub const LOG_BODY: Key = key(5, LEN);
+    pub const LOG_ATTRIBUTE: Key = key(6, LEN);
+    pub const LOG_TRACE: Key = key(9, LEN);
+    pub const LOG_SPAN: Key = key(10, LEN);
+    pub const LOG_OBSERVED: Key = key(11, I64);
+}
+
+/// The tag and wire type of an accepted key.
+#[inline(always)]
+fn split(key: Key) -> (u32, WireType) {
+    let wire_type = match key & 7 {
+        0 => WireType::Varint,
+        1 => WireType::SixtyFourBit,
+        2 => WireType::LengthDelimited,
+        3 => WireType::StartGroup,
+        4 => WireType::EndGroup,
+        // 5; 6 and 7 are never accepted.
+        _ => WireType::ThirtyTwoBit,
+    };
+    (key >> 3, wire_type)
 }
 
 #[derive(Debug)]
@@ -134,6 +202,16 @@ fn err<T>(kind: ErrorKind) -> Result<T> {
     Err(Error::new(kind))
 }
 
+/// UTF-8 checks the bytes of a string field.
+#[inline(always)]
+fn utf8(b: &[u8]) -> Result<()> {
+    if b.is_ascii() || std::str::from_utf8(b).is_ok() {
+        Ok(())
+    } else {
+        err(ErrorKind::InvalidString)
+    }
+}
+
 /// A cursor over the whole message. Like prost, every read is bounded by the end
 /// of the buffer, and an embedded message checks its own end after its last field.
 struct Reader<'a> {
@@ -177,34 +255,31 @@ impl<'a> Reader<'a> {
         err(ErrorKind::InvalidVarint)
     }
 
-    /// A field key: (tag, wire type).
+    /// A field key, checked as prost checks it.
     #[inline(always)]
-    fn key(&mut self) -> Result<(u32, WireType)> {
-        // Tags 1 to 15 take one byte.
+    fn key(&mut self) -> Result<Key> {
+        // Tags 1 to 15 with a valid wire type take one byte.
         if let Some(&b) = self.buf.get(self.pos) {
-            if (8..0x80).contains(&b) {
-                if let Some(wt) = WireType::of(u64::from(b)) {
-                    self.pos += 1;
-                    return Ok((u32::from(b >> 3), wt));
-                }
+            if (8..0x80).contains(&b) && (b & 7) < 6 {
+                self.pos += 1;
+                return Ok(Key::from(b));
             }
         }
         self.key_long()
     }
 
-    fn key_long(&mut self) -> Result<(u32, WireType)> {
+    fn key_long(&mut self) -> Result<Key> {
         let key = self.varint()?;
         if key > u64::from(u32::MAX) {
             return err(ErrorKind::InvalidKey(key));
         }
-        let Some(wire_type) = WireType::of(key) else {
+        if WireType::of(key).is_none() {
             return err(ErrorKind::InvalidWireType(key & 7));
-        };
-        let tag = key as u32 >> 3;
-        if tag == 0 {
+        }
+        if key >> 3 == 0 {
             return err(ErrorKind::InvalidTag);
         }
-        Ok((tag, wire_type))
+        Ok(key as Key)
     }
 
     #[inline(always)]
@@ -222,10 +297,9 @@ impl<'a> Reader<'a> {
         self.varint()
     }
 
-    /// A `fixed64`/`double` field.
+    /// The 8 bytes of a `fixed64`/`double` whose key was read.
     #[inline(always)]
-    fn fixed64(&mut self, wt: WireType) -> Result<u64> {
-        Self::expect(wt, WireType::SixtyFourBit)?;
+    fn fixed64(&mut self) -> Result<u64> {
         match self.buf.get(self.pos..self.pos + 8) {
             Some(b) => {
                 self.pos += 8;
@@ -235,10 +309,16 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// A `bytes` field, borrowed.
+    /// A `fixed64`/`double` field.
     #[inline(always)]
-    fn bytes(&mut self, wt: WireType) -> Result<&'a [u8]> {
-        Self::expect(wt, WireType::LengthDelimited)?;
+    fn fixed64_field(&mut self, wt: WireType) -> Result<u64> {
+        Self::expect(wt, WireType::SixtyFourBit)?;
+        self.fixed64()
+    }
+
+    /// The body of a length-delimited field whose key was read, borrowed.
+    #[inline(always)]
+    fn len_delimited(&mut self) -> Result<&'a [u8]> {
         let len = self.varint()?;
         if len > self.remaining() as u64 {
             return err(ErrorKind::BufferUnderflow);
@@ -248,36 +328,46 @@ impl<'a> Reader<'a> {
         Ok(&self.buf[start..self.pos])
     }
 
-    /// A `string` field, borrowed and UTF-8 checked.
+    /// A `bytes` field, borrowed.
     #[inline(always)]
-    fn str(&mut self, wt: WireType) -> Result<&'a str> {
-        let b = self.bytes(wt)?;
-        match std::str::from_utf8(b) {
-            Ok(s) => Ok(s),
-            Err(_) => err(ErrorKind::InvalidString),
-        }
+    fn bytes(&mut self, wt: WireType) -> Result<&'a [u8]> {
+        Self::expect(wt, WireType::LengthDelimited)?;
+        self.len_delimited()
     }
 
-    /// A `string` field whose text is only compared or not read: UTF-8 checked,
-    /// left as bytes (cheaper than `from_utf8` for the usual short ASCII text).
+    /// The body of a `string` field whose key was read: UTF-8 checked, left as
+    /// bytes.
     #[inline(always)]
-    fn utf8(&mut self, wt: WireType) -> Result<&'a [u8]> {
-        let b = self.bytes(wt)?;
-        if b.is_ascii() || std::str::from_utf8(b).is_ok() {
-            Ok(b)
-        } else {
-            err(ErrorKind::InvalidString)
-        }
+    fn utf8(&mut self) -> Result<&'a [u8]> {
+        let b = self.len_delimited()?;
+        utf8(b)?;
+        Ok(b)
     }
 
-    /// An embedded message: `field` is called with each field's tag, wire type and
+    /// A `string` field: UTF-8 checked, left as bytes.
+    #[inline(always)]
+    fn utf8_field(&mut self, wt: WireType) -> Result<&'a [u8]> {
+        Self::expect(wt, WireType::LengthDelimited)?;
+        self.utf8()
+    }
+
+    /// An embedded message: `field` is called with each field's key and
     /// recursion budget, as prost's `message::merge` does with `merge_field`.
     #[inline(always)]
-    fn message<F>(&mut self, wt: WireType, ctx: u32, mut field: F) -> Result<()>
+    fn message<F>(&mut self, wt: WireType, ctx: u32, field: F) -> Result<()>
     where
-        F: FnMut(&mut Self, u32, WireType, u32) -> Result<()>,
+        F: FnMut(&mut Self, Key, u32) -> Result<()>,
     {
         Self::expect(wt, WireType::LengthDelimited)?;
+        self.embedded(ctx, field)
+    }
+
+    /// The body of an embedded message whose key was read ([`Self::message`]).
+    #[inline(always)]
+    fn embedded<F>(&mut self, ctx: u32, mut field: F) -> Result<()>
+    where
+        F: FnMut(&mut Self, Key, u32) -> Result<()>,
+    {
         if ctx == 0 {
             return err(ErrorKind::RecursionLimitReached);
         }
@@ -287,8 +377,8 @@ impl<'a> Reader<'a> {
         }
         let end = self.pos + len as usize;
         while self.pos < end {
-            let (tag, wt) = self.key()?;
-            field(self, tag, wt, ctx - 1)?;
+            let key = self.key()?;
+            field(self, key, ctx - 1)?;
         }
         if self.pos != end {
             return err(ErrorKind::DelimitedLengthExceeded);
@@ -310,7 +400,7 @@ impl<'a> Reader<'a> {
             WireType::SixtyFourBit => 8,
             WireType::LengthDelimited => self.varint()?,
             WireType::StartGroup => loop {
-                let (inner_tag, inner_wt) = self.key()?;
+                let (inner_tag, inner_wt) = split(self.key()?);
                 if inner_wt == WireType::EndGroup {
                     if inner_tag != tag {
                         return err(ErrorKind::UnexpectedEndGroupTag);
@@ -329,108 +419,351 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Merges one `AnyValue` occurrence into `value` (a oneof: the last variant wins,
-/// an `ArrayValue`/`KeyValueList` merges into one of the same variant).
-fn any_value<'a>(
+/// The value of an `AnyValue`, reduced to what Causeway reads of it. A oneof: the
+/// variant set last wins. Arrays and kvlists only keep whether an element holds
+/// PII.
+///
+/// String values are read in one of two modes, the `SCAN` parameter of the
+/// functions below: scanned for PII as they are checked for UTF-8 (attribute
+/// values and bodies), or only checked (resource attributes, and the values
+/// of a record already found to hold PII).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Val<'a> {
+    /// No value.
+    Unset,
+    /// A string (UTF-8), and whether it holds PII (when scanned).
+    Str(&'a [u8], bool),
+    Int(i64),
+    Double(f64),
+    Array(bool),
+    Kvlist(bool),
+    /// A bool or bytes value.
+    Other,
+}
+
+impl<'a> Val<'a> {
+    /// Whether the value holds PII: a (scanned) string matching a detector, an
+    /// integer of 13 or more digits whose decimal form matches, or an
+    /// array/kvlist element that does.
+    #[inline]
+    fn pii(&self, opts: &DecodeOptions) -> bool {
+        match *self {
+            Val::Str(_, pii) | Val::Array(pii) | Val::Kvlist(pii) => pii,
+            Val::Int(i) => i >= 1_000_000_000_000 && int_pii(i as u64, opts),
+            _ => false,
+        }
+    }
+
+    /// The value as an HTTP status code.
+    fn status_code(&self) -> Option<i64> {
+        match *self {
+            Val::Int(i) => Some(i),
+            Val::Str(s, _) => std::str::from_utf8(s).ok()?.trim().parse().ok(),
+            Val::Double(d) => Some(d as i64),
+            _ => None,
+        }
+    }
+
+    /// The string, if the value is one.
+    pub(crate) fn str(&self) -> Option<&'a [u8]> {
+        match *self {
+            Val::Str(s, _) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+/// Checks a string value for UTF-8 and, with `SCAN`, for PII.
+#[inline(always)]
+fn string_value<const SCAN: bool>(b: &[u8], opts: &DecodeOptions) -> Result<bool> {
+    if SCAN {
+        match opts.pii.scan_utf8(b) {
+            Some(pii) => Ok(pii),
+            None => err(ErrorKind::InvalidString),
+        }
+    } else {
+        utf8(b).map(|()| false)
+    }
+}
+
+/// A varint that fills `b` exactly, read as [`Reader::varint`] reads it.
+#[inline(always)]
+fn whole_varint(b: &[u8]) -> Option<u64> {
+    let mut value = 0u64;
+    for (i, &byte) in b.iter().enumerate().take(10) {
+        value |= u64::from(byte & 0x7f) << (7 * i);
+        if byte < 0x80 {
+            let valid = i + 1 == b.len() && !(i == 9 && byte >= 0x02);
+            return valid.then_some(value);
+        }
+    }
+    None
+}
+
+/// The body of an `AnyValue` (after its one-byte length) written the usual
+/// way: only a string value, or only an integer one.
+#[inline(always)]
+fn plain_any_value<'a, const SCAN: bool>(body: &'a [u8], opts: &DecodeOptions) -> Option<Val<'a>> {
+    match body {
+        [0x0a, len, s @ ..] if usize::from(*len) == s.len() => {
+            Some(Val::Str(s, string_value::<SCAN>(s, opts).ok()?))
+        }
+        [0x18, int @ ..] => Some(Val::Int(whole_varint(int)? as i64)),
+        _ => None,
+    }
+}
+
+/// The body of an embedded message at `r` when its length takes one byte and
+/// it lies inside the buffer.
+#[inline(always)]
+fn short_body<'a>(r: &Reader<'a>) -> Option<&'a [u8]> {
+    let rest = r.buf.get(r.pos..)?;
+    let (&len, rest) = rest.split_first()?;
+    if len >= 0x80 {
+        return None;
+    }
+    rest.get(..usize::from(len))
+}
+
+/// Merges the body of one `AnyValue` occurrence into `value` (a oneof: the last
+/// variant wins, an `ArrayValue`/`KeyValueList` merges into one of the same
+/// variant).
+#[inline]
+fn any_value<'a, const SCAN: bool>(
     r: &mut Reader<'a>,
-    wt: WireType,
     ctx: u32,
-    value: &mut Any<'a>,
+    value: &mut Val<'a>,
     opts: &DecodeOptions,
 ) -> Result<()> {
-    r.message(wt, ctx, |r, tag, wt, ctx| {
-        match tag {
-            1 => *value = Any::Str(Cow::Borrowed(r.str(wt).at("AnyValue", "value")?)),
-            2 | 7 => {
-                if tag == 2 {
-                    r.varint_field(wt).at("AnyValue", "value")?;
-                } else {
-                    r.bytes(wt).at("AnyValue", "value")?;
-                }
-                *value = Any::Other;
+    // The usual shape, read at once; anything else (or an error) is read by
+    // the general code below from the same position.
+    if ctx >= 1 {
+        if let Some(body) = short_body(r) {
+            if let Some(v) = plain_any_value::<SCAN>(body, opts) {
+                r.pos += 1 + body.len();
+                *value = v;
+                return Ok(());
             }
-            3 => *value = Any::Int(r.varint_field(wt).at("AnyValue", "value")? as i64),
-            4 => *value = Any::Double(f64::from_bits(r.fixed64(wt).at("AnyValue", "value")?)),
-            5 => {
-                // Merging into an ArrayValue keeps its elements.
-                let before = matches!(value, Any::Array(true));
-                let pii = array_value(r, wt, ctx, opts).at("AnyValue", "value")?;
-                *value = Any::Array(before || pii);
+        }
+    }
+    r.embedded(ctx, |r, key, ctx| {
+        match key {
+            keys::LEN_1 => {
+                let b = r.len_delimited().at("AnyValue", "value")?;
+                let pii = string_value::<SCAN>(b, opts).at("AnyValue", "value")?;
+                *value = Val::Str(b, pii);
             }
-            6 => {
-                let before = matches!(value, Any::Kvlist(true));
-                let pii = kvlist_value(r, wt, ctx, opts).at("AnyValue", "value")?;
-                *value = Any::Kvlist(before || pii);
+            keys::ANY_INT => *value = Val::Int(r.varint().at("AnyValue", "value")? as i64),
+            keys::ANY_BOOL => {
+                r.varint().at("AnyValue", "value")?;
+                *value = Val::Other;
             }
-            _ => r.skip(wt, tag, ctx)?,
+            keys::ANY_DOUBLE => {
+                *value = Val::Double(f64::from_bits(r.fixed64().at("AnyValue", "value")?))
+            }
+            keys::ANY_ARRAY => array_value::<SCAN>(r, ctx, value, opts)?,
+            keys::ANY_KVLIST => kvlist_value::<SCAN>(r, ctx, value, opts)?,
+            keys::ANY_BYTES => {
+                r.len_delimited().at("AnyValue", "value")?;
+                *value = Val::Other;
+            }
+            _ => any_value_field::<SCAN>(r, key, ctx, value, opts)?,
         }
         Ok(())
     })
 }
 
-/// An `ArrayValue`; whether an element holds PII.
-fn array_value(r: &mut Reader<'_>, wt: WireType, ctx: u32, opts: &DecodeOptions) -> Result<bool> {
-    let mut pii = false;
-    r.message(wt, ctx, |r, tag, wt, ctx| {
-        if tag == 1 {
-            let mut v = Any::Unset;
-            any_value(r, wt, ctx, &mut v, opts).at("ArrayValue", "values")?;
-            pii = pii || v.pii(opts);
-            Ok(())
-        } else {
-            r.skip(wt, tag, ctx)
-        }
-    })?;
-    Ok(pii)
-}
-
-/// A `KeyValueList`; whether a value holds PII.
-fn kvlist_value(r: &mut Reader<'_>, wt: WireType, ctx: u32, opts: &DecodeOptions) -> Result<bool> {
-    let mut pii = false;
-    r.message(wt, ctx, |r, tag, wt, ctx| {
-        if tag == 1 {
-            let (_, v) = key_value(r, wt, ctx, opts).at("KeyValueList", "values")?;
-            pii = pii || v.pii(opts);
-            Ok(())
-        } else {
-            r.skip(wt, tag, ctx)
-        }
-    })?;
-    Ok(pii)
-}
-
-/// A `KeyValue`: its key (UTF-8) and value.
-#[inline]
-fn key_value<'a>(
+/// A field of an `AnyValue` off the fast path.
+#[inline(never)]
+fn any_value_field<'a, const SCAN: bool>(
     r: &mut Reader<'a>,
-    wt: WireType,
+    key: Key,
+    ctx: u32,
+    value: &mut Val<'a>,
+    opts: &DecodeOptions,
+) -> Result<()> {
+    let (tag, wt) = split(key);
+    match tag {
+        1 => {
+            let b = r.bytes(wt).at("AnyValue", "value")?;
+            let pii = string_value::<SCAN>(b, opts).at("AnyValue", "value")?;
+            *value = Val::Str(b, pii);
+        }
+        2 => {
+            r.varint_field(wt).at("AnyValue", "value")?;
+            *value = Val::Other;
+        }
+        7 => {
+            r.bytes(wt).at("AnyValue", "value")?;
+            *value = Val::Other;
+        }
+        3 => *value = Val::Int(r.varint_field(wt).at("AnyValue", "value")? as i64),
+        4 => *value = Val::Double(f64::from_bits(r.fixed64_field(wt).at("AnyValue", "value")?)),
+        5 => {
+            Reader::expect(wt, WireType::LengthDelimited).at("AnyValue", "value")?;
+            array_value::<SCAN>(r, ctx, value, opts)?;
+        }
+        6 => {
+            Reader::expect(wt, WireType::LengthDelimited).at("AnyValue", "value")?;
+            kvlist_value::<SCAN>(r, ctx, value, opts)?;
+        }
+        _ => r.skip(wt, tag, ctx)?,
+    }
+    Ok(())
+}
+
+/// The body of an `ArrayValue` occurrence, merged into `value`.
+fn array_value<const SCAN: bool>(
+    r: &mut Reader<'_>,
+    ctx: u32,
+    value: &mut Val<'_>,
+    opts: &DecodeOptions,
+) -> Result<()> {
+    // Merging into an ArrayValue keeps its elements.
+    let mut pii = matches!(value, Val::Array(true));
+    r.embedded(ctx, |r, key, ctx| {
+        let (tag, wt) = split(key);
+        if tag == 1 {
+            let mut v = Val::Unset;
+            Reader::expect(wt, WireType::LengthDelimited).at("ArrayValue", "values")?;
+            any_value::<SCAN>(r, ctx, &mut v, opts).at("ArrayValue", "values")?;
+            pii = pii || v.pii(opts);
+            Ok(())
+        } else {
+            r.skip(wt, tag, ctx)
+        }
+    })
+    .at("AnyValue", "value")?;
+    *value = Val::Array(pii);
+    Ok(())
+}
+
+/// The body of a `KeyValueList` occurrence, merged into `value`.
+fn kvlist_value<const SCAN: bool>(
+    r: &mut Reader<'_>,
+    ctx: u32,
+    value: &mut Val<'_>,
+    opts: &DecodeOptions,
+) -> Result<()> {
+    let mut pii = matches!(value, Val::Kvlist(true));
+    r.embedded(ctx, |r, key, ctx| {
+        let (tag, wt) = split(key);
+        if tag == 1 {
+            Reader::expect(wt, WireType::LengthDelimited).at("KeyValueList", "values")?;
+            let (_, v) = key_value::<SCAN>(r, ctx, opts).at("KeyValueList", "values")?;
+            pii = pii || v.pii(opts);
+            Ok(())
+        } else {
+            r.skip(wt, tag, ctx)
+        }
+    })
+    .at("AnyValue", "value")?;
+    *value = Val::Kvlist(pii);
+    Ok(())
+}
+
+/// The body of a `KeyValue`: its key (UTF-8) and value.
+#[inline]
+fn key_value<'a, const SCAN: bool>(
+    r: &mut Reader<'a>,
     ctx: u32,
     opts: &DecodeOptions,
-) -> Result<(&'a [u8], Any<'a>)> {
+) -> Result<(&'a [u8], Val<'a>)> {
+    if let Some(kv) = plain_key_value::<SCAN>(r, ctx, opts) {
+        return Ok(kv);
+    }
     let mut key: &[u8] = b"";
-    let mut value = Any::Unset;
-    r.message(wt, ctx, |r, tag, wt, ctx| {
-        match tag {
-            1 => key = r.utf8(wt).at("KeyValue", "key")?,
-            2 => any_value(r, wt, ctx, &mut value, opts).at("KeyValue", "value")?,
-            _ => r.skip(wt, tag, ctx)?,
+    let mut value = Val::Unset;
+    r.embedded(ctx, |r, k, ctx| {
+        match k {
+            keys::LEN_1 => key = r.utf8().at("KeyValue", "key")?,
+            keys::LEN_2 => any_value::<SCAN>(r, ctx, &mut value, opts).at("KeyValue", "value")?,
+            _ => {
+                let (tag, wt) = split(k);
+                match tag {
+                    1 => key = r.utf8_field(wt).at("KeyValue", "key")?,
+                    2 => {
+                        Reader::expect(wt, WireType::LengthDelimited).at("KeyValue", "value")?;
+                        any_value::<SCAN>(r, ctx, &mut value, opts).at("KeyValue", "value")?;
+                    }
+                    _ => r.skip(wt, tag, ctx)?,
+                }
+            }
         }
         Ok(())
     })?;
     Ok((key, value))
 }
 
-/// A `Resource` occurrence: its attributes are appended to `attrs`.
+/// The body of a `KeyValue` written the usual way, read at once: one-byte
+/// lengths, the key and then the value, the value a string or an integer only.
+/// `None`, with nothing read, for any other shape or an error, which
+/// [`key_value`] then reads with the general code.
+#[inline(always)]
+fn plain_key_value<'a, const SCAN: bool>(
+    r: &mut Reader<'a>,
+    ctx: u32,
+    opts: &DecodeOptions,
+) -> Option<(&'a [u8], Val<'a>)> {
+    // The `KeyValue` and the `AnyValue` inside each take a level.
+    if ctx < 2 {
+        return None;
+    }
+    let body = short_body(r)?;
+    let [0x0a, key_len, rest @ ..] = body else {
+        return None;
+    };
+    let (key, rest) = rest.split_at_checked(usize::from(*key_len))?;
+    let [0x12, value_len, value @ ..] = rest else {
+        return None;
+    };
+    if usize::from(*value_len) != value.len() {
+        return None;
+    }
+    let value = plain_any_value::<SCAN>(value, opts)?;
+    utf8(key).ok()?;
+    r.pos += 1 + body.len();
+    Some((key, value))
+}
+
+/// The resource attributes of the SPEC §1 mapping: for each key, the value of
+/// its first attribute (`None` inside when that value is not a string).
+#[derive(Debug, Default)]
+pub(crate) struct WireResource<'a> {
+    pub service: Option<Option<&'a [u8]>>,
+    pub environment_name: Option<Option<&'a [u8]>>,
+    pub environment: Option<Option<&'a [u8]>>,
+    pub version: Option<Option<&'a [u8]>>,
+}
+
+impl<'a> WireResource<'a> {
+    /// Folds in the next resource attribute.
+    fn offer(&mut self, key: &[u8], value: Val<'a>) {
+        let slot = match key {
+            b"service.name" => &mut self.service,
+            b"deployment.environment.name" => &mut self.environment_name,
+            b"deployment.environment" => &mut self.environment,
+            b"service.version" => &mut self.version,
+            _ => return,
+        };
+        if slot.is_none() {
+            *slot = Some(value.str());
+        }
+    }
+}
+
+/// The body of a `Resource` occurrence: its attributes are folded into `attrs`.
 fn resource<'a>(
     r: &mut Reader<'a>,
-    wt: WireType,
     ctx: u32,
-    attrs: &mut ResourceAttrs<'a>,
+    attrs: &mut WireResource<'a>,
     opts: &DecodeOptions,
 ) -> Result<()> {
-    r.message(wt, ctx, |r, tag, wt, ctx| {
+    r.embedded(ctx, |r, key, ctx| {
+        let (tag, wt) = split(key);
         if tag == 1 {
-            let (key, value) = key_value(r, wt, ctx, opts).at("Resource", "attributes")?;
+            Reader::expect(wt, WireType::LengthDelimited).at("Resource", "attributes")?;
+            let (key, value) = key_value::<false>(r, ctx, opts).at("Resource", "attributes")?;
             attrs.offer(key, value);
             Ok(())
         } else {
@@ -439,7 +772,7 @@ fn resource<'a>(
     })
 }
 
-/// A span as read off the wire: ids still raw.
+/// A span as read off the wire: ids still raw, the name UTF-8.
 #[derive(Default)]
 pub(crate) struct WireSpan<'a> {
     pub trace: &'a [u8],
@@ -453,44 +786,95 @@ pub(crate) struct WireSpan<'a> {
     pub pii: bool,
 }
 
-fn span<'a>(
-    r: &mut Reader<'a>,
-    wt: WireType,
-    ctx: u32,
-    opts: &DecodeOptions,
-) -> Result<WireSpan<'a>> {
+/// The body of a `Span`.
+#[inline]
+fn span<'a>(r: &mut Reader<'a>, ctx: u32, opts: &DecodeOptions) -> Result<WireSpan<'a>> {
     let mut s = WireSpan::default();
-    let mut attrs = AttrFlags::default();
-    r.message(wt, ctx, |r, tag, wt, ctx| {
-        match tag {
-            1 => s.trace = r.bytes(wt).at("Span", "trace_id")?,
-            2 => s.span = r.bytes(wt).at("Span", "span_id")?,
-            4 => s.parent = r.bytes(wt).at("Span", "parent_span_id")?,
-            5 => s.name = r.utf8(wt).at("Span", "name")?,
-            6 => s.kind = r.varint_field(wt).at("Span", "kind")? as i32,
-            7 => s.start = r.fixed64(wt).at("Span", "start_time_unix_nano")?,
-            8 => s.end = r.fixed64(wt).at("Span", "end_time_unix_nano")?,
-            9 => {
-                let (_, value) = key_value(r, wt, ctx, opts).at("Span", "attributes")?;
-                attrs.span_attribute(&value, opts);
-            }
-            15 => status(r, wt, ctx, &mut s.status).at("Span", "status")?,
-            _ => r.skip(wt, tag, ctx)?,
+    r.embedded(ctx, |r, key, ctx| {
+        match key {
+            keys::LEN_1 => s.trace = r.len_delimited().at("Span", "trace_id")?,
+            keys::LEN_2 => s.span = r.len_delimited().at("Span", "span_id")?,
+            keys::SPAN_PARENT => s.parent = r.len_delimited().at("Span", "parent_span_id")?,
+            keys::SPAN_NAME => s.name = r.utf8().at("Span", "name")?,
+            keys::SPAN_KIND => s.kind = r.varint().at("Span", "kind")? as i32,
+            keys::SPAN_START => s.start = r.fixed64().at("Span", "start_time_unix_nano")?,
+            keys::SPAN_END => s.end = r.fixed64().at("Span", "end_time_unix_nano")?,
+            keys::SPAN_ATTRIBUTE => span_attribute(r, ctx, &mut s.pii, opts)?,
+            keys::SPAN_STATUS => status(r, ctx, &mut s.status).at("Span", "status")?,
+            _ => span_field(r, key, ctx, &mut s, opts)?,
         }
         Ok(())
     })?;
-    s.pii = attrs.pii;
     Ok(s)
 }
 
-fn status(r: &mut Reader<'_>, wt: WireType, ctx: u32, code: &mut i32) -> Result<()> {
-    r.message(wt, ctx, |r, tag, wt, ctx| {
-        match tag {
-            2 => {
-                r.utf8(wt).at("Status", "message")?;
+/// The body of a span attribute, folded into the span's PII flag (values are
+/// no longer scanned once it is set).
+#[inline(always)]
+fn span_attribute(
+    r: &mut Reader<'_>,
+    ctx: u32,
+    pii: &mut bool,
+    opts: &DecodeOptions,
+) -> Result<()> {
+    if *pii {
+        key_value::<false>(r, ctx, opts).at("Span", "attributes")?;
+    } else {
+        let (_, value) = key_value::<true>(r, ctx, opts).at("Span", "attributes")?;
+        *pii = value.pii(opts);
+    }
+    Ok(())
+}
+
+/// A field of a `Span` off the fast path.
+#[inline(never)]
+fn span_field<'a>(
+    r: &mut Reader<'a>,
+    key: Key,
+    ctx: u32,
+    s: &mut WireSpan<'a>,
+    opts: &DecodeOptions,
+) -> Result<()> {
+    let (tag, wt) = split(key);
+    match tag {
+        1 => s.trace = r.bytes(wt).at("Span", "trace_id")?,
+        2 => s.span = r.bytes(wt).at("Span", "span_id")?,
+        4 => s.parent = r.bytes(wt).at("Span", "parent_span_id")?,
+        5 => s.name = r.utf8_field(wt).at("Span", "name")?,
+        6 => s.kind = r.varint_field(wt).at("Span", "kind")? as i32,
+        7 => s.start = r.fixed64_field(wt).at("Span", "start_time_unix_nano")?,
+        8 => s.end = r.fixed64_field(wt).at("Span", "end_time_unix_nano")?,
+        9 => {
+            Reader::expect(wt, WireType::LengthDelimited).at("Span", "attributes")?;
+            span_attribute(r, ctx, &mut s.pii, opts)?;
+        }
+        15 => {
+            Reader::expect(wt, WireType::LengthDelimited).at("Span", "status")?;
+            status(r, ctx, &mut s.status).at("Span", "status")?;
+        }
+        _ => r.skip(wt, tag, ctx)?,
+    }
+    Ok(())
+}
+
+/// The body of a `Status` occurrence.
+fn status(r: &mut Reader<'_>, ctx: u32, code: &mut i32) -> Result<()> {
+    r.embedded(ctx, |r, key, ctx| {
+        match key {
+            keys::LEN_2 => {
+                r.utf8().at("Status", "message")?;
             }
-            3 => *code = r.varint_field(wt).at("Status", "code")? as i32,
-            _ => r.skip(wt, tag, ctx)?,
+            keys::STATUS_CODE => *code = r.varint().at("Status", "code")? as i32,
+            _ => {
+                let (tag, wt) = split(key);
+                match tag {
+                    2 => {
+                        r.utf8_field(wt).at("Status", "message")?;
+                    }
+                    3 => *code = r.varint_field(wt).at("Status", "code")? as i32,
+                    _ => r.skip(wt, tag, ctx)?,
+                }
+            }
         }
         Ok(())
     })
@@ -502,21 +886,32 @@ fn status(r: &mut Reader<'_>, wt: WireType, ctx: u32, code: &mut i32) -> Result<
 pub(crate) fn traces<'a>(
     buf: &'a [u8],
     opts: &DecodeOptions,
-    mut emit: impl FnMut(&ResourceAttrs<'a>, &mut Vec<WireSpan<'a>>),
+    mut emit: impl FnMut(&WireResource<'a>, &mut Vec<WireSpan<'a>>),
 ) -> Result<()> {
     let mut r = Reader { buf, pos: 0 };
     let mut spans = Vec::with_capacity(16);
     while r.pos < buf.len() {
-        let (tag, wt) = r.key()?;
+        let (tag, wt) = split(r.key()?);
         if tag != 1 {
             r.skip(wt, tag, RECURSION_LIMIT)?;
             continue;
         }
-        let mut attrs = ResourceAttrs::default();
-        r.message(wt, RECURSION_LIMIT, |r, tag, wt, ctx| match tag {
-            1 => resource(r, wt, ctx, &mut attrs, opts).at("ResourceSpans", "resource"),
-            2 => scope_spans(r, wt, ctx, &mut spans, opts).at("ResourceSpans", "scope_spans"),
-            _ => r.skip(wt, tag, ctx),
+        let mut attrs = WireResource::default();
+        r.message(wt, RECURSION_LIMIT, |r, key, ctx| match key {
+            keys::LEN_1 => resource(r, ctx, &mut attrs, opts).at("ResourceSpans", "resource"),
+            keys::LEN_2 => scope_spans(r, ctx, &mut spans, opts).at("ResourceSpans", "scope_spans"),
+            _ => {
+                let (tag, wt) = split(key);
+                match tag {
+                    1 => Reader::expect(wt, WireType::LengthDelimited)
+                        .and_then(|()| resource(r, ctx, &mut attrs, opts))
+                        .at("ResourceSpans", "resource"),
+                    2 => Reader::expect(wt, WireType::LengthDelimited)
+                        .and_then(|()| scope_spans(r, ctx, &mut spans, opts))
+                        .at("ResourceSpans", "scope_spans"),
+                    _ => r.skip(wt, tag, ctx),
+                }
+            }
         })
         .at("TracesData", "resource_spans")?;
         emit(&attrs, &mut spans);
@@ -525,16 +920,22 @@ pub(crate) fn traces<'a>(
     Ok(())
 }
 
+/// The body of a `ScopeSpans`: its spans are appended to `spans`.
 fn scope_spans<'a>(
     r: &mut Reader<'a>,
-    wt: WireType,
     ctx: u32,
     spans: &mut Vec<WireSpan<'a>>,
     opts: &DecodeOptions,
 ) -> Result<()> {
-    r.message(wt, ctx, |r, tag, wt, ctx| {
+    r.embedded(ctx, |r, key, ctx| {
+        if key == keys::LEN_2 {
+            spans.push(span(r, ctx, opts).at("ScopeSpans", "spans")?);
+            return Ok(());
+        }
+        let (tag, wt) = split(key);
         if tag == 2 {
-            spans.push(span(r, wt, ctx, opts).at("ScopeSpans", "spans")?);
+            Reader::expect(wt, WireType::LengthDelimited).at("ScopeSpans", "spans")?;
+            spans.push(span(r, ctx, opts).at("ScopeSpans", "spans")?);
             Ok(())
         } else {
             r.skip(wt, tag, ctx)
@@ -553,53 +954,126 @@ pub(crate) struct WireLog<'a> {
     pub attrs: AttrFlags,
 }
 
-fn log_record<'a>(
-    r: &mut Reader<'a>,
-    wt: WireType,
-    ctx: u32,
-    opts: &DecodeOptions,
-) -> Result<WireLog<'a>> {
+/// The body of a `LogRecord`.
+#[inline]
+fn log_record<'a>(r: &mut Reader<'a>, ctx: u32, opts: &DecodeOptions) -> Result<WireLog<'a>> {
     let mut l = WireLog::default();
-    let mut body = Any::Unset;
-    r.message(wt, ctx, |r, tag, wt, ctx| {
-        match tag {
-            1 => l.time = r.fixed64(wt).at("LogRecord", "time_unix_nano")?,
-            2 => l.severity = r.varint_field(wt).at("LogRecord", "severity_number")? as i32,
-            5 => any_value(r, wt, ctx, &mut body, opts).at("LogRecord", "body")?,
-            6 => {
-                let (key, value) = key_value(r, wt, ctx, opts).at("LogRecord", "attributes")?;
-                l.attrs.log_attribute(key, &value, opts);
+    let mut body = Val::Unset;
+    r.embedded(ctx, |r, key, ctx| {
+        match key {
+            keys::LOG_TIME => l.time = r.fixed64().at("LogRecord", "time_unix_nano")?,
+            keys::LOG_SEVERITY => {
+                l.severity = r.varint().at("LogRecord", "severity_number")? as i32
             }
-            9 => l.trace = r.bytes(wt).at("LogRecord", "trace_id")?,
-            10 => l.span = r.bytes(wt).at("LogRecord", "span_id")?,
-            11 => l.observed = r.fixed64(wt).at("LogRecord", "observed_time_unix_nano")?,
-            _ => r.skip(wt, tag, ctx)?,
+            keys::LOG_BODY => any_value::<true>(r, ctx, &mut body, opts).at("LogRecord", "body")?,
+            keys::LOG_ATTRIBUTE => log_attribute(r, ctx, &mut l.attrs, opts)?,
+            keys::LOG_TRACE => l.trace = r.len_delimited().at("LogRecord", "trace_id")?,
+            keys::LOG_SPAN => l.span = r.len_delimited().at("LogRecord", "span_id")?,
+            keys::LOG_OBSERVED => {
+                l.observed = r.fixed64().at("LogRecord", "observed_time_unix_nano")?
+            }
+            _ => log_field(r, key, ctx, &mut l, &mut body, opts)?,
         }
         Ok(())
     })?;
-    l.attrs.body(&body, opts);
+    if !l.attrs.pii {
+        l.attrs.pii = body.pii(opts);
+    }
     Ok(l)
+}
+
+/// The body of a log attribute, folded into the record's flags (values are no
+/// longer scanned for PII once the record holds some).
+#[inline(always)]
+fn log_attribute(
+    r: &mut Reader<'_>,
+    ctx: u32,
+    flags: &mut AttrFlags,
+    opts: &DecodeOptions,
+) -> Result<()> {
+    let (key, value) = if flags.pii {
+        key_value::<false>(r, ctx, opts)
+    } else {
+        key_value::<true>(r, ctx, opts)
+    }
+    .at("LogRecord", "attributes")?;
+    if REQUEST_ATTRIBUTES.iter().any(|k| k.as_bytes() == key)
+        || opts.request_attributes.iter().any(|k| k.as_bytes() == key)
+    {
+        flags.request = true;
+    }
+    if STATUS_CODE_ATTRIBUTES.iter().any(|k| k.as_bytes() == key) {
+        flags.status_5xx |= value.status_code().is_some_and(|c| c >= 500);
+    }
+    if !flags.pii {
+        flags.pii = value.pii(opts);
+    }
+    Ok(())
+}
+
+/// A field of a `LogRecord` off the fast path.
+#[inline(never)]
+fn log_field<'a>(
+    r: &mut Reader<'a>,
+    key: Key,
+    ctx: u32,
+    l: &mut WireLog<'a>,
+    body: &mut Val<'a>,
+    opts: &DecodeOptions,
+) -> Result<()> {
+    let (tag, wt) = split(key);
+    match tag {
+        1 => l.time = r.fixed64_field(wt).at("LogRecord", "time_unix_nano")?,
+        2 => l.severity = r.varint_field(wt).at("LogRecord", "severity_number")? as i32,
+        5 => Reader::expect(wt, WireType::LengthDelimited)
+            .and_then(|()| any_value::<true>(r, ctx, body, opts))
+            .at("LogRecord", "body")?,
+        6 => {
+            Reader::expect(wt, WireType::LengthDelimited).at("LogRecord", "attributes")?;
+            log_attribute(r, ctx, &mut l.attrs, opts)?;
+        }
+        9 => l.trace = r.bytes(wt).at("LogRecord", "trace_id")?,
+        10 => l.span = r.bytes(wt).at("LogRecord", "span_id")?,
+        11 => {
+            l.observed = r
+                .fixed64_field(wt)
+                .at("LogRecord", "observed_time_unix_nano")?
+        }
+        _ => r.skip(wt, tag, ctx)?,
+    }
+    Ok(())
 }
 
 /// Walks a `LogsData`, like [`traces`].
 pub(crate) fn logs<'a>(
     buf: &'a [u8],
     opts: &DecodeOptions,
-    mut emit: impl FnMut(&ResourceAttrs<'a>, &mut Vec<WireLog<'a>>),
+    mut emit: impl FnMut(&WireResource<'a>, &mut Vec<WireLog<'a>>),
 ) -> Result<()> {
     let mut r = Reader { buf, pos: 0 };
     let mut records = Vec::with_capacity(16);
     while r.pos < buf.len() {
-        let (tag, wt) = r.key()?;
+        let (tag, wt) = split(r.key()?);
         if tag != 1 {
             r.skip(wt, tag, RECURSION_LIMIT)?;
             continue;
         }
-        let mut attrs = ResourceAttrs::default();
-        r.message(wt, RECURSION_LIMIT, |r, tag, wt, ctx| match tag {
-            1 => resource(r, wt, ctx, &mut attrs, opts).at("ResourceLogs", "resource"),
-            2 => scope_logs(r, wt, ctx, &mut records, opts).at("ResourceLogs", "scope_logs"),
-            _ => r.skip(wt, tag, ctx),
+        let mut attrs = WireResource::default();
+        r.message(wt, RECURSION_LIMIT, |r, key, ctx| match key {
+            keys::LEN_1 => resource(r, ctx, &mut attrs, opts).at("ResourceLogs", "resource"),
+            keys::LEN_2 => scope_logs(r, ctx, &mut records, opts).at("ResourceLogs", "scope_logs"),
+            _ => {
+                let (tag, wt) = split(key);
+                match tag {
+                    1 => Reader::expect(wt, WireType::LengthDelimited)
+                        .and_then(|()| resource(r, ctx, &mut attrs, opts))
+                        .at("ResourceLogs", "resource"),
+                    2 => Reader::expect(wt, WireType::LengthDelimited)
+                        .and_then(|()| scope_logs(r, ctx, &mut records, opts))
+                        .at("ResourceLogs", "scope_logs"),
+                    _ => r.skip(wt, tag, ctx),
+                }
+            }
         })
         .at("LogsData", "resource_logs")?;
         emit(&attrs, &mut records);
@@ -608,16 +1082,22 @@ pub(crate) fn logs<'a>(
     Ok(())
 }
 
+/// The body of a `ScopeLogs`: its records are appended to `records`.
 fn scope_logs<'a>(
     r: &mut Reader<'a>,
-    wt: WireType,
     ctx: u32,
     records: &mut Vec<WireLog<'a>>,
     opts: &DecodeOptions,
 ) -> Result<()> {
-    r.message(wt, ctx, |r, tag, wt, ctx| {
+    r.embedded(ctx, |r, key, ctx| {
+        if key == keys::LEN_2 {
+            records.push(log_record(r, ctx, opts).at("ScopeLogs", "log_records")?);
+            return Ok(());
+        }
+        let (tag, wt) = split(key);
         if tag == 2 {
-            records.push(log_record(r, wt, ctx, opts).at("ScopeLogs", "log_records")?);
+            Reader::expect(wt, WireType::LengthDelimited).at("ScopeLogs", "log_records")?;
+            records.push(log_record(r, ctx, opts).at("ScopeLogs", "log_records")?);
             Ok(())
         } else {
             r.skip(wt, tag, ctx)
