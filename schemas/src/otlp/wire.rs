@@ -11,14 +11,17 @@
 //! of the message (strings checked to be UTF-8), and attributes are folded into
 //! the flags the validation needs ([`AttrFlags`]) as they are read.
 //!
-//! **Fast path.** Each message is read field by field, and each field is
-//! dispatched on its raw key (`tag << 3 | wire type`): a field Causeway reads,
+//! **Fast paths.** A span, log record, attribute or value written the usual
+//! way is read at once by [`plain`]: a loop over a slice holding just that
+//! message, which gives up at anything unusual (then the general code reads
+//! the same bytes). The general code reads each message field by field,
+//! dispatched on the raw key (`tag << 3 | wire type`): a field Causeway reads,
 //! with a one-byte key and the wire type its type needs, is read straight away;
 //! any other key (unknown field, wrong wire type, a key written in more bytes
-//! than needed) goes to the general code of that message, which behaves like
-//! prost field by field. A string value that is PII-scanned (span and log
-//! attribute values, log bodies) is checked for UTF-8 in the same pass over its
-//! bytes ([`crate::pii::PiiDetector::scan_utf8`]).
+//! than needed) goes to code that behaves like prost field by field. A string
+//! value that is PII-scanned (span and log attribute values, log bodies) is
+//! checked for UTF-8 in the same pass over its bytes
+//! ([`crate::pii::PiiDetector::scan_utf8`]).
 
 use std::fmt;
 
@@ -486,45 +489,6 @@ fn string_value<const SCAN: bool>(b: &[u8], opts: &DecodeOptions) -> Result<bool
     }
 }
 
-/// A varint that fills `b` exactly, read as [`Reader::varint`] reads it.
-#[inline(always)]
-fn whole_varint(b: &[u8]) -> Option<u64> {
-    let mut value = 0u64;
-    for (i, &byte) in b.iter().enumerate().take(10) {
-        value |= u64::from(byte & 0x7f) << (7 * i);
-        if byte < 0x80 {
-            let valid = i + 1 == b.len() && !(i == 9 && byte >= 0x02);
-            return valid.then_some(value);
-        }
-    }
-    None
-}
-
-/// The body of an `AnyValue` (after its one-byte length) written the usual
-/// way: only a string value, or only an integer one.
-#[inline(always)]
-fn plain_any_value<'a, const SCAN: bool>(body: &'a [u8], opts: &DecodeOptions) -> Option<Val<'a>> {
-    match body {
-        [0x0a, len, s @ ..] if usize::from(*len) == s.len() => {
-            Some(Val::Str(s, string_value::<SCAN>(s, opts).ok()?))
-        }
-        [0x18, int @ ..] => Some(Val::Int(whole_varint(int)? as i64)),
-        _ => None,
-    }
-}
-
-/// The body of an embedded message at `r` when its length takes one byte and
-/// it lies inside the buffer.
-#[inline(always)]
-fn short_body<'a>(r: &Reader<'a>) -> Option<&'a [u8]> {
-    let rest = r.buf.get(r.pos..)?;
-    let (&len, rest) = rest.split_first()?;
-    if len >= 0x80 {
-        return None;
-    }
-    rest.get(..usize::from(len))
-}
-
 /// Merges the body of one `AnyValue` occurrence into `value` (a oneof: the last
 /// variant wins, an `ArrayValue`/`KeyValueList` merges into one of the same
 /// variant).
@@ -535,12 +499,14 @@ fn any_value<'a, const SCAN: bool>(
     value: &mut Val<'a>,
     opts: &DecodeOptions,
 ) -> Result<()> {
-    // The usual shape, read at once; anything else (or an error) is read by
-    // the general code below from the same position.
-    if ctx >= 1 {
-        if let Some(body) = short_body(r) {
-            if let Some(v) = plain_any_value::<SCAN>(body, opts) {
-                r.pos += 1 + body.len();
+    // The usual shape is read at once ([`plain`]); anything else is read by
+    // the general code below from the same position. Skipping a field inside
+    // takes a level below the `AnyValue`'s.
+    if ctx >= 2 {
+        if let Some((body, end)) = body_at(r) {
+            let mut v = *value;
+            if plain::any_value::<SCAN>(body, &mut v, opts).is_some() {
+                r.pos = end;
                 *value = v;
                 return Ok(());
             }
@@ -669,8 +635,15 @@ fn key_value<'a, const SCAN: bool>(
     ctx: u32,
     opts: &DecodeOptions,
 ) -> Result<(&'a [u8], Val<'a>)> {
-    if let Some(kv) = plain_key_value::<SCAN>(r, ctx, opts) {
-        return Ok(kv);
+    // The `KeyValue`, the `AnyValue` inside and a field skipped in that take
+    // a level each.
+    if ctx >= 3 {
+        if let Some((body, end)) = body_at(r) {
+            if let Some(kv) = plain::key_value::<SCAN>(body, opts) {
+                r.pos = end;
+                return Ok(kv);
+            }
+        }
     }
     let mut key: &[u8] = b"";
     let mut value = Val::Unset;
@@ -693,37 +666,6 @@ fn key_value<'a, const SCAN: bool>(
         Ok(())
     })?;
     Ok((key, value))
-}
-
-/// The body of a `KeyValue` written the usual way, read at once: one-byte
-/// lengths, the key and then the value, the value a string or an integer only.
-/// `None`, with nothing read, for any other shape or an error, which
-/// [`key_value`] then reads with the general code.
-#[inline(always)]
-fn plain_key_value<'a, const SCAN: bool>(
-    r: &mut Reader<'a>,
-    ctx: u32,
-    opts: &DecodeOptions,
-) -> Option<(&'a [u8], Val<'a>)> {
-    // The `KeyValue` and the `AnyValue` inside each take a level.
-    if ctx < 2 {
-        return None;
-    }
-    let body = short_body(r)?;
-    let [0x0a, key_len, rest @ ..] = body else {
-        return None;
-    };
-    let (key, rest) = rest.split_at_checked(usize::from(*key_len))?;
-    let [0x12, value_len, value @ ..] = rest else {
-        return None;
-    };
-    if usize::from(*value_len) != value.len() {
-        return None;
-    }
-    let value = plain_any_value::<SCAN>(value, opts)?;
-    utf8(key).ok()?;
-    r.pos += 1 + body.len();
-    Some((key, value))
 }
 
 /// The resource attributes of the SPEC §1 mapping: for each key, the value of
@@ -789,6 +731,16 @@ pub(crate) struct WireSpan<'a> {
 /// The body of a `Span`.
 #[inline]
 fn span<'a>(r: &mut Reader<'a>, ctx: u32, opts: &DecodeOptions) -> Result<WireSpan<'a>> {
+    // The span, an attribute, its value and a field skipped in that take a
+    // level each.
+    if ctx >= 4 {
+        if let Some((body, end)) = body_at(r) {
+            if let Some(s) = plain::span(body, opts) {
+                r.pos = end;
+                return Ok(s);
+            }
+        }
+    }
     let mut s = WireSpan::default();
     r.embedded(ctx, |r, key, ctx| {
         match key {
@@ -957,6 +909,14 @@ pub(crate) struct WireLog<'a> {
 /// The body of a `LogRecord`.
 #[inline]
 fn log_record<'a>(r: &mut Reader<'a>, ctx: u32, opts: &DecodeOptions) -> Result<WireLog<'a>> {
+    if ctx >= 4 {
+        if let Some((body, end)) = body_at(r) {
+            if let Some(l) = plain::log_record(body, opts) {
+                r.pos = end;
+                return Ok(l);
+            }
+        }
+    }
     let mut l = WireLog::default();
     let mut body = Val::Unset;
     r.embedded(ctx, |r, key, ctx| {
@@ -997,6 +957,13 @@ fn log_attribute(
         key_value::<true>(r, ctx, opts)
     }
     .at("LogRecord", "attributes")?;
+    fold_log_attribute(flags, key, &value, opts);
+    Ok(())
+}
+
+/// Folds a log attribute into the record's flags.
+#[inline(always)]
+fn fold_log_attribute(flags: &mut AttrFlags, key: &[u8], value: &Val<'_>, opts: &DecodeOptions) {
     if REQUEST_ATTRIBUTES.iter().any(|k| k.as_bytes() == key)
         || opts.request_attributes.iter().any(|k| k.as_bytes() == key)
     {
@@ -1008,7 +975,6 @@ fn log_attribute(
     if !flags.pii {
         flags.pii = value.pii(opts);
     }
-    Ok(())
 }
 
 /// A field of a `LogRecord` off the fast path.
@@ -1103,4 +1069,263 @@ fn scope_logs<'a>(
             r.skip(wt, tag, ctx)
         }
     })
+}
+
+/// Whole messages read at once when they are written the usual way.
+///
+/// Each `plain_*` function reads the body of one embedded message as a slice
+/// with a local cursor, and gives up (`None`) at anything it does not expect:
+/// a field that runs past the body, a group, a known field with the wrong wire
+/// type or a key written in more bytes than needed, an array or kvlist value,
+/// a string that is not UTF-8. The caller has then read nothing and reads the
+/// message with the general code, which behaves like prost on every input; a
+/// body the fast path reads to its end is one the general code reads to the
+/// same result, since every field in it is one the general code reads the same
+/// way (and the nesting is at most three levels, which the callers check
+/// against the recursion budget).
+mod plain {
+    use super::{string_value, utf8, Val};
+    use crate::DecodeOptions;
+
+    /// A varint at `b[*i..]`, read as [`super::Reader::varint`] reads it.
+    #[inline(always)]
+    pub(super) fn varint(b: &[u8], i: &mut usize) -> Option<u64> {
+        let first = *b.get(*i)?;
+        if first < 0x80 {
+            *i += 1;
+            return Some(u64::from(first));
+        }
+        varint_long(b, i)
+    }
+
+    fn varint_long(b: &[u8], i: &mut usize) -> Option<u64> {
+        let mut value = 0u64;
+        for count in 0..10 {
+            let byte = *b.get(*i)?;
+            *i += 1;
+            value |= u64::from(byte & 0x7f) << (count * 7);
+            if byte < 0x80 {
+                return (count < 9 || byte < 0x02).then_some(value);
+            }
+        }
+        None
+    }
+
+    /// A length-delimited body at `b[*i..]` (after its key).
+    #[inline(always)]
+    pub(super) fn len_delimited<'a>(b: &'a [u8], i: &mut usize) -> Option<&'a [u8]> {
+        let len = usize::try_from(varint(b, i)?).ok()?;
+        let start = *i;
+        let body = b.get(start..start.checked_add(len)?)?;
+        *i = start + len;
+        Some(body)
+    }
+
+    /// The 8 bytes of a `fixed64` at `b[*i..]`.
+    #[inline(always)]
+    fn fixed64(b: &[u8], i: &mut usize) -> Option<u64> {
+        let v = u64::from_le_bytes(b.get(*i..*i + 8)?.try_into().ok()?);
+        *i += 8;
+        Some(v)
+    }
+
+    /// Skips a field whose key `key` (read) is not one of `known` tags; gives
+    /// up on a known tag (off the fast path), a group or an invalid key.
+    #[inline(always)]
+    fn skip(b: &[u8], i: &mut usize, key: u64, known: &[u64]) -> Option<()> {
+        if key > u64::from(u32::MAX) || key >> 3 == 0 || known.contains(&(key >> 3)) {
+            return None;
+        }
+        match key & 7 {
+            0 => {
+                varint(b, i)?;
+            }
+            1 => {
+                b.get(*i..*i + 8)?;
+                *i += 8;
+            }
+            2 => {
+                len_delimited(b, i)?;
+            }
+            5 => {
+                b.get(*i..*i + 4)?;
+                *i += 4;
+            }
+            _ => return None,
+        }
+        Some(())
+    }
+
+    /// The key at `b[*i - 1..]`, whose first byte was taken for a one-byte
+    /// key the fast path does not read.
+    #[inline(always)]
+    fn key_again(b: &[u8], i: &mut usize) -> Option<u64> {
+        *i -= 1;
+        varint(b, i)
+    }
+
+    /// An `AnyValue` body merged into `value`.
+    #[inline(always)]
+    pub(super) fn any_value<'a, const SCAN: bool>(
+        b: &'a [u8],
+        value: &mut Val<'a>,
+        opts: &DecodeOptions,
+    ) -> Option<()> {
+        let mut i = 0;
+        while i < b.len() {
+            let key = b[i];
+            i += 1;
+            match key {
+                0x0a => {
+                    let s = len_delimited(b, &mut i)?;
+                    *value = Val::Str(s, string_value::<SCAN>(s, opts).ok()?);
+                }
+                0x18 => *value = Val::Int(varint(b, &mut i)? as i64),
+                0x10 => {
+                    varint(b, &mut i)?;
+                    *value = Val::Other;
+                }
+                0x21 => *value = Val::Double(f64::from_bits(fixed64(b, &mut i)?)),
+                0x3a => {
+                    len_delimited(b, &mut i)?;
+                    *value = Val::Other;
+                }
+                _ => {
+                    let key = key_again(b, &mut i)?;
+                    skip(b, &mut i, key, &[1, 2, 3, 4, 5, 6, 7])?;
+                }
+            }
+        }
+        Some(())
+    }
+
+    /// A `KeyValue` body: its key and value.
+    #[inline(always)]
+    pub(super) fn key_value<'a, const SCAN: bool>(
+        b: &'a [u8],
+        opts: &DecodeOptions,
+    ) -> Option<(&'a [u8], Val<'a>)> {
+        let mut key: &[u8] = b"";
+        let mut value = Val::Unset;
+        let mut i = 0;
+        while i < b.len() {
+            let k = b[i];
+            i += 1;
+            match k {
+                0x0a => {
+                    key = len_delimited(b, &mut i)?;
+                    utf8(key).ok()?;
+                }
+                0x12 => any_value::<SCAN>(len_delimited(b, &mut i)?, &mut value, opts)?,
+                _ => {
+                    let k = key_again(b, &mut i)?;
+                    skip(b, &mut i, k, &[1, 2])?;
+                }
+            }
+        }
+        Some((key, value))
+    }
+
+    /// A `Status` body: its code, if set.
+    #[inline(always)]
+    fn status(b: &[u8], code: &mut i32) -> Option<()> {
+        let mut i = 0;
+        while i < b.len() {
+            let k = b[i];
+            i += 1;
+            match k {
+                0x12 => utf8(len_delimited(b, &mut i)?).ok()?,
+                0x18 => *code = varint(b, &mut i)? as i32,
+                _ => {
+                    let k = key_again(b, &mut i)?;
+                    skip(b, &mut i, k, &[2, 3])?;
+                }
+            }
+        }
+        Some(())
+    }
+
+    /// A `Span` body.
+    #[inline(always)]
+    pub(super) fn span<'a>(b: &'a [u8], opts: &DecodeOptions) -> Option<super::WireSpan<'a>> {
+        let mut s = super::WireSpan::default();
+        let mut i = 0;
+        while i < b.len() {
+            let k = b[i];
+            i += 1;
+            match k {
+                0x0a => s.trace = len_delimited(b, &mut i)?,
+                0x12 => s.span = len_delimited(b, &mut i)?,
+                0x22 => s.parent = len_delimited(b, &mut i)?,
+                0x2a => {
+                    s.name = len_delimited(b, &mut i)?;
+                    utf8(s.name).ok()?;
+                }
+                0x30 => s.kind = varint(b, &mut i)? as i32,
+                0x39 => s.start = fixed64(b, &mut i)?,
+                0x41 => s.end = fixed64(b, &mut i)?,
+                0x4a => {
+                    let kv = len_delimited(b, &mut i)?;
+                    if s.pii {
+                        key_value::<false>(kv, opts)?;
+                    } else {
+                        let (_, value) = key_value::<true>(kv, opts)?;
+                        s.pii = value.pii(opts);
+                    }
+                }
+                0x7a => status(len_delimited(b, &mut i)?, &mut s.status)?,
+                _ => {
+                    let k = key_again(b, &mut i)?;
+                    skip(b, &mut i, k, &[1, 2, 4, 5, 6, 7, 8, 9, 15])?;
+                }
+            }
+        }
+        Some(s)
+    }
+
+    /// A `LogRecord` body.
+    #[inline(always)]
+    pub(super) fn log_record<'a>(b: &'a [u8], opts: &DecodeOptions) -> Option<super::WireLog<'a>> {
+        let mut l = super::WireLog::default();
+        let mut body = Val::Unset;
+        let mut i = 0;
+        while i < b.len() {
+            let k = b[i];
+            i += 1;
+            match k {
+                0x09 => l.time = fixed64(b, &mut i)?,
+                0x10 => l.severity = varint(b, &mut i)? as i32,
+                0x2a => any_value::<true>(len_delimited(b, &mut i)?, &mut body, opts)?,
+                0x32 => {
+                    let kv = len_delimited(b, &mut i)?;
+                    let (key, value) = if l.attrs.pii {
+                        key_value::<false>(kv, opts)?
+                    } else {
+                        key_value::<true>(kv, opts)?
+                    };
+                    super::fold_log_attribute(&mut l.attrs, key, &value, opts);
+                }
+                0x4a => l.trace = len_delimited(b, &mut i)?,
+                0x52 => l.span = len_delimited(b, &mut i)?,
+                0x59 => l.observed = fixed64(b, &mut i)?,
+                _ => {
+                    let k = key_again(b, &mut i)?;
+                    skip(b, &mut i, k, &[1, 2, 5, 6, 9, 10, 11])?;
+                }
+            }
+        }
+        if !l.attrs.pii {
+            l.attrs.pii = body.pii(opts);
+        }
+        Some(l)
+    }
+}
+
+/// The body of the embedded message at `r` if it lies inside the buffer, and
+/// the position after it.
+#[inline(always)]
+fn body_at<'a>(r: &Reader<'a>) -> Option<(&'a [u8], usize)> {
+    let mut i = r.pos;
+    let body = plain::len_delimited(r.buf, &mut i)?;
+    Some((body, i))
 }
