@@ -81,6 +81,19 @@ fn slot<'b>(parts: impl IntoIterator<Item = &'b [u8]>) -> usize {
     (h ^ (h >> 32)) as usize % RECENT
 }
 
+/// A slot of the pair of slot `i` (`i` and `i ^ 1`) for a new entry: an empty
+/// one, else `i`, once its entry has moved over the other slot's.
+fn vacate<T>(slots: &mut [Option<T>], i: usize) -> usize {
+    if slots[i].is_none() {
+        i
+    } else if slots[i ^ 1].is_none() {
+        i ^ 1
+    } else {
+        slots.swap(i, i ^ 1);
+        i
+    }
+}
+
 /// Interns resources for one stream of records: consecutive records of one OTLP
 /// resource share its `Arc`, so only a change of `Arc` costs a table lookup.
 /// Span names likewise, capped at `name_cap` distinct names. Resources and
@@ -139,9 +152,8 @@ impl Interner {
         }
         let resource = r.to_resource();
         let res = Res::intern(&resource);
-        // The pair keeps the newer two.
-        self.recent.swap(i, i ^ 1);
-        self.recent[i] = Some((resource, res));
+        let j = vacate(&mut self.recent, i);
+        self.recent[j] = Some((resource, res));
         res
     }
 
@@ -303,9 +315,9 @@ impl NameInterner {
             }
         }
         let id = Name::intern(&String::from_utf8_lossy(name), cap);
-        self.recent.swap(i, i ^ 1);
-        self.recent[i] = Some((name.into(), id));
-        self.last_slot = i;
+        let j = vacate(&mut self.recent, i);
+        self.recent[j] = Some((name.into(), id));
+        self.last_slot = j;
         id
     }
 
