@@ -205,10 +205,27 @@ fn err<T>(kind: ErrorKind) -> Result<T> {
     Err(Error::new(kind))
 }
 
+/// Whether every byte is ASCII; short slices (most keys and names) in one or
+/// two overlapping loads.
+#[inline(always)]
+fn is_ascii(b: &[u8]) -> bool {
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let n = b.len();
+    let word = |at: usize| u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"));
+    let half = |at: usize| u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"));
+    match n {
+        0 => true,
+        1..=3 => (b[0] | b[n / 2] | b[n - 1]) < 0x80,
+        4..=7 => (half(0) | half(n - 4)) & (HIGH as u32) == 0,
+        8..=16 => (word(0) | word(n - 8)) & HIGH == 0,
+        _ => b.is_ascii(),
+    }
+}
+
 /// UTF-8 checks the bytes of a string field.
 #[inline(always)]
 fn utf8(b: &[u8]) -> Result<()> {
-    if b.is_ascii() || std::str::from_utf8(b).is_ok() {
+    if is_ascii(b) || std::str::from_utf8(b).is_ok() {
         Ok(())
     } else {
         err(ErrorKind::InvalidString)
@@ -670,7 +687,7 @@ fn key_value<'a, const SCAN: bool>(
 
 /// The resource attributes of the SPEC §1 mapping: for each key, the value of
 /// its first attribute (`None` inside when that value is not a string).
-#[derive(Debug, Default)]
+#[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct WireResource<'a> {
     pub service: Option<Option<&'a [u8]>>,
     pub environment_name: Option<Option<&'a [u8]>>,
@@ -701,6 +718,18 @@ fn resource<'a>(
     attrs: &mut WireResource<'a>,
     opts: &DecodeOptions,
 ) -> Result<()> {
+    // The resource, an attribute, its value and a field skipped in that take
+    // a level each.
+    if ctx >= 4 {
+        if let Some((body, end)) = body_at(r) {
+            let mut merged = *attrs;
+            if plain::resource(body, &mut merged, opts).is_some() {
+                r.pos = end;
+                *attrs = merged;
+                return Ok(());
+            }
+        }
+    }
     r.embedded(ctx, |r, key, ctx| {
         let (tag, wt) = split(key);
         if tag == 1 {
@@ -1226,6 +1255,28 @@ mod plain {
         Some((key, value))
     }
 
+    /// A `Resource` body, its attributes folded into `attrs`.
+    #[inline(always)]
+    pub(super) fn resource<'a>(
+        b: &'a [u8],
+        attrs: &mut super::WireResource<'a>,
+        opts: &DecodeOptions,
+    ) -> Option<()> {
+        let mut i = 0;
+        while i < b.len() {
+            let k = b[i];
+            i += 1;
+            if k == 0x0a {
+                let (key, value) = key_value::<false>(len_delimited(b, &mut i)?, opts)?;
+                attrs.offer(key, value);
+            } else {
+                let k = key_again(b, &mut i)?;
+                skip(b, &mut i, k, &[1])?;
+            }
+        }
+        Some(())
+    }
+
     /// A `Status` body: its code, if set.
     #[inline(always)]
     fn status(b: &[u8], code: &mut i32) -> Option<()> {
@@ -1328,4 +1379,20 @@ fn body_at<'a>(r: &Reader<'a>) -> Option<(&'a [u8], usize)> {
     let mut i = r.pos;
     let body = plain::len_delimited(r.buf, &mut i)?;
     Some((body, i))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn is_ascii_agrees_with_std_at_every_length_and_position() {
+        for n in 0..40 {
+            let ascii = vec![b'a'; n];
+            assert!(super::is_ascii(&ascii), "{n}");
+            for i in 0..n {
+                let mut b = ascii.clone();
+                b[i] = 0x80 | (i as u8);
+                assert!(!super::is_ascii(&b), "{n} {i}");
+            }
+        }
+    }
 }
