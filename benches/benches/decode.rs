@@ -1,8 +1,10 @@
 //! Decoder micro-benchmarks: one 100-span OTLP traces batch and one 100-record OTLP
-//! logs batch, protobuf and JSON.
+//! logs batch, protobuf and JSON. `*_batch` is the compact protobuf decoding
+//! ingest uses (`decode_span_batch`, `decode_log_batch`); the others build the
+//! model's `Span` / `LogRecord`.
 
 use causeway_benches::workload::{generate, logs_json, traces_json, WorkloadConfig};
-use causeway_schemas::otlp::{decode_logs, decode_traces};
+use causeway_schemas::otlp::{decode_log_batch, decode_logs, decode_span_batch, decode_traces};
 use causeway_schemas::{DecodeOptions, Encoding, Origin};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use prost::Message;
@@ -33,6 +35,9 @@ fn decode(c: &mut Criterion) {
     g.bench_function("otlp_proto_100_spans", |b| {
         b.iter(|| decode_traces(&proto, Encoding::OtlpProto, &opts))
     });
+    g.bench_function("otlp_proto_100_spans_batch", |b| {
+        b.iter(|| decode_span_batch(&proto, &opts).spans.len())
+    });
     g.bench_function("otlp_json_100_spans", |b| {
         b.iter(|| decode_traces(&json, Encoding::OtlpJson, &opts))
     });
@@ -51,6 +56,9 @@ fn decode(c: &mut Criterion) {
     g.throughput(Throughput::Elements(records as u64));
     g.bench_function(format!("otlp_proto_{records}_records"), |b| {
         b.iter(|| decode_logs(&proto, Encoding::OtlpProto, origin, &opts))
+    });
+    g.bench_function(format!("otlp_proto_{records}_records_batch"), |b| {
+        b.iter(|| decode_log_batch(&proto, &opts).logs.len())
     });
     g.bench_function(format!("otlp_json_{records}_records"), |b| {
         b.iter(|| decode_logs(&json, Encoding::OtlpJson, origin, &opts))

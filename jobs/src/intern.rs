@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, RwLock};
 
+use causeway_schemas::otlp::ResourceRef;
 use causeway_schemas::Resource;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -64,11 +65,44 @@ impl Res {
     }
 }
 
+/// Slots of the caches of recent resources and span names: pairs of slots
+/// (2-way), so two values whose hashes collide can both stay.
+const RECENT: usize = 256;
+
+/// A cheap hash of byte strings, for picking a cache slot.
+fn slot<'b>(parts: impl IntoIterator<Item = &'b [u8]>) -> usize {
+    let mut h = 0u64;
+    for part in parts {
+        for &b in part {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        h = h.rotate_left(5) ^ part.len() as u64;
+    }
+    (h ^ (h >> 32)) as usize % RECENT
+}
+
+/// A slot of the pair of slot `i` (`i` and `i ^ 1`) for a new entry: an empty
+/// one, else `i`, once its entry has moved over the other slot's.
+fn vacate<T>(slots: &mut [Option<T>], i: usize) -> usize {
+    if slots[i].is_none() {
+        i
+    } else if slots[i ^ 1].is_none() {
+        i ^ 1
+    } else {
+        slots.swap(i, i ^ 1);
+        i
+    }
+}
+
 /// Interns resources for one stream of records: consecutive records of one OTLP
 /// resource share its `Arc`, so only a change of `Arc` costs a table lookup.
-/// Span names likewise, capped at `name_cap` distinct names.
+/// Span names likewise, capped at `name_cap` distinct names. Resources and
+/// names read straight from a message ([`Interner::resource_ref`],
+/// [`Interner::name_bytes`]) are looked up in small caches of recent ones
+/// first, by their bytes.
 pub struct Interner {
     last: Option<(Arc<Resource>, Res)>,
+    recent: Vec<Option<(Resource, Res)>>,
     names: NameInterner,
     name_cap: usize,
 }
@@ -84,6 +118,7 @@ impl Interner {
     pub fn with_name_cap(name_cap: usize) -> Self {
         Interner {
             last: None,
+            recent: vec![None; RECENT],
             names: NameInterner::default(),
             name_cap,
         }
@@ -92,6 +127,34 @@ impl Interner {
     /// The id of span name `name`.
     pub fn name(&mut self, name: &Arc<str>) -> Name {
         self.names.get(name, self.name_cap)
+    }
+
+    /// The id of the span name with these bytes (UTF-8).
+    pub fn name_bytes(&mut self, name: &[u8]) -> Name {
+        self.names.get_bytes(name, self.name_cap)
+    }
+
+    /// The id of the resource `r` names.
+    pub fn resource_ref(&mut self, r: &ResourceRef<'_>) -> Res {
+        let bytes = r.as_bytes();
+        let i = slot(bytes);
+        for j in [i, i ^ 1] {
+            if let Some((cached, res)) = &self.recent[j] {
+                if [
+                    cached.service.as_bytes(),
+                    cached.environment.as_bytes(),
+                    cached.version.as_bytes(),
+                ] == bytes
+                {
+                    return *res;
+                }
+            }
+        }
+        let resource = r.to_resource();
+        let res = Res::intern(&resource);
+        let j = vacate(&mut self.recent, i);
+        self.recent[j] = Some((resource, res));
+        res
     }
 
     /// The id of `r`.
@@ -210,13 +273,54 @@ impl<'de> Deserialize<'de> for Name {
 }
 
 /// Interns span names for one stream of spans: consecutive spans sharing one
-/// `Arc<str>` (a batch's spans of one name) cost one table lookup.
-#[derive(Default)]
+/// `Arc<str>` (a batch's spans of one name) cost one table lookup, and so do
+/// names given as bytes that are in a small cache of recent ones.
+///
+/// A cached id stays right: a name's id never changes, and a name past the cap
+/// stays past it (the table only grows).
 pub struct NameInterner {
     last: Option<(Arc<str>, Name)>,
+    recent: Vec<Option<(Box<[u8]>, Name)>>,
+    /// The slot of `recent` that answered last.
+    last_slot: usize,
+}
+
+impl Default for NameInterner {
+    fn default() -> Self {
+        NameInterner {
+            last: None,
+            recent: vec![None; RECENT],
+            last_slot: 0,
+        }
+    }
 }
 
 impl NameInterner {
+    /// The id of the name with bytes `name` (UTF-8), capped at `cap` names.
+    pub fn get_bytes(&mut self, name: &[u8], cap: usize) -> Name {
+        // Spans of one batch often share their name: the slot of the last
+        // name first.
+        if let Some((cached, id)) = &self.recent[self.last_slot] {
+            if **cached == *name {
+                return *id;
+            }
+        }
+        let i = slot([name]);
+        for j in [i, i ^ 1] {
+            if let Some((cached, id)) = &self.recent[j] {
+                if **cached == *name {
+                    self.last_slot = j;
+                    return *id;
+                }
+            }
+        }
+        let id = Name::intern(&String::from_utf8_lossy(name), cap);
+        let j = vacate(&mut self.recent, i);
+        self.recent[j] = Some((name.into(), id));
+        self.last_slot = j;
+        id
+    }
+
     /// The id of `name`, capped at `cap` names.
     pub fn get(&mut self, name: &Arc<str>, cap: usize) -> Name {
         match &self.last {

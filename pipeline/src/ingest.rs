@@ -18,12 +18,14 @@
 use std::collections::BTreeMap;
 
 use causeway_jobs::correlate::{AuditRec, LogRec, Rec, SpanRec};
-use causeway_jobs::intern::Interner;
+use causeway_jobs::intern::{Interner, Res};
 use causeway_jobs::Params;
 use causeway_schemas::records::DlqRecord;
 use causeway_schemas::reject::scrub_detail;
 use causeway_schemas::{audit, cdevents, otlp};
-use causeway_schemas::{AuditRecord, Declined, DeployEvent, Origin, Reason, Rejection, Skip};
+use causeway_schemas::{
+    AuditRecord, Declined, DeployEvent, Encoding, Origin, Reason, Rejection, Skip,
+};
 use differential_dataflow::input::InputSession;
 
 use crate::config::Settings;
@@ -179,6 +181,8 @@ pub struct Ingest {
     leaving: BTreeMap<u64, u64>,
     /// Resource ids of the records this worker ingests.
     interner: Interner,
+    /// The ids of the resources of the message being ingested.
+    resources: Vec<Res>,
 }
 
 struct Source<'a> {
@@ -200,6 +204,7 @@ impl Ingest {
             advances: Vec::new(),
             leaving: BTreeMap::new(),
             interner: Interner::with_name_cap(name_cap),
+            resources: Vec::new(),
         }
     }
 
@@ -221,7 +226,7 @@ impl Ingest {
         &mut self,
         name: &str,
         topic: Topic,
-        encoding: causeway_schemas::Encoding,
+        encoding: Encoding,
         partition: u32,
         wm: &mut Watermark,
         msg: &Message,
@@ -250,6 +255,54 @@ impl Ingest {
         let tp = msg.traceparent.as_deref();
         let mut tally = Tally::new(watermark, self.time());
         match topic {
+            // Protobuf decodes to records that borrow the message, and each is
+            // turned into its compact form only once admitted.
+            Topic::Spans if encoding == Encoding::OtlpProto => {
+                let d = otlp::decode_span_batch(&msg.payload, opts);
+                self.intern(&d.resources);
+                for (i, s) in d.spans.iter().enumerate() {
+                    let t = s.event_time();
+                    let (enter, leave) = self.settings.params.span_lifetime(t);
+                    if self.admit(&src, &mut tally, i as u32, t, leave) {
+                        let rec = SpanRec {
+                            span: s.span,
+                            parent: s.parent,
+                            start: s.start,
+                            end: s.end,
+                            res: self.resources[s.resource as usize],
+                            kind: s.kind,
+                            status: s.status,
+                            pii: s.pii,
+                            name: self.interner.name_bytes(s.name_bytes()),
+                        };
+                        self.inputs
+                            .records
+                            .update_at(Rec::Span(s.trace, rec), enter, 1);
+                    }
+                }
+                self.reject_all(&src, d.rejects);
+            }
+            Topic::Logs if encoding == Encoding::OtlpProto => {
+                let d = otlp::decode_log_batch(&msg.payload, opts);
+                self.intern(&d.resources);
+                for l in &d.logs {
+                    let t = l.time;
+                    let (enter, leave) = self.settings.params.record_lifetime(t);
+                    if self.admit(&src, &mut tally, l.index, t, leave) {
+                        let rec = LogRec {
+                            trace: l.trace,
+                            time: l.time,
+                            res: self.resources[l.resource as usize],
+                            request: l.request,
+                            error_request: l.error_request,
+                            error: l.is_error(),
+                            pii: l.pii,
+                        };
+                        self.inputs.records.update_at(Rec::Log(rec), enter, 1);
+                    }
+                }
+                self.reject_all(&src, d.rejects);
+            }
             Topic::Spans => {
                 let d = otlp::decode_traces(&msg.payload, encoding, opts);
                 for (i, s) in d.records.into_iter().enumerate() {
@@ -308,6 +361,15 @@ impl Ingest {
             wm.max_seen = wm.max_seen.max(Some(t));
         }
         tally.needed
+    }
+
+    /// Interns the resources of a message into `self.resources`.
+    fn intern(&mut self, resources: &[otlp::ResourceRef<'_>]) {
+        self.resources.clear();
+        for r in resources {
+            let id = self.interner.resource_ref(r);
+            self.resources.push(id);
+        }
     }
 
     /// Counts a record leaving at `leave` as admitted unless it is late (then

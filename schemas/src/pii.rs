@@ -39,7 +39,38 @@ impl PiiDetector {
 
     /// Whether `s` holds PII by any detector.
     pub fn matches(&self, s: &str) -> bool {
-        let t = Triggers::scan(s.as_bytes());
+        self.decide(&Triggers::scan(s.as_bytes()), s)
+    }
+
+    /// Whether `b` is UTF-8 and, if so, whether it holds PII ([`Self::matches`]);
+    /// `None` when it is not UTF-8. The trigger scan notes whether every byte
+    /// is ASCII, so a value that is ASCII and has no trigger costs one pass
+    /// over its bytes for both answers.
+    #[inline]
+    pub fn scan_utf8(&self, b: &[u8]) -> Option<bool> {
+        if b.len() < 11 && self.extra.is_none() {
+            // Of the built-in detectors only an e-mail address fits in fewer
+            // than 11 bytes (an SSN takes 11, a card number 13, a bearer token
+            // 15, a JWT 22), and it needs an `@`.
+            let (mut high, mut at) = (0, 0);
+            for (_, x) in words(b) {
+                high |= x;
+                at |= bytes_eq(x, b'@');
+            }
+            if high & HI == 0 && at == 0 {
+                return Some(false);
+            }
+        }
+        let t = Triggers::scan(b);
+        if t.ascii && !t.any() && self.extra.is_none() {
+            return Some(false);
+        }
+        let s = std::str::from_utf8(b).ok()?;
+        Some(self.decide(&t, s))
+    }
+
+    /// The answer of [`Self::matches`] for `s`, whose triggers are `t`.
+    fn decide(&self, t: &Triggers, s: &str) -> bool {
         t.bearer
             || (t.at && has_email(s))
             || (t.run >= 13 && has_card_number(s))
@@ -67,6 +98,16 @@ struct Triggers {
     bearer: bool,
     /// A `J`, as in the `eyJ` a JWT starts with.
     jwt: bool,
+    /// Every byte is ASCII.
+    ascii: bool,
+}
+
+impl Triggers {
+    /// Whether a built-in detector may match: false only when none can.
+    #[inline(always)]
+    fn any(&self) -> bool {
+        self.bearer || self.at || self.run >= 11 || self.jwt
+    }
 }
 
 /// `0x01` in every byte of a word.
@@ -108,6 +149,8 @@ struct Scan {
     run: usize,
     /// The longest run that ended so far.
     best: usize,
+    /// The bytes with their high bit set (not ASCII), ORed.
+    high: u64,
 }
 
 impl Scan {
@@ -119,6 +162,7 @@ impl Scan {
         let space = bytes_eq(x, b' ');
         let dash = bytes_eq(x, b'-');
         let r = bytes_eq(x | (LO * 0x20), b'r');
+        self.high |= x;
         self.at |= bytes_eq(x, b'@');
         self.jwt |= bytes_eq(x, b'J');
         self.dash |= dash;
@@ -188,6 +232,7 @@ impl Triggers {
             dash: scan.dash != 0,
             bearer: scan.bearer,
             jwt: scan.jwt != 0,
+            ascii: scan.high & HI == 0,
         }
     }
 }
@@ -722,6 +767,7 @@ mod tests {
             dash: b.contains(&b'-'),
             bearer: reference::has_bearer(s),
             jwt: b.contains(&b'J'),
+            ascii: b.is_ascii(),
         };
         assert_eq!(got, expected, "{s:?}");
     }
@@ -977,8 +1023,15 @@ mod tests {
             assert_eq!(got, expected, "{s:?}");
             let any = expected.iter().any(|x| *x);
             assert_eq!(plain.matches(&s), any, "{s:?}");
+            assert_eq!(plain.scan_utf8(s.as_bytes()), Some(any), "{s:?}");
             if n % 8 == 0 {
-                assert_eq!(configured.matches(&s), any || extra.is_match(&s), "{s:?}");
+                let configured_any = any || extra.is_match(&s);
+                assert_eq!(configured.matches(&s), configured_any, "{s:?}");
+                assert_eq!(
+                    configured.scan_utf8(s.as_bytes()),
+                    Some(configured_any),
+                    "{s:?}"
+                );
             }
             check_scan(&s);
             for (h, e) in hits.iter_mut().zip(expected.iter().chain([&any])) {
@@ -1025,6 +1078,31 @@ mod tests {
                         assert_eq!(plain.matches(&s), expected, "{s:?}");
                         check_scan(&s);
                     }
+                }
+            }
+        }
+    }
+
+    /// `scan_utf8` says `None` exactly when `from_utf8` fails, at any offset.
+    #[test]
+    fn scan_utf8_rejects_what_from_utf8_rejects() {
+        let plain = PiiDetector::default();
+        let bad: [&[u8]; 8] = [
+            b"\xff",
+            b"\xc3\x28",
+            b"\xe2\x82",
+            b"\xf0\x9f\x98",
+            b"\xed\xa0\x80",
+            b"\xc0\xaf",
+            b"\xf8\x88\x80\x80\x80",
+            b"\x80",
+        ];
+        for b in bad {
+            for pad in 0..17 {
+                for tail in [&b""[..], b"x", b" alice@example.com", "é".as_bytes()] {
+                    let v = [&b"a".repeat(pad)[..], b, tail].concat();
+                    assert!(std::str::from_utf8(&v).is_err(), "{v:?}");
+                    assert_eq!(plain.scan_utf8(&v), None, "{v:?}");
                 }
             }
         }

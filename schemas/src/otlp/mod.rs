@@ -10,7 +10,13 @@
 //! Protobuf is read by a zero-copy walk of the wire format (`wire.rs`) that behaves
 //! like prost on the structs of [`proto`] (which stay, to encode test and bench
 //! inputs). JSON is read by [`json`]. Both fold attributes into flags (`AttrFlags`) as
-//! they read them and share the validation (`validate_span`, `validate_log`).
+//! they read them and share the checks (`check_span`, `check_log`).
+//!
+//! Protobuf also decodes to a compact form that borrows the message
+//! ([`decode_span_batch`], [`decode_log_batch`]): the same records and
+//! rejections, with each record's resource an index into the message's
+//! resources and a span's name a slice of the message, so ingest builds its own
+//! records without a [`Span`] or an `Arc` per record in between.
 
 pub mod json;
 pub mod proto;
@@ -28,6 +34,148 @@ use crate::{DecodeOptions, Decoded, Encoding};
 pub const REQUEST_ATTRIBUTES: [&str; 3] = ["http.request.method", "http.method", "rpc.method"];
 /// Attribute keys holding an HTTP response status code (SPEC §3 M10).
 pub const STATUS_CODE_ATTRIBUTES: [&str; 2] = ["http.response.status_code", "http.status_code"];
+
+/// A resource's SPEC §1 strings (`service.name`, never empty; the environment;
+/// the version), borrowed from the message that holds them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResourceRef<'a> {
+    // UTF-8, checked by the decoder.
+    service: &'a [u8],
+    environment: &'a [u8],
+    version: &'a [u8],
+}
+
+impl<'a> ResourceRef<'a> {
+    /// `service.name`.
+    pub fn service(&self) -> &'a str {
+        text(self.service)
+    }
+
+    /// `deployment.environment.name`, else `deployment.environment`, else empty.
+    pub fn environment(&self) -> &'a str {
+        text(self.environment)
+    }
+
+    /// `service.version`, or empty.
+    pub fn version(&self) -> &'a str {
+        text(self.version)
+    }
+
+    /// Service, environment and version as bytes (cheap to compare).
+    pub fn as_bytes(&self) -> [&'a [u8]; 3] {
+        [self.service, self.environment, self.version]
+    }
+
+    /// The owned [`Resource`].
+    pub fn to_resource(&self) -> Resource {
+        Resource {
+            service: self.service().to_string(),
+            environment: self.environment().to_string(),
+            version: self.version().to_string(),
+        }
+    }
+}
+
+/// Bytes the decoder checked to be UTF-8, as a `str`.
+fn text(b: &[u8]) -> &str {
+    std::str::from_utf8(b).unwrap_or_default()
+}
+
+/// One accepted span of a [`SpanBatch`]: the fields of [`Span`], its resource
+/// as an index and its name borrowed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SpanRef<'a> {
+    /// Trace id, never 0.
+    pub trace: u128,
+    /// Span id, never 0.
+    pub span: u64,
+    /// Parent span id; 0 for a root.
+    pub parent: u64,
+    /// `start_time_unix_nano`.
+    pub start: u64,
+    /// `end_time_unix_nano`.
+    pub end: u64,
+    /// Span kind.
+    pub kind: SpanKind,
+    /// Status code.
+    pub status: SpanStatus,
+    /// Whether an attribute value matched a PII detector.
+    pub pii: bool,
+    /// Index of its resource in [`SpanBatch::resources`].
+    pub resource: u32,
+    // UTF-8, checked by the decoder.
+    name: &'a [u8],
+}
+
+impl<'a> SpanRef<'a> {
+    /// The span's `name`.
+    pub fn name(&self) -> &'a str {
+        text(self.name)
+    }
+
+    /// The span's `name` as bytes (cheap to compare).
+    pub fn name_bytes(&self) -> &'a [u8] {
+        self.name
+    }
+
+    /// The span's event time ([`crate::model::span_event_time`]).
+    pub fn event_time(&self) -> u64 {
+        crate::model::span_event_time(self.start, self.end)
+    }
+}
+
+/// What one `otlp_spans` protobuf message decodes to in compact form: the
+/// records and rejections of [`decode_traces`], in the same order.
+#[derive(Debug, Default)]
+pub struct SpanBatch<'a> {
+    /// The resources the spans refer to.
+    pub resources: Vec<ResourceRef<'a>>,
+    /// Spans that passed every check.
+    pub spans: Vec<SpanRef<'a>>,
+    /// One entry per rejected span, or one for the whole message.
+    pub rejects: Vec<Rejection>,
+}
+
+/// One accepted log record of a [`LogBatch`]: the fields of [`LogRecord`], its
+/// resource as an index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogRef {
+    /// Trace id; 0 when the record carries none.
+    pub trace: u128,
+    /// Event time: `time_unix_nano`, or `observed_time_unix_nano` when that is 0.
+    pub time: u64,
+    /// Ordinal of the record inside its message.
+    pub index: u32,
+    /// `severity_number` (0 when unset).
+    pub severity: i32,
+    /// A request record (M1).
+    pub request: bool,
+    /// An error request (M10).
+    pub error_request: bool,
+    /// Whether an attribute value or the body matched a PII detector.
+    pub pii: bool,
+    /// Index of its resource in [`LogBatch::resources`].
+    pub resource: u32,
+}
+
+impl LogRef {
+    /// ERROR or FATAL ([`LogRecord::is_error`]).
+    pub fn is_error(&self) -> bool {
+        self.severity >= 17
+    }
+}
+
+/// What one `otlp_logs` protobuf message decodes to in compact form: the
+/// records and rejections of [`decode_logs`], in the same order.
+#[derive(Debug, Default)]
+pub struct LogBatch<'a> {
+    /// The resources the records refer to.
+    pub resources: Vec<ResourceRef<'a>>,
+    /// Log records that passed every check.
+    pub logs: Vec<LogRef>,
+    /// One entry per rejected record, or one for the whole message.
+    pub rejects: Vec<Rejection>,
+}
 
 /// Decodes one `otlp_spans` message.
 pub fn decode_traces(bytes: &[u8], encoding: Encoding, opts: &DecodeOptions) -> Decoded<Span> {
@@ -90,7 +238,7 @@ impl Any<'_> {
 }
 
 /// Whether the decimal form of `n` holds PII (formatted on the stack).
-fn int_pii(mut n: u64, opts: &DecodeOptions) -> bool {
+pub(crate) fn int_pii(mut n: u64, opts: &DecodeOptions) -> bool {
     let mut digits = [0u8; 20];
     let mut start = digits.len();
     loop {
@@ -235,31 +383,115 @@ struct RawSpan {
     name: Arc<str>,
 }
 
-#[inline(never)]
-fn decode_traces_proto(bytes: &[u8], opts: &DecodeOptions) -> Decoded<Span> {
-    let mut out = Decoded::default();
+/// The resource of a wire resource; `None` when `service.name` is missing,
+/// empty or not a string.
+fn resource_ref<'a>(w: &wire::WireResource<'a>) -> Option<ResourceRef<'a>> {
+    let service = w.service.flatten().filter(|s| !s.is_empty())?;
+    let environment = w
+        .environment_name
+        .flatten()
+        .or(w.environment.flatten())
+        .unwrap_or_default();
+    Some(ResourceRef {
+        service,
+        environment,
+        version: w.version.flatten().unwrap_or_default(),
+    })
+}
+
+/// The index of `resource` in `resources`, pushed there at its first use.
+fn resource_index<'a>(
+    index: &mut Option<u32>,
+    resource: ResourceRef<'a>,
+    resources: &mut Vec<ResourceRef<'a>>,
+) -> u32 {
+    *index.get_or_insert_with(|| {
+        resources.push(resource);
+        resources.len() as u32 - 1
+    })
+}
+
+/// Decodes one `otlp_spans` protobuf message to the compact form: the same
+/// records and rejections as [`decode_traces`].
+pub fn decode_span_batch<'a>(bytes: &'a [u8], opts: &DecodeOptions) -> SpanBatch<'a> {
+    let mut out = SpanBatch {
+        resources: Vec::new(),
+        // A span takes at least ~40 bytes of a message.
+        spans: Vec::with_capacity(bytes.len() / 64),
+        rejects: Vec::new(),
+    };
     let mut index = 0u32;
     let walked = wire::traces(bytes, opts, |attrs, spans| {
-        let resource = attrs.resource();
+        let resource = resource_ref(attrs);
+        let mut resource_at = None;
         for s in spans.drain(..) {
-            let raw = RawSpan {
-                trace: ids::trace_id_from_bytes(s.trace),
-                span: ids::span_id_from_bytes(s.span),
-                parent: ids::span_id_from_bytes(s.parent),
+            let checked = check_span(
+                ids::trace_id_from_bytes(s.trace),
+                ids::span_id_from_bytes(s.span),
+                ids::span_id_from_bytes(s.parent),
+                resource,
+                s.start,
+                s.end,
+                index,
+                opts,
+            );
+            index += 1;
+            let (trace, span, parent, r) = match checked {
+                Ok(checked) => checked,
+                Err(e) => {
+                    out.rejects.push(e);
+                    continue;
+                }
+            };
+            out.spans.push(SpanRef {
+                trace,
+                span,
+                parent,
+                start: s.start,
+                end: s.end,
+                kind: SpanKind::from_i32(s.kind),
+                status: SpanStatus::from_i32(s.status),
+                pii: s.pii,
+                resource: resource_index(&mut resource_at, r, &mut out.resources),
+                name: s.name,
+            });
+        }
+    });
+    match walked {
+        Ok(()) => out,
+        Err(e) => SpanBatch {
+            rejects: vec![Rejection::message(Reason::MalformedProtobuf, e.to_string())],
+            ..SpanBatch::default()
+        },
+    }
+}
+
+#[inline(never)]
+fn decode_traces_proto(bytes: &[u8], opts: &DecodeOptions) -> Decoded<Span> {
+    let batch = decode_span_batch(bytes, opts);
+    let resources: Vec<Arc<Resource>> = batch
+        .resources
+        .iter()
+        .map(|r| shared_resource(r.service(), r.environment(), r.version()))
+        .collect();
+    Decoded {
+        records: batch
+            .spans
+            .iter()
+            .map(|s| Span {
+                trace: s.trace,
+                span: s.span,
+                parent: s.parent,
                 start: s.start,
                 end: s.end,
                 kind: s.kind,
                 status: s.status,
                 pii: s.pii,
-                name: span_name(std::str::from_utf8(s.name).unwrap_or_default()),
-            };
-            push(&mut out, validate_span(raw, &resource, index, opts));
-            index += 1;
-        }
-    });
-    match walked {
-        Ok(()) => out,
-        Err(e) => Decoded::failed(Rejection::message(Reason::MalformedProtobuf, e.to_string())),
+                resource: Arc::clone(&resources[s.resource as usize]),
+                name: span_name(s.name()),
+            })
+            .collect(),
+        rejects: batch.rejects,
     }
 }
 
@@ -275,22 +507,25 @@ fn push<T>(out: &mut Decoded<T>, r: Result<T, Rejection>) {
     }
 }
 
-fn validate_span(
-    raw: RawSpan,
-    resource: &Option<Arc<Resource>>,
+/// The checks of a span, in their order: its ids and resource, or why it is
+/// rejected.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn check_span<R>(
+    trace: Result<u128, IdError>,
+    span: Result<u64, IdError>,
+    parent: Result<u64, IdError>,
+    resource: Option<R>,
+    start: u64,
+    end: u64,
     index: u32,
     opts: &DecodeOptions,
-) -> Result<Span, Rejection> {
+) -> Result<(u128, u64, u64, R), Rejection> {
     let bad = |reason, detail: String| Rejection::record(reason, index, detail);
-    let trace = raw
-        .trace
-        .map_err(|e| bad(Reason::InvalidTraceId, format!("trace id: {e}")))?;
-    let span = raw
-        .span
-        .map_err(|e| bad(Reason::InvalidSpanId, format!("span id: {e}")))?;
-    let parent = raw
-        .parent
-        .map_err(|e| bad(Reason::InvalidParentSpanId, format!("parent span id: {e}")))?;
+    let trace = trace.map_err(|e| bad(Reason::InvalidTraceId, format!("trace id: {e}")))?;
+    let span = span.map_err(|e| bad(Reason::InvalidSpanId, format!("span id: {e}")))?;
+    let parent =
+        parent.map_err(|e| bad(Reason::InvalidParentSpanId, format!("parent span id: {e}")))?;
     if trace == 0 {
         return Err(bad(Reason::MissingTraceId, "span has no trace id".into()));
     }
@@ -303,18 +538,37 @@ fn validate_span(
             "resource has no service.name".into(),
         ));
     };
-    if raw.start == 0 && raw.end == 0 {
+    if start == 0 && end == 0 {
         return Err(bad(
             Reason::MissingTimestamp,
             "start and end are both 0".into(),
         ));
     }
-    if opts.is_future(raw.start.max(raw.end)) {
+    if opts.is_future(start.max(end)) {
         return Err(bad(
             Reason::FutureTimestamp,
             "span time is beyond max_future_skew".into(),
         ));
     }
+    Ok((trace, span, parent, resource))
+}
+
+fn validate_span(
+    raw: RawSpan,
+    resource: &Option<Arc<Resource>>,
+    index: u32,
+    opts: &DecodeOptions,
+) -> Result<Span, Rejection> {
+    let (trace, span, parent, resource) = check_span(
+        raw.trace,
+        raw.span,
+        raw.parent,
+        resource.as_ref(),
+        raw.start,
+        raw.end,
+        index,
+        opts,
+    )?;
     Ok(Span {
         trace,
         span,
@@ -340,29 +594,87 @@ struct RawLog {
     attrs: AttrFlags,
 }
 
-#[inline(never)]
-fn decode_logs_proto(bytes: &[u8], origin: Origin, opts: &DecodeOptions) -> Decoded<LogRecord> {
-    let mut out = Decoded::default();
+/// Decodes one `otlp_logs` protobuf message to the compact form: the same
+/// records and rejections as [`decode_logs`].
+pub fn decode_log_batch<'a>(bytes: &'a [u8], opts: &DecodeOptions) -> LogBatch<'a> {
+    let mut out = LogBatch {
+        resources: Vec::new(),
+        // A log record takes at least ~40 bytes of a message.
+        logs: Vec::with_capacity(bytes.len() / 64),
+        rejects: Vec::new(),
+    };
     let mut index = 0u32;
     let walked = wire::logs(bytes, opts, |attrs, records| {
-        let resource = attrs.resource();
+        let resource = resource_ref(attrs);
+        let mut resource_at = None;
         for l in records.drain(..) {
-            let raw = RawLog {
-                trace: ids::trace_id_from_bytes(l.trace),
-                span: ids::span_id_from_bytes(l.span),
-                time: l.time,
-                observed: l.observed,
-                severity: l.severity,
-                attrs: l.attrs,
-            };
-            let origin = Origin { index, ..origin };
-            push(&mut out, validate_log(raw, &resource, origin, opts));
+            let checked = check_log(
+                ids::trace_id_from_bytes(l.trace),
+                ids::span_id_from_bytes(l.span),
+                resource,
+                l.time,
+                l.observed,
+                index,
+                opts,
+            );
+            let this = index;
             index += 1;
+            let (trace, time, r) = match checked {
+                Ok(checked) => checked,
+                Err(e) => {
+                    out.rejects.push(e);
+                    continue;
+                }
+            };
+            let request = l.attrs.request;
+            out.logs.push(LogRef {
+                trace,
+                time,
+                index: this,
+                severity: l.severity,
+                request,
+                error_request: request && (l.severity >= 17 || l.attrs.status_5xx),
+                pii: l.attrs.pii,
+                resource: resource_index(&mut resource_at, r, &mut out.resources),
+            });
         }
     });
     match walked {
         Ok(()) => out,
-        Err(e) => Decoded::failed(Rejection::message(Reason::MalformedProtobuf, e.to_string())),
+        Err(e) => LogBatch {
+            rejects: vec![Rejection::message(Reason::MalformedProtobuf, e.to_string())],
+            ..LogBatch::default()
+        },
+    }
+}
+
+#[inline(never)]
+fn decode_logs_proto(bytes: &[u8], origin: Origin, opts: &DecodeOptions) -> Decoded<LogRecord> {
+    let batch = decode_log_batch(bytes, opts);
+    let resources: Vec<Arc<Resource>> = batch
+        .resources
+        .iter()
+        .map(|r| shared_resource(r.service(), r.environment(), r.version()))
+        .collect();
+    Decoded {
+        records: batch
+            .logs
+            .iter()
+            .map(|l| LogRecord {
+                trace: l.trace,
+                time: l.time,
+                origin: Origin {
+                    index: l.index,
+                    ..origin
+                },
+                severity: l.severity,
+                request: l.request,
+                error_request: l.error_request,
+                pii: l.pii,
+                resource: Arc::clone(&resources[l.resource as usize]),
+            })
+            .collect(),
+        rejects: batch.rejects,
     }
 }
 
@@ -371,26 +683,25 @@ fn decode_logs_json(bytes: &[u8], origin: Origin, opts: &DecodeOptions) -> Decod
     json::decode::<json::Logs>(bytes, origin, opts)
 }
 
-fn validate_log(
-    raw: RawLog,
-    resource: &Option<Arc<Resource>>,
-    origin: Origin,
+/// The checks of a log record, in their order: its trace id, event time and
+/// resource, or why it is rejected.
+#[inline]
+fn check_log<R>(
+    trace: Result<u128, IdError>,
+    span: Result<u64, IdError>,
+    resource: Option<R>,
+    time: u64,
+    observed: u64,
+    index: u32,
     opts: &DecodeOptions,
-) -> Result<LogRecord, Rejection> {
-    let bad = |reason, detail: &str| Rejection::record(reason, origin.index, detail);
-    let trace = raw
-        .trace
-        .map_err(|e| bad(Reason::InvalidTraceId, &format!("trace id: {e}")))?;
-    raw.span
-        .map_err(|e| bad(Reason::InvalidSpanId, &format!("span id: {e}")))?;
+) -> Result<(u128, u64, R), Rejection> {
+    let bad = |reason, detail: &str| Rejection::record(reason, index, detail);
+    let trace = trace.map_err(|e| bad(Reason::InvalidTraceId, &format!("trace id: {e}")))?;
+    span.map_err(|e| bad(Reason::InvalidSpanId, &format!("span id: {e}")))?;
     let Some(resource) = resource else {
         return Err(bad(Reason::MissingService, "resource has no service.name"));
     };
-    let time = if raw.time != 0 {
-        raw.time
-    } else {
-        raw.observed
-    };
+    let time = if time != 0 { time } else { observed };
     if time == 0 {
         return Err(bad(
             Reason::MissingTimestamp,
@@ -403,6 +714,24 @@ fn validate_log(
             "log time is beyond max_future_skew",
         ));
     }
+    Ok((trace, time, resource))
+}
+
+fn validate_log(
+    raw: RawLog,
+    resource: &Option<Arc<Resource>>,
+    origin: Origin,
+    opts: &DecodeOptions,
+) -> Result<LogRecord, Rejection> {
+    let (trace, time, resource) = check_log(
+        raw.trace,
+        raw.span,
+        resource.as_ref(),
+        raw.time,
+        raw.observed,
+        origin.index,
+        opts,
+    )?;
     let request = raw.attrs.request;
     Ok(LogRecord {
         trace,
@@ -1977,7 +2306,46 @@ mod equivalence {
         ] {
             check_proto(&wrap(extra), &opts, &mut stats);
         }
-        assert!(stats.messages >= 2 * (3 * odd.len() + 9));
+        // Attributes whose fields take the general path of the wire walk: keys
+        // written in two bytes, known fields with the wrong wire type.
+        let attribute = |kv: &[u8]| {
+            let mut f = Vec::new();
+            ld(9, kv, &mut f);
+            wrap(&f)
+        };
+        let pii_value = b"\x0a\x07a@b.com";
+        let mut attributes: Vec<Vec<u8>> = vec![
+            [&[0x8a, 0x00, 0x01, b'k', 0x12, 0x09][..], pii_value].concat(), // key: 2-byte key
+            [&[0x0a, 0x01, b'k', 0x92, 0x00, 0x09][..], pii_value].concat(), // value: 2-byte key
+            vec![
+                0x0a, 0x01, b'k', 0x12, 0x0a, 0x8a, 0x00, 0x07, b'a', b'@', b'b', b'.', b'c', b'o',
+                b'm',
+            ], // string: 2-byte key
+            vec![0x08, 0x01],                                                // key as varint
+            vec![0x10, 0x01],                                                // value as varint
+            vec![0x12, 0x02, 0x08, 0x01], // string value as varint
+            vec![0x12, 0x02, 0x1a, 0x00], // int value as bytes
+            vec![0x12, 0x02, 0x20, 0x01], // double value as varint
+            vec![0x12, 0x02, 0x28, 0x01], // array value as varint
+            vec![0x12, 0x02, 0x30, 0x01], // kvlist value as varint
+            vec![0x12, 0x02, 0x3b, 0x3c], // bytes value as a group
+            vec![0x12, 0x02, 0x11, 0x00], // bool value as fixed64 (short)
+            vec![0x12, 0x04, 0x2a, 0x02, 0x08, 0x01], // array element as varint
+            vec![0x12, 0x04, 0x32, 0x02, 0x08, 0x01], // kvlist element as varint
+            vec![0x12, 0x03, 0x18, 0x80, 0x80], // int value cut short
+        ];
+        attributes.push([&[0x12, 0x0d, 0x2a, 0x0b, 0x0a, 0x09][..], pii_value].concat()); // array
+        attributes.push(
+            [
+                &[0x12, 0x0f, 0x32, 0x0d, 0x0a, 0x0b, 0x12, 0x09][..],
+                pii_value,
+            ]
+            .concat(),
+        ); // kvlist
+        for kv in &attributes {
+            check_proto(&attribute(kv), &opts, &mut stats);
+        }
+        assert!(stats.messages >= 2 * (3 * odd.len() + 9 + 17));
     }
 
     #[test]
