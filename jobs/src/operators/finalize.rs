@@ -281,13 +281,21 @@ pub enum Final {
 /// records at the time the parts carry (`final_at(window)`). Parts are routed by
 /// what they are keyed by (resource, edge, exemplar group), so the merge work
 /// is spread over the workers and each final record is built on one of them.
+/// With more than one worker, worker 0 merges nothing: it evaluates the SLOs
+/// and writes every output of the window, which the others cannot share.
 pub fn merge<'s>(
     parts: StreamVec<'s, u64, WindowPart>,
     params: &Params,
 ) -> StreamVec<'s, u64, Final> {
     let params = params.clone();
+    let peers = parts.scope().peers() as u64;
+    let route = move |(_, part): &WindowPart| match peers {
+        0 | 1 => 0,
+        // Exchange takes the route modulo `peers`.
+        n => 1 + part.route() % (n - 1),
+    };
     parts.unary_frontier(
-        Exchange::new(|(_, part): &WindowPart| part.route()),
+        Exchange::new(route),
         "MergeWindows",
         move |_cap, _info| {
             let mut pending: BTreeMap<u64, (Capability<u64>, Vec<WindowPart>)> = BTreeMap::new();
