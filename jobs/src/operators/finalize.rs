@@ -294,34 +294,30 @@ pub fn merge<'s>(
         // Exchange takes the route modulo `peers`.
         n => 1 + part.route() % (n - 1),
     };
-    parts.unary_frontier(
-        Exchange::new(route),
-        "MergeWindows",
-        move |_cap, _info| {
-            let mut pending: BTreeMap<u64, (Capability<u64>, Vec<WindowPart>)> = BTreeMap::new();
-            move |(input, frontier), output| {
-                input.for_each(|cap, data| {
-                    let Some(t) = cap.least().copied() else {
-                        return;
-                    };
-                    pending
-                        .entry(t)
-                        .or_insert_with(|| (cap.delayed(&t, 0), Vec::new()))
-                        .1
-                        .append(data);
-                });
-                while let Some(entry) = pending.first_entry() {
-                    if frontier.frontier().less_equal(entry.key()) {
-                        break;
-                    }
-                    let (cap, parts) = entry.remove();
-                    output
-                        .session(&cap)
-                        .give_iterator(window_records(parts, &params).into_iter());
+    parts.unary_frontier(Exchange::new(route), "MergeWindows", move |_cap, _info| {
+        let mut pending: BTreeMap<u64, (Capability<u64>, Vec<WindowPart>)> = BTreeMap::new();
+        move |(input, frontier), output| {
+            input.for_each(|cap, data| {
+                let Some(t) = cap.least().copied() else {
+                    return;
+                };
+                pending
+                    .entry(t)
+                    .or_insert_with(|| (cap.delayed(&t, 0), Vec::new()))
+                    .1
+                    .append(data);
+            });
+            while let Some(entry) = pending.first_entry() {
+                if frontier.frontier().less_equal(entry.key()) {
+                    break;
                 }
+                let (cap, parts) = entry.remove();
+                output
+                    .session(&cap)
+                    .give_iterator(window_records(parts, &params).into_iter());
             }
-        },
-    )
+        }
+    })
 }
 
 /// The final records of one window from its parts.
@@ -485,17 +481,14 @@ fn latency_record(
     window: (u64, u64),
     buckets: Vec<(u64, u64)>,
 ) -> Option<SliRecord> {
-    let hist = crate::sli::latency::merge(buckets)?;
-    if hist.is_empty() {
-        return None;
-    }
-    let ms = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
+    let s = crate::sli::latency::summarize(buckets)?;
+    let ms = |us: u64| us as f64 / 1000.0;
     Some(SliRecord {
-        total: Some(hist.len()),
-        p50_ms: Some(ms(0.5)),
-        p90_ms: Some(ms(0.9)),
-        p99_ms: Some(ms(0.99)),
-        histogram: Some(encode_histogram(&hist)),
+        total: Some(s.total),
+        p50_ms: Some(ms(s.quantiles[0])),
+        p90_ms: Some(ms(s.quantiles[1])),
+        p99_ms: Some(ms(s.quantiles[2])),
+        histogram: Some(s.histogram),
         ..SliRecord::bare(Sli::Latency.as_str(), dims, window)
     })
 }
