@@ -277,6 +277,7 @@ impl<'a> Winners<'a> {
         v.clear();
         // Collecting from an emptied vector of references into one of other
         // references reuses its allocation.
+        #[allow(clippy::unnecessary_filter_map)] // it changes the element lifetime
         v.into_iter().filter_map(|_| None).collect()
     }
 
