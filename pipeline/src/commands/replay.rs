@@ -27,9 +27,12 @@ const ALIGN_NS: u64 = 10 * causeway_schemas::time::NANOS_PER_SEC;
 /// round `k` it waits until every output below its input time at the end of
 /// round `k - ROUNDS_AHEAD` is written. One round of slack made the workers
 /// run in lockstep (a worker that finished its round first waited for the
-/// other to finish reading its own and step); two let a worker keep reading
-/// while another, or worker 0 writing a window, catches up.
-const ROUNDS_AHEAD: usize = 2;
+/// other to finish reading its own and step); more lets a worker keep reading
+/// while another, or worker 0 writing a window, catches up, or while the OS
+/// runs something else on the other's core (a round is a few milliseconds).
+/// Meanwhile a slower worker's channels hold what the others sent it in those
+/// rounds.
+const ROUNDS_AHEAD: usize = 4;
 
 /// Why a replay could not run.
 #[derive(Debug, thiserror::Error)]
