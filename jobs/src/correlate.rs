@@ -242,13 +242,21 @@ pub struct Winners<'a> {
 impl<'a> Winners<'a> {
     /// The winners among `spans` (all copies, present or not) at snapshot time `at`.
     pub fn at(spans: &'a [SpanRec], at: u64, params: &Params) -> Self {
-        let mut present: Vec<&SpanRec> = spans
-            .iter()
-            .filter(|s| {
-                let (enter, leave) = params.span_lifetime(s.event_time());
-                enter <= at && at < leave
-            })
-            .collect();
+        Self::at_in(Vec::new(), spans, at, params)
+    }
+
+    /// [`Winners::at`], in the allocation of `buf` (from [`Winners::recycle`]).
+    pub fn at_in(
+        mut present: Vec<&'a SpanRec>,
+        spans: &'a [SpanRec],
+        at: u64,
+        params: &Params,
+    ) -> Self {
+        present.clear();
+        present.extend(spans.iter().filter(|s| {
+            let (enter, leave) = params.span_lifetime(s.event_time());
+            enter <= at && at < leave
+        }));
         present.sort_unstable_by_key(|s| s.span);
         present.dedup_by(|later, kept| {
             if later.span != kept.span {
@@ -260,6 +268,17 @@ impl<'a> Winners<'a> {
             true
         });
         Winners { spans: present }
+    }
+
+    /// The allocation of these winners, empty, for [`Winners::at_in`] on
+    /// another trace.
+    pub fn recycle<'b>(self) -> Vec<&'b SpanRec> {
+        let mut v = self.spans;
+        v.clear();
+        // Collecting from an emptied vector of references into one of other
+        // references reuses its allocation.
+        #[allow(clippy::unnecessary_filter_map)] // it changes the element lifetime
+        v.into_iter().filter_map(|_| None).collect()
     }
 
     /// The number of winners.
@@ -492,6 +511,7 @@ impl State {
                 Joined::Audit(a) => acc.audit(a, None),
             }
         }
+        let mut buf = Vec::new();
         for trace in p.traces {
             let Some(t) = self.traces.get_mut(&trace) else {
                 continue;
@@ -500,7 +520,7 @@ impl State {
                 continue;
             }
             t.evaluated = at;
-            let winners = Winners::at(&t.spans, snapshot, params);
+            let winners = Winners::at_in(buf, &t.spans, snapshot, params);
             acc.trace(trace, &winners);
             let w = (!winners.is_empty()).then_some(&winners);
             let mut rest = false;
@@ -520,6 +540,7 @@ impl State {
             } else {
                 t.joined.clear();
             }
+            buf = winners.recycle();
         }
         acc.parts()
     }

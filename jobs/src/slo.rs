@@ -30,7 +30,7 @@ use causeway_schemas::records::{
 use causeway_schemas::time::{format_rfc3339, NANOS_PER_SEC};
 
 use crate::obs::Sli;
-use crate::operators::finalize::decode_histogram;
+use crate::operators::finalize::histogram_count_up_to;
 
 /// The SLI id of M7, whose records the evaluator writes.
 pub const CORRELATED_ALERT_RATE: &str = "correlated_alert_rate";
@@ -303,9 +303,7 @@ impl Evaluator {
         }
         match (spec.sli, spec.threshold_us) {
             (Sli::Latency, Some(th)) => {
-                let h = decode_histogram(r.histogram.as_deref()?)?;
-                let total = h.len();
-                let good = h.count_between(0, th);
+                let (total, good) = histogram_count_up_to(r.histogram.as_deref()?, th)?;
                 Some((total.saturating_sub(good), total))
             }
             _ => {

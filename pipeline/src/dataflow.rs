@@ -41,18 +41,39 @@ pub trait OutputSink {
 }
 
 /// Everything the jobs finalize, on its way to worker 0.
-///
-/// SLI records omit absent fields in JSON (`skip_serializing_if`), which bincode,
-/// timely's wire format between processes, cannot round-trip: they travel as
-/// their JSON text.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 enum Output {
-    Sli(String),
+    Sli(JsonSli),
     Edge(ServiceGraphRecord),
     Exemplar(ExemplarRecord),
     Change(ChangeRecord),
     SpanMetrics(SpanMetricsRecord),
     GraphMetrics(GraphMetricsRecord),
+}
+
+/// An SLI record that is serialized as its JSON text.
+///
+/// SLI records omit absent fields in JSON (`skip_serializing_if`), which bincode,
+/// timely's wire format between processes, cannot round-trip. Within a process
+/// timely moves records without serializing them, so the text is only made
+/// when a record crosses to another process.
+#[derive(Clone, Debug)]
+struct JsonSli(SliRecord);
+
+impl Serialize for JsonSli {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let text = serde_json::to_string(&self.0).map_err(serde::ser::Error::custom)?;
+        s.serialize_str(&text)
+    }
+}
+
+impl<'de> Deserialize<'de> for JsonSli {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        serde_json::from_str(&text)
+            .map(JsonSli)
+            .map_err(serde::de::Error::custom)
+    }
 }
 
 /// The SLO evaluator for `settings`, with no history.
@@ -85,7 +106,7 @@ pub fn build(
         let probe = ProbeHandle::new();
         let all = out
             .sli
-            .map(|r| Output::Sli(serde_json::to_string(&r).unwrap_or_default()))
+            .map(|r| Output::Sli(JsonSli(r)))
             .concat(out.service_graph.map(Output::Edge))
             .concat(out.exemplars.map(Output::Exemplar))
             .concat(out.changes.map(Output::Change))
@@ -148,7 +169,7 @@ impl Finalized {
         let mut f = Finalized::default();
         for o in batch {
             match o {
-                Output::Sli(j) => f.sli.extend(serde_json::from_str::<SliRecord>(&j).ok()),
+                Output::Sli(JsonSli(r)) => f.sli.push(r),
                 Output::Edge(e) => f.edges.push(e),
                 Output::Exemplar(x) => f.exemplars.push(x),
                 Output::Change(c) => f.changes.push(c),

@@ -1,12 +1,13 @@
 //! Writes a seeded workload for `causeway replay`:
-//! `gen DIR [traces] [proto|json] [partitions] [seed]`.
+//! `gen DIR [traces] [proto|json] [partitions] [seed] [duration_s]` (the
+//! default duration is traces / 50 s, at least 600; `e2e` uses traces / 100).
 
 use causeway_benches::workload::{generate, Format, WorkloadConfig};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let Some(dir) = args.get(1) else {
-        eprintln!("usage: gen DIR [traces=2000] [proto|json] [partitions=2] [seed=7]");
+        eprintln!("usage: gen DIR [traces=2000] [proto|json] [partitions=2] [seed=7] [duration_s]");
         std::process::exit(2);
     };
     let traces = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(2000);
@@ -21,7 +22,10 @@ fn main() {
         traces,
         partitions,
         seed,
-        duration_s: (traces as u64 / 50).max(600),
+        duration_s: args
+            .get(6)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or((traces as u64 / 50).max(600)),
         ..WorkloadConfig::default()
     };
     let w = generate(&cfg);

@@ -131,6 +131,137 @@ pub fn decode_histogram(b64: &str) -> Option<Histogram<u64>> {
     Some(hist)
 }
 
+/// The number of values and the number of values at most `high` of a histogram
+/// written by [`encode_histogram`]: the `len()` and `count_between(0, high)` of
+/// [`decode_histogram`]'s histogram, `None` where it returns `None`.
+///
+/// Histograms of 3 significant digits with lowest value 1 (every one Causeway
+/// writes) are counted as they are read, without building them; others are
+/// decoded.
+pub fn histogram_count_up_to(b64: &str, high: u64) -> Option<(u64, u64)> {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
+    match count_up_to(&bytes, high) {
+        Counted::Yes(total, up_to) => Some((total, up_to)),
+        Counted::Invalid => None,
+        Counted::Other => {
+            let h = decode_histogram(b64)?;
+            Some((h.len(), h.count_between(0, high)))
+        }
+    }
+}
+
+enum Counted {
+    Yes(u64, u64),
+    Invalid,
+    Other,
+}
+
+/// [`histogram_count_up_to`] on the V2 bytes, for 3 significant digits and
+/// lowest value 1 (a sub-bucket count of 2048, unit magnitude 0), following
+/// hdrhistogram 7's deserializer step by step.
+fn count_up_to(bytes: &[u8], high: u64) -> Counted {
+    const V2_COOKIE: u32 = 0x1c84_9303 | 0x10;
+    const HEADER: usize = 40;
+    const HALF_COUNT_MAGNITUDE: u32 = 10;
+    const HALF_COUNT: u64 = 1 << HALF_COUNT_MAGNITUDE;
+    const SUB_BUCKET_MASK: u64 = 2047;
+    const LEADING_ZERO_COUNT_BASE: u32 = 64 - 11;
+    let be32 = |i: usize| {
+        bytes
+            .get(i..i + 4)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    let be64 = |i: usize| {
+        bytes
+            .get(i..i + 8)
+            .and_then(|b| b.try_into().ok())
+            .map(u64::from_be_bytes)
+    };
+    let (Some(cookie), Some(len), Some(offset), Some(digits), Some(low), Some(max), Some(ratio)) = (
+        be32(0),
+        be32(4),
+        be32(8),
+        be32(12),
+        be64(16),
+        be64(24),
+        be64(32),
+    ) else {
+        return Counted::Other;
+    };
+    if cookie != V2_COOKIE
+        || offset != 0
+        || digits != 3
+        || low != 1
+        || max < 2
+        || f64::from_bits(ratio) != 1.0
+    {
+        return Counted::Other;
+    }
+    // The length of the counts array `Histogram::new_with_bounds(1, max, 3)` allocates.
+    let mut buckets: u64 = 1;
+    let mut untrackable: u64 = 2048;
+    while untrackable <= max {
+        if untrackable > u64::MAX / 2 {
+            buckets += 1;
+            break;
+        }
+        untrackable <<= 1;
+        buckets += 1;
+    }
+    let counts_len = (buckets + 1) * HALF_COUNT;
+    // `index_for(high)`, clamped to the last index as `count_between` does.
+    let bucket = LEADING_ZERO_COUNT_BASE - (high | SUB_BUCKET_MASK).leading_zeros();
+    let sub_bucket = high >> bucket;
+    let high_index = ((u64::from(bucket) + 1) << HALF_COUNT_MAGNITUDE) + sub_bucket - HALF_COUNT;
+    let high_index = high_index.min(counts_len - 1);
+    let Some(payload) = bytes.get(HEADER..HEADER + len as usize) else {
+        return Counted::Invalid;
+    };
+    let (mut i, mut index, mut total, mut up_to) = (0usize, 0u64, 0u64, 0u64);
+    while i < payload.len() {
+        // A base-128 varint of at most 9 bytes, the 9th contributing all 8 bits.
+        let mut zz: u64 = 0;
+        let mut n = 0;
+        loop {
+            let Some(&b) = payload.get(i + n) else {
+                return Counted::Invalid;
+            };
+            if n == 8 {
+                zz |= u64::from(b) << 56;
+                n += 1;
+                break;
+            }
+            zz |= u64::from(b & 0x7f) << (7 * n);
+            n += 1;
+            if b & 0x80 == 0 {
+                break;
+            }
+        }
+        i += n;
+        let count_or_zeros = ((zz >> 1) as i64) ^ -((zz & 1) as i64);
+        if count_or_zeros < 0 {
+            let Some(zeros) = count_or_zeros.checked_neg() else {
+                return Counted::Invalid;
+            };
+            index = index.saturating_add(zeros as u64);
+        } else {
+            let count = count_or_zeros as u64;
+            if count > 0 {
+                if index >= counts_len {
+                    return Counted::Invalid;
+                }
+                total = total.saturating_add(count);
+                if index <= high_index {
+                    up_to = up_to.saturating_add(count);
+                }
+            }
+            index += 1;
+        }
+    }
+    Counted::Yes(total, up_to)
+}
+
 /// A final record of a window.
 #[derive(Clone, Debug)]
 pub enum Final {
@@ -150,39 +281,43 @@ pub enum Final {
 /// records at the time the parts carry (`final_at(window)`). Parts are routed by
 /// what they are keyed by (resource, edge, exemplar group), so the merge work
 /// is spread over the workers and each final record is built on one of them.
+/// With more than one worker, worker 0 merges nothing: it evaluates the SLOs
+/// and writes every output of the window, which the others cannot share.
 pub fn merge<'s>(
     parts: StreamVec<'s, u64, WindowPart>,
     params: &Params,
 ) -> StreamVec<'s, u64, Final> {
     let params = params.clone();
-    parts.unary_frontier(
-        Exchange::new(|(_, part): &WindowPart| part.route()),
-        "MergeWindows",
-        move |_cap, _info| {
-            let mut pending: BTreeMap<u64, (Capability<u64>, Vec<WindowPart>)> = BTreeMap::new();
-            move |(input, frontier), output| {
-                input.for_each(|cap, data| {
-                    let Some(t) = cap.least().copied() else {
-                        return;
-                    };
-                    pending
-                        .entry(t)
-                        .or_insert_with(|| (cap.delayed(&t, 0), Vec::new()))
-                        .1
-                        .append(data);
-                });
-                while let Some(entry) = pending.first_entry() {
-                    if frontier.frontier().less_equal(entry.key()) {
-                        break;
-                    }
-                    let (cap, parts) = entry.remove();
-                    output
-                        .session(&cap)
-                        .give_iterator(window_records(parts, &params).into_iter());
+    let peers = parts.scope().peers() as u64;
+    let route = move |(_, part): &WindowPart| match peers {
+        0 | 1 => 0,
+        // Exchange takes the route modulo `peers`.
+        n => 1 + part.route() % (n - 1),
+    };
+    parts.unary_frontier(Exchange::new(route), "MergeWindows", move |_cap, _info| {
+        let mut pending: BTreeMap<u64, (Capability<u64>, Vec<WindowPart>)> = BTreeMap::new();
+        move |(input, frontier), output| {
+            input.for_each(|cap, data| {
+                let Some(t) = cap.least().copied() else {
+                    return;
+                };
+                pending
+                    .entry(t)
+                    .or_insert_with(|| (cap.delayed(&t, 0), Vec::new()))
+                    .1
+                    .append(data);
+            });
+            while let Some(entry) = pending.first_entry() {
+                if frontier.frontier().less_equal(entry.key()) {
+                    break;
                 }
+                let (cap, parts) = entry.remove();
+                output
+                    .session(&cap)
+                    .give_iterator(window_records(parts, &params).into_iter());
             }
-        },
-    )
+        }
+    })
 }
 
 /// The final records of one window from its parts.
@@ -346,17 +481,14 @@ fn latency_record(
     window: (u64, u64),
     buckets: Vec<(u64, u64)>,
 ) -> Option<SliRecord> {
-    let hist = crate::sli::latency::merge(buckets)?;
-    if hist.is_empty() {
-        return None;
-    }
-    let ms = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
+    let s = crate::sli::latency::summarize(buckets)?;
+    let ms = |us: u64| us as f64 / 1000.0;
     Some(SliRecord {
-        total: Some(hist.len()),
-        p50_ms: Some(ms(0.5)),
-        p90_ms: Some(ms(0.9)),
-        p99_ms: Some(ms(0.99)),
-        histogram: Some(encode_histogram(&hist)),
+        total: Some(s.total),
+        p50_ms: Some(ms(s.quantiles[0])),
+        p90_ms: Some(ms(s.quantiles[1])),
+        p99_ms: Some(ms(s.quantiles[2])),
+        histogram: Some(s.histogram),
         ..SliRecord::bare(Sli::Latency.as_str(), dims, window)
     })
 }
@@ -364,6 +496,60 @@ fn latency_record(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counting_up_to_a_value_equals_decoding() {
+        // Durations as the latency SLI records them: µs, auto-resized.
+        let mut seed: u64 = 7;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for case in 0..200 {
+            let mut runs = Vec::new();
+            let spread = [10, 3_000, 250_000, 40_000_000, u64::MAX / 4][case % 5];
+            for _ in 0..(next() % 300) {
+                runs.push((next() % spread, 1 + next() % 4));
+            }
+            if case % 7 == 0 {
+                runs.push((0, 2));
+            }
+            let Some(h) = crate::sli::latency::merge(runs) else {
+                continue;
+            };
+            let b64 = encode_histogram(&h);
+            let decoded = decode_histogram(&b64).unwrap();
+            for high in [0, 1, 999, 2047, 2048, 250_000, next() % spread, u64::MAX] {
+                let expected = (decoded.len(), decoded.count_between(0, high));
+                assert_eq!(
+                    histogram_count_up_to(&b64, high),
+                    Some(expected),
+                    "{case} {high}"
+                );
+            }
+        }
+        assert_eq!(histogram_count_up_to("not base64!", 5), None);
+        let mut other = Histogram::<u64>::new_with_bounds(1000, 1_000_000, 2).unwrap();
+        other.record_n(5_000, 3).unwrap();
+        let b64 = encode_histogram(&other);
+        assert_eq!(histogram_count_up_to(&b64, 10_000), Some((3, 3)));
+        assert_eq!(histogram_count_up_to(&b64, 10), Some((3, 0)));
+        // Truncated payloads are refused, as decoding refuses them.
+        use base64::Engine;
+        let mut bytes = base64::engine::general_purpose::STANDARD
+            .decode(encode_histogram(&h_of(&[(5, 1), (70_000, 2)])))
+            .unwrap();
+        bytes.pop();
+        let cut = base64::engine::general_purpose::STANDARD.encode(bytes);
+        assert_eq!(decode_histogram(&cut).map(|h| h.len()), None);
+        assert_eq!(histogram_count_up_to(&cut, 10), None);
+    }
+
+    fn h_of(runs: &[(u64, u64)]) -> Histogram<u64> {
+        crate::sli::latency::merge(runs.to_vec()).unwrap()
+    }
 
     #[test]
     fn histograms_round_trip_and_merge() {

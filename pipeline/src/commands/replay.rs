@@ -23,6 +23,17 @@ const ROUND_MESSAGES: usize = 256;
 /// How far (event time) a partition may run ahead of its worker's slowest one.
 const ALIGN_NS: u64 = 10 * causeway_schemas::time::NANOS_PER_SEC;
 
+/// Reading rounds a worker may run ahead of the written outputs: after its
+/// round `k` it waits until every output below its input time at the end of
+/// round `k - ROUNDS_AHEAD` is written. One round of slack made the workers
+/// run in lockstep (a worker that finished its round first waited for the
+/// other to finish reading its own and step); more lets a worker keep reading
+/// while another, or worker 0 writing a window, catches up, or while the OS
+/// runs something else on the other's core (a round is a few milliseconds).
+/// Meanwhile a slower worker's channels hold what the others sent it in those
+/// rounds.
+const ROUNDS_AHEAD: usize = 4;
+
 /// Why a replay could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
@@ -225,8 +236,9 @@ fn run_worker(
             0u64,
         ));
     }
+    // Input times at the end of the last `ROUNDS_AHEAD` rounds, oldest first.
+    let mut ends = std::collections::VecDeque::from(vec![ingest.time(); ROUNDS_AHEAD]);
     loop {
-        let previous = ingest.time();
         // Event-time alignment: a partition more than ALIGN_NS ahead of this
         // worker's slowest one waits, so nothing is read far ahead of the
         // watermark and held in memory (lateness is per partition, so the
@@ -271,16 +283,21 @@ fn run_worker(
             break;
         };
         ingest.advance(watermark);
+        // Hand what this round read to the dataflow (and take in what the other
+        // workers sent) without waiting.
+        worker.step();
         // Wait for the other workers by parking, not spinning: a worker with
         // nothing to do gives its core to the others.
-        while probe.less_than(&previous) {
+        ends.push_back(ingest.time());
+        let waited = ends.pop_front().unwrap_or_default();
+        while probe.less_than(&waited) {
             worker.step_or_park(Some(Duration::from_millis(1)));
         }
     }
     ingest.flush();
     let closed = ingest.close();
     while !probe.done() {
-        worker.step();
+        worker.step_or_park(Some(Duration::from_millis(1)));
     }
     Ok(closed)
 }
