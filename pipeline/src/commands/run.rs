@@ -40,12 +40,12 @@ use crate::config::{parse_duration, Config, ConfigError, Guarantee, Settings};
 use crate::dataflow;
 use crate::ingest::{Ingest, Stats};
 use crate::kafka::{
-    checkpoint_key, close, consumer_config, discover, latest_checkpoints, read_fenced, Checkpoint,
+    checkpoint_key, consumer_config, discover, latest_checkpoints, read_fenced, Checkpoint,
     CheckpointRecord, Committed, Health, KafkaSetupError, Mark, Stored,
 };
 use crate::metrics::{self, Metrics};
 use crate::sinks::kafka::{out_offsets, DlqSink, KafkaSink, OutLog, OutOffsets};
-use crate::sources::kafka::{Assigned, KafkaSource};
+use crate::sources::kafka::{read_limit, Assigned, KafkaSource};
 
 /// How long a worker reads before it steps the dataflow.
 const ROUND_READ: Duration = Duration::from_millis(20);
@@ -449,7 +449,8 @@ fn run_worker(worker: &mut timely::worker::Worker, sh: &Shared) -> Result<(), Ru
         let previous = ingest.time();
         let progress = probe.with_frontier(|f| f.first().copied());
         let deadline = round + ROUND_READ;
-        let read = source.read_round(&mut ingest, &dlq, &sh.metrics, deadline);
+        let limit = read_limit(progress, lateness, &sh.settings.params);
+        let read = source.read_round(&mut ingest, &dlq, &sh.metrics, deadline, limit);
         let watermark = source.watermark(lateness, idle);
         ingest.advance(watermark);
         // Do the work this round gave this worker: step until no operator is
@@ -532,7 +533,7 @@ fn run_worker(worker: &mut timely::worker::Worker, sh: &Shared) -> Result<(), Ru
             .map_err(|_| RunError::Workers("poisoned".into()))?;
         s.stats.merge(&closed.stats);
         drop(s);
-        close(source.consumer);
+        source.close();
         return Ok(());
     }
     checkpoint_now(&mut source, &probe, &dlq, &resume, pending, sh);
@@ -548,7 +549,7 @@ fn run_worker(worker: &mut timely::worker::Worker, sh: &Shared) -> Result<(), Ru
     if let Some((_, _, discard)) = &resume.sink {
         discard.store(true, Ordering::SeqCst);
     }
-    close(source.consumer);
+    source.close();
     Ok(())
 }
 

@@ -2,18 +2,31 @@
 //! worker's share of the input partitions ([`crate::kafka::topics`]) at their
 //! checkpointed restart points, read in rounds into [`Ingest`], with each
 //! partition's watermark, idleness and end (SPEC §2).
+//!
+//! **Alignment.** Each partition has a queue of its own
+//! ([`BaseConsumer::split_partition_queue`]), and a round reads only the
+//! partitions whose newest event time is at most the read limit (the global
+//! frontier + `allowed_lateness` + window + grace, [`read_limit`]), slowest
+//! first. A partition past it is *held*: it is not polled, so librdkafka stops
+//! fetching it once its queue holds `queued.max.messages.kbytes`, and its
+//! messages wait in the broker instead of in the dataflow's state. Nothing is
+//! re-fetched (pausing with `Consumer::pause` would re-fetch from inside a
+//! record batch on resume, which tansu 0.6 answers with nothing). A held
+//! partition counts as active, never idle. Lateness is a function of each
+//! partition's own order, so the reading order changes no output.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Headers;
+use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::{Message as _, Offset, TopicPartitionList};
 
 use crate::ingest::{Ingest, Watermark};
 use crate::kafka::{
-    copy_headers, CheckpointRecord, Committed, Health, InputPartition, KafkaSetupError, Mark,
-    Retention,
+    close, copy_headers, CheckpointRecord, Committed, Health, InputPartition, KafkaSetupError,
+    Mark, Retention,
 };
 use crate::metrics::Metrics;
 use crate::sinks::kafka::DlqSink;
@@ -36,7 +49,11 @@ pub struct Assigned {
     pub last_ts: Option<i64>,
     /// The last checkpoint written (an unchanged one is not written again).
     pub last_checkpoint: Option<CheckpointRecord>,
-    pub last_message: Instant,
+    /// The last message read, or the last round the partition was held back
+    /// (a held partition is never idle).
+    pub last_active: Instant,
+    /// Held back in the last round: its newest event time is past the read limit.
+    pub held: bool,
     /// When the broker last said whether the partition is read to its end.
     pub end_checked: Option<(Instant, bool)>,
 }
@@ -44,13 +61,68 @@ pub struct Assigned {
 /// A worker's consumer and its partitions.
 pub struct KafkaSource {
     /// The consumer (also used to commit the group's offsets).
-    pub consumer: BaseConsumer<Health>,
+    pub consumer: Arc<BaseConsumer<Health>>,
     /// The partitions, sorted by (topic, partition).
     pub parts: Vec<Assigned>,
+    /// Each partition's own message queue (as `parts`); `None` if librdkafka
+    /// would not split it off, and then its messages come from the consumer's.
+    queues: Vec<Option<PartitionQueue>>,
+    /// Set when a partition queue turns non-empty, to wait for messages.
+    arrived: Arc<Arrived>,
     /// topic → partition → index in `parts`, looked up without allocating per message.
     lookup: HashMap<String, HashMap<i32, usize>>,
+    /// The partitions in reading order (reused every round).
+    order: Vec<usize>,
     /// One buffer for every message's bytes.
     msg: Message,
+}
+
+type PartitionQueue = rdkafka::consumer::base_consumer::PartitionQueue<Health>;
+
+/// Whether a message arrived in some partition queue since the flag was cleared.
+#[derive(Default)]
+struct Arrived {
+    flag: Mutex<bool>,
+    cond: Condvar,
+}
+
+impl Arrived {
+    fn notify(&self) {
+        if let Ok(mut f) = self.flag.lock() {
+            *f = true;
+            self.cond.notify_all();
+        }
+    }
+
+    fn clear(&self) {
+        if let Ok(mut f) = self.flag.lock() {
+            *f = false;
+        }
+    }
+
+    /// Waits until a message arrives, at most `timeout`.
+    fn wait(&self, timeout: Duration) {
+        if let Ok(f) = self.flag.lock() {
+            let _ = self.cond.wait_timeout_while(f, timeout, |f| !*f);
+        }
+    }
+}
+
+/// How far past the global frontier a partition may be read (event time,
+/// ns): the frontier (dataflow time, seconds; `None` once every input is
+/// closed) plus `allowed_lateness`, the window and the correlation grace. The
+/// slowest partition is always below it once the dataflow has caught up with
+/// its watermark (its newest event time is the frontier + lateness, to the
+/// second), so reading never stalls for good; every other partition stays
+/// within `window + grace` of it, so the records held in state are bounded by
+/// the input rate, not by the backlog.
+pub fn read_limit(frontier: Option<u64>, lateness_ns: u64, params: &causeway_jobs::Params) -> u64 {
+    let ahead = (params.window_s + params.grace_s).max(1) * causeway_schemas::time::NANOS_PER_SEC;
+    frontier.map_or(u64::MAX, |f| {
+        f.saturating_mul(causeway_schemas::time::NANOS_PER_SEC)
+            .saturating_add(lateness_ns)
+            .saturating_add(ahead)
+    })
 }
 
 impl KafkaSource {
@@ -92,7 +164,8 @@ impl KafkaSource {
                 dlq_from: cp.read,
                 last_ts: cp.ts_ms,
                 last_checkpoint: None,
-                last_message: started,
+                last_active: started,
+                held: false,
                 end_checked: None,
             });
         }
@@ -103,6 +176,18 @@ impl KafkaSource {
                 source,
             })?;
         drop(tpl);
+        // After `assign` (which would undo it) and before the first poll.
+        let consumer = Arc::new(consumer);
+        let arrived = Arc::new(Arrived::default());
+        let queues = parts
+            .iter()
+            .map(|a| {
+                let mut q = consumer.split_partition_queue(&a.part.topic_name, a.part.partition)?;
+                let arrived = arrived.clone();
+                q.set_nonempty_callback(move || arrived.notify());
+                Some(q)
+            })
+            .collect();
         // topic → partition → index in `parts`, looked up without allocating per message.
         let mut lookup: HashMap<String, HashMap<i32, usize>> = HashMap::new();
         for (i, a) in parts.iter().enumerate() {
@@ -113,7 +198,10 @@ impl KafkaSource {
         }
         Ok(KafkaSource {
             consumer,
+            order: (0..parts.len()).collect(),
             parts,
+            queues,
+            arrived,
             lookup,
             msg: Message {
                 offset: 0,
@@ -125,88 +213,151 @@ impl KafkaSource {
     }
 
     /// Reads up to [`ROUND_MESSAGES`] messages (until `deadline`) into
-    /// `ingest`, writing their dead letters; returns how many were read.
+    /// `ingest`, writing their dead letters, from the partitions whose newest
+    /// event time is at most `limit` ([`read_limit`]), slowest first; waits up
+    /// to 10 ms for a first message. Returns how many were read.
     pub fn read_round(
         &mut self,
         ingest: &mut Ingest,
         dlq: &DlqSink,
         metrics: &Metrics,
         deadline: Instant,
+        limit: u64,
     ) -> usize {
         let mut read = 0;
-        for n in 0..ROUND_MESSAGES {
-            let wait = if n == 0 {
-                Duration::from_millis(10)
-            } else {
-                Duration::ZERO
-            };
-            let m = match self.consumer.poll(wait) {
+        // Events (errors, statistics), and messages of any partition not split off.
+        while read < ROUND_MESSAGES {
+            match self.consumer.poll(Duration::ZERO) {
                 None => break,
                 Some(Err(e)) => {
-                    eprintln!("causeway run: consume: {e}");
-                    metrics.kafka_errors.with_label_values(&["consume"]).inc();
+                    consume_error(metrics, &e);
                     break;
                 }
-                Some(Ok(m)) => m,
-            };
-            read += 1;
-            metrics.kafka_up.set(1);
-            let Some(&i) = self
-                .lookup
-                .get(m.topic())
-                .and_then(|p| p.get(&m.partition()))
-            else {
-                continue;
-            };
-            let a = &mut self.parts[i];
-            let offset = m.offset().max(0) as u64;
-            if offset < a.position {
-                // Before the restart point: a timestamp seek lands on the start of
-                // the record batch that holds it.
-                continue;
-            }
-            self.msg.offset = offset;
-            self.msg.payload.clear();
-            self.msg
-                .payload
-                .extend_from_slice(m.payload().unwrap_or_default());
-            self.msg.traceparent = traceparent(&m);
-            let mark = Mark {
-                offset,
-                max_seen: a.wm.max_seen(),
-                ts_ms: m.timestamp().to_millis(),
-            };
-            let first_dead = ingest.dlq.len();
-            let needed = ingest.process(
-                &a.name,
-                a.part.topic,
-                a.part.encoding,
-                a.part.id,
-                &mut a.wm,
-                &self.msg,
-            );
-            if let Some(leave) = needed {
-                a.retention.note(leave, mark);
-            }
-            if ingest.dlq.len() > first_dead {
-                let headers = copy_headers(&m);
-                for mut r in ingest.dlq.drain(first_dead..) {
-                    if r.offset >= a.dlq_from {
-                        r.source = a.part.topic_name.clone();
-                        r.partition = a.part.partition as u32;
-                        dlq.send(&r, &self.msg.payload, &headers);
+                Some(Ok(m)) => {
+                    read += 1;
+                    let found = self
+                        .lookup
+                        .get(m.topic())
+                        .and_then(|p| p.get(&m.partition()))
+                        .copied();
+                    if let Some(i) = found {
+                        Self::handle(&mut self.parts[i], &mut self.msg, &m, ingest, dlq);
                     }
                 }
             }
-            let now = Instant::now();
-            a.position = offset + 1;
-            a.last_ts = mark.ts_ms;
-            a.last_message = now;
-            if now > deadline {
-                break;
+        }
+        let parts = &self.parts;
+        self.order
+            .sort_by_key(|&i| (parts[i].wm.max_seen(), parts[i].part.id));
+        let now = Instant::now();
+        for a in &mut self.parts {
+            a.held = a.wm.max_seen().is_some_and(|t| t > limit);
+            if a.held {
+                a.last_active = now;
             }
         }
+        for waited in [false, true] {
+            self.arrived.clear();
+            'parts: for k in 0..self.order.len() {
+                let i = self.order[k];
+                let Some(q) = &self.queues[i] else { continue };
+                while read < ROUND_MESSAGES && !self.parts[i].held {
+                    let m = match q.poll(Duration::ZERO) {
+                        None => break,
+                        Some(Err(e)) => {
+                            consume_error(metrics, &e);
+                            break;
+                        }
+                        Some(Ok(m)) => m,
+                    };
+                    read += 1;
+                    Self::handle(&mut self.parts[i], &mut self.msg, &m, ingest, dlq);
+                    let a = &mut self.parts[i];
+                    if a.wm.max_seen().is_some_and(|t| t > limit) {
+                        a.held = true;
+                    }
+                    if Instant::now() > deadline {
+                        break 'parts;
+                    }
+                }
+            }
+            if read > 0 || waited {
+                break;
+            }
+            self.arrived.wait(Duration::from_millis(10));
+        }
+        if read > 0 {
+            metrics.kafka_up.set(1);
+        }
         read
+    }
+
+    /// Feeds message `m` of partition `a` to `ingest` (through the buffer
+    /// `msg`) and sends its dead letters.
+    fn handle(
+        a: &mut Assigned,
+        msg: &mut Message,
+        m: &BorrowedMessage<'_>,
+        ingest: &mut Ingest,
+        dlq: &DlqSink,
+    ) {
+        let offset = m.offset().max(0) as u64;
+        if offset < a.position {
+            // Before the restart point: a timestamp seek lands on the start of
+            // the record batch that holds it.
+            return;
+        }
+        msg.offset = offset;
+        msg.payload.clear();
+        msg.payload
+            .extend_from_slice(m.payload().unwrap_or_default());
+        msg.traceparent = traceparent(m);
+        let mark = Mark {
+            offset,
+            max_seen: a.wm.max_seen(),
+            ts_ms: m.timestamp().to_millis(),
+        };
+        let first_dead = ingest.dlq.len();
+        let needed = ingest.process(
+            &a.name,
+            a.part.topic,
+            a.part.encoding,
+            a.part.id,
+            &mut a.wm,
+            msg,
+        );
+        if let Some(leave) = needed {
+            a.retention.note(leave, mark);
+        }
+        if ingest.dlq.len() > first_dead {
+            let headers = copy_headers(m);
+            for mut r in ingest.dlq.drain(first_dead..) {
+                if r.offset >= a.dlq_from {
+                    r.source = a.part.topic_name.clone();
+                    r.partition = a.part.partition as u32;
+                    dlq.send(&r, &msg.payload, &headers);
+                }
+            }
+        }
+        a.position = offset + 1;
+        a.last_ts = mark.ts_ms;
+        a.last_active = Instant::now();
+    }
+
+    /// How many partitions the last round held back.
+    pub fn held(&self) -> usize {
+        self.parts.iter().filter(|a| a.held).count()
+    }
+
+    /// Closes the consumer (see [`crate::kafka::close`]).
+    pub fn close(self) {
+        let KafkaSource {
+            consumer, queues, ..
+        } = self;
+        drop(queues);
+        if let Ok(c) = Arc::try_unwrap(consumer) {
+            close(c);
+        }
     }
 
     /// SPEC §2: the worker's input watermark (see [`watermark`]).
@@ -235,6 +386,11 @@ impl KafkaSource {
             }
         }
     }
+}
+
+fn consume_error(metrics: &Metrics, e: &rdkafka::error::KafkaError) {
+    eprintln!("causeway run: consume: {e}");
+    metrics.kafka_errors.with_label_values(&["consume"]).inc();
 }
 
 /// The first offset whose timestamp is at or after `ts_ms`: on every broker a
@@ -280,7 +436,7 @@ fn watermark(
     let value = |a: &Assigned| a.wm.value(lateness).unwrap_or(0);
     // A partition still re-reading what it had read before a restart is never
     // idle, however slow its first fetch: its records are known to exist.
-    let quiet = |a: &Assigned| a.position >= a.dlq_from && a.last_message.elapsed() >= idle;
+    let quiet = |a: &Assigned| a.position >= a.dlq_from && a.last_active.elapsed() >= idle;
     check_ends(consumer, mine, quiet);
     let mut active = None;
     for a in mine.iter() {
@@ -349,7 +505,7 @@ fn check_ends(
 
 /// True when every partition is idle and read to its end.
 fn drained(consumer: &BaseConsumer<Health>, mine: &mut [Assigned], idle: Duration) -> bool {
-    let quiet = |a: &Assigned| a.last_message.elapsed() >= idle;
+    let quiet = |a: &Assigned| a.last_active.elapsed() >= idle;
     if !mine.iter().all(quiet) {
         return false;
     }
