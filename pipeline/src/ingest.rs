@@ -116,6 +116,9 @@ pub struct Inputs {
     pub audits: InputSession<u64, AuditRecord, isize>,
     /// Deploy events (with retractions).
     pub deploys: InputSession<u64, DeployEvent, isize>,
+    /// The global input frontier: the least input time of every worker (of
+    /// every process).
+    pub frontier: timely::dataflow::operators::probe::Handle<u64>,
 }
 
 /// What one message admitted, applied to the counts once per message.
@@ -211,6 +214,12 @@ impl Ingest {
     /// The current input time (second).
     pub fn time(&self) -> u64 {
         *self.inputs.records.time()
+    }
+
+    /// The global input time (second): the least of every worker's; `None`
+    /// once every input is closed.
+    pub fn global_time(&self) -> Option<u64> {
+        self.inputs.frontier.with_frontier(|f| f.first().copied())
     }
 
     /// Processes one message of partition `partition` (named `name`) of `topic`.

@@ -45,7 +45,7 @@ use crate::kafka::{
 };
 use crate::metrics::{self, Metrics};
 use crate::sinks::kafka::{out_offsets, DlqSink, KafkaSink, OutLog, OutOffsets};
-use crate::sources::kafka::{read_limit, Assigned, KafkaSource};
+use crate::sources::kafka::{read_ahead_ns, read_limit, Assigned, KafkaSource};
 
 /// How long a worker reads before it steps the dataflow.
 const ROUND_READ: Duration = Duration::from_millis(20);
@@ -430,6 +430,7 @@ fn run_worker(worker: &mut timely::worker::Worker, sh: &Shared) -> Result<(), Ru
         s.partitions += source.parts.len();
     }
     let lateness = sh.settings.allowed_lateness_ns;
+    let ahead = read_ahead_ns(&sh.settings.params);
     let idle = Duration::from_nanos(sh.settings.idle_timeout_ns);
     let commit_every =
         Duration::from_nanos(parse_duration(&k.commit_interval).unwrap_or(1_000_000_000));
@@ -449,8 +450,8 @@ fn run_worker(worker: &mut timely::worker::Worker, sh: &Shared) -> Result<(), Ru
         let previous = ingest.time();
         let progress = probe.with_frontier(|f| f.first().copied());
         let deadline = round + ROUND_READ;
-        let limit = read_limit(progress, lateness, &sh.settings.params);
-        let read = source.read_round(&mut ingest, &dlq, &sh.metrics, deadline, limit);
+        let global = read_limit(ingest.global_time(), progress, lateness, ahead);
+        let read = source.read_round(&mut ingest, &dlq, &sh.metrics, deadline, global, ahead);
         let watermark = source.watermark(lateness, idle);
         ingest.advance(watermark);
         // Do the work this round gave this worker: step until no operator is
@@ -489,7 +490,8 @@ fn run_worker(worker: &mut timely::worker::Worker, sh: &Shared) -> Result<(), Ru
                 write_checkpoint(&source, &dlq, t, sh);
             }
         }
-        if read > 0 {
+        if read > 0 || source.held() > 0 {
+            // A held partition has more to read: waiting for it is not idleness.
             quiet = Duration::ZERO;
         } else if ingest.time() == previous
             && probe.with_frontier(|f| f.first().copied()) == progress
@@ -717,6 +719,10 @@ fn report_health(source: &KafkaSource, ingest: &Ingest, worker: &str, sh: &Share
         .state_records
         .with_label_values(&[worker])
         .set(ingest.held() as i64);
+    sh.metrics
+        .held_partitions
+        .with_label_values(&[worker])
+        .set(source.held() as i64);
 }
 
 /// `causeway run`'s arguments (`-h` is the hostfile, as timely has it).

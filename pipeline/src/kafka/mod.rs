@@ -107,13 +107,16 @@ pub fn consumer_config(k: &KafkaConfig) -> ClientConfig {
     default_setting(&mut c, k, "fetch.wait.max.ms", "20");
     // `run` reads each partition from a queue of its own, and librdkafka's
     // prefetch bound then applies per partition (64 MiB by default): a held
-    // partition's queue stops at this.
+    // partition's queue stops at this. A partition whose queue is full is
+    // fetched again only after `fetch.queue.backoff.ms` (1 s by default),
+    // which would stall a partition read faster than one fetch per second.
     default_setting(
         &mut c,
         k,
         "queued.max.messages.kbytes",
         &PREFETCH_KIB.to_string(),
     );
+    default_setting(&mut c, k, "fetch.queue.backoff.ms", "10");
     c.set("group.id", &k.group_id)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")

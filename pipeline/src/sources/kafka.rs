@@ -54,6 +54,8 @@ pub struct Assigned {
     pub last_active: Instant,
     /// Held back in the last round: its newest event time is past the read limit.
     pub held: bool,
+    /// Left out of the watermark minimum when it was last computed (SPEC §2).
+    pub idle: bool,
     /// When the broker last said whether the partition is read to its end.
     pub end_checked: Option<(Instant, bool)>,
 }
@@ -108,21 +110,48 @@ impl Arrived {
     }
 }
 
-/// How far past the global frontier a partition may be read (event time,
-/// ns): the frontier (dataflow time, seconds; `None` once every input is
-/// closed) plus `allowed_lateness`, the window and the correlation grace. The
-/// slowest partition is always below it once the dataflow has caught up with
-/// its watermark (its newest event time is the frontier + lateness, to the
-/// second), so reading never stalls for good; every other partition stays
-/// within `window + grace` of it, so the records held in state are bounded by
-/// the input rate, not by the backlog.
-pub fn read_limit(frontier: Option<u64>, lateness_ns: u64, params: &causeway_jobs::Params) -> u64 {
-    let ahead = (params.window_s + params.grace_s).max(1) * causeway_schemas::time::NANOS_PER_SEC;
-    frontier.map_or(u64::MAX, |f| {
-        f.saturating_mul(causeway_schemas::time::NANOS_PER_SEC)
-            .saturating_add(lateness_ns)
-            .saturating_add(ahead)
-    })
+/// How far (event time, ns) a partition may be read ahead of the slowest
+/// one: a window and its correlation grace, so reading never waits for a
+/// window to be finalized in the steady state.
+pub fn read_ahead_ns(params: &causeway_jobs::Params) -> u64 {
+    (params.window_s + params.grace_s)
+        .max(1)
+        .saturating_mul(causeway_schemas::time::NANOS_PER_SEC)
+}
+
+/// The global read limit (event time, ns): at most `ahead` past the global
+/// input frontier `input` (the least watermark of every worker, to the second)
+/// plus `allowed_lateness`, i.e. past the slowest active partition of all
+/// workers; and at most `2 × ahead` past the emitted frontier `emitted` (which
+/// trails the input by about a window and its grace when the dataflow keeps
+/// up) plus the lateness, so the dataflow cannot fall behind the reading
+/// either. A frontier still at 0 (some partition has given no watermark yet
+/// and is not idle yet) or empty (every input closed) sets no limit.
+///
+/// The slowest partition is always below the limit once the dataflow has
+/// caught up with its watermark, so reading never stalls for good; every other
+/// partition stays within `ahead` of it: the records held in state are bounded
+/// by the input rate, not by the backlog.
+pub fn read_limit(
+    input: Option<u64>,
+    emitted: Option<u64>,
+    lateness_ns: u64,
+    ahead_ns: u64,
+) -> Option<u64> {
+    let past = |f: Option<u64>, by: u64| {
+        f.filter(|&f| f > 0).map(|f| {
+            f.saturating_mul(causeway_schemas::time::NANOS_PER_SEC)
+                .saturating_add(lateness_ns)
+                .saturating_add(by)
+        })
+    };
+    match (
+        past(input, ahead_ns),
+        past(emitted, ahead_ns.saturating_mul(2)),
+    ) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 impl KafkaSource {
@@ -166,6 +195,7 @@ impl KafkaSource {
                 last_checkpoint: None,
                 last_active: started,
                 held: false,
+                idle: false,
                 end_checked: None,
             });
         }
@@ -213,16 +243,22 @@ impl KafkaSource {
     }
 
     /// Reads up to [`ROUND_MESSAGES`] messages (until `deadline`) into
-    /// `ingest`, writing their dead letters, from the partitions whose newest
-    /// event time is at most `limit` ([`read_limit`]), slowest first; waits up
+    /// `ingest`, writing their dead letters, slowest partition first; waits up
     /// to 10 ms for a first message. Returns how many were read.
+    ///
+    /// Reads only the partitions whose newest event time is at most the global
+    /// limit ([`read_limit`]) and at most `ahead` past this worker's slowest
+    /// active partition (not idle, with a watermark): the latter holds the
+    /// skew between this worker's partitions while the global frontier has
+    /// not started (some partition anywhere has no data and is not idle yet).
     pub fn read_round(
         &mut self,
         ingest: &mut Ingest,
         dlq: &DlqSink,
         metrics: &Metrics,
         deadline: Instant,
-        limit: u64,
+        global: Option<u64>,
+        ahead: u64,
     ) -> usize {
         let mut read = 0;
         // Events (errors, statistics), and messages of any partition not split off.
@@ -249,6 +285,13 @@ impl KafkaSource {
         let parts = &self.parts;
         self.order
             .sort_by_key(|&i| (parts[i].wm.max_seen(), parts[i].part.id));
+        let slowest = parts
+            .iter()
+            .filter(|a| !a.idle)
+            .filter_map(|a| a.wm.max_seen())
+            .min();
+        let local = slowest.map_or(u64::MAX, |s| s.saturating_add(ahead));
+        let limit = global.unwrap_or(u64::MAX).min(local);
         let now = Instant::now();
         for a in &mut self.parts {
             a.held = a.wm.max_seen().is_some_and(|t| t > limit);
@@ -439,8 +482,9 @@ fn watermark(
     let quiet = |a: &Assigned| a.position >= a.dlq_from && a.last_active.elapsed() >= idle;
     check_ends(consumer, mine, quiet);
     let mut active = None;
-    for a in mine.iter() {
+    for a in mine.iter_mut() {
         let is_idle = quiet(a) && a.at_end();
+        a.idle = is_idle;
         if !is_idle {
             active = Some(active.map_or(value(a), |m: u64| m.min(value(a))));
         }
