@@ -178,6 +178,9 @@ pub struct Ingest {
     pub dlq: Vec<DlqRecord>,
     /// When the input frontier reached each new time (for finalization latency).
     pub advances: Vec<(u64, std::time::Instant)>,
+    /// Whether to keep `advances` (a replay's latency report); `run`, which
+    /// never ends, does not: they would grow by one per second of event time.
+    pub keep_advances: bool,
     /// Records held in state, by the time they are retracted.
     leaving: BTreeMap<u64, u64>,
     /// Resource ids of the records this worker ingests.
@@ -201,6 +204,7 @@ impl Ingest {
             stats: Stats::default(),
             dlq: Vec::new(),
             advances: Vec::new(),
+            keep_advances: true,
             leaving: BTreeMap::new(),
             interner: Interner::with_name_cap(name_cap),
         }
@@ -398,7 +402,9 @@ impl Ingest {
     pub fn advance(&mut self, watermark_ns: u64) {
         let t = Params::tick(watermark_ns).max(self.time());
         if t > self.time() {
-            self.advances.push((t, std::time::Instant::now()));
+            if self.keep_advances {
+                self.advances.push((t, std::time::Instant::now()));
+            }
             self.leaving = self.leaving.split_off(&(t + 1));
         }
         self.inputs.records.advance_to(t);

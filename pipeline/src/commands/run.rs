@@ -420,6 +420,7 @@ fn run_worker(worker: &mut timely::worker::Worker, sh: &Shared) -> Result<(), Ru
     let (resume, sink, evaluator) = outputs(index, &checkpoints, sh)?;
     let (inputs, probe) = dataflow::build(worker, &sh.settings, sink, evaluator);
     let mut ingest = Ingest::new(inputs, sh.settings.clone());
+    ingest.keep_advances = false;
 
     let mut source = KafkaSource::assign(consumer, &all, checkpoints, index, peers)?;
     {

@@ -556,3 +556,33 @@ fn drained(consumer: &BaseConsumer<Health>, mine: &mut [Assigned], idle: Duratio
     check_ends(consumer, mine, quiet);
     mine.iter().all(Assigned::at_end)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::read_limit;
+
+    const S: u64 = 1_000_000_000;
+
+    #[test]
+    fn read_limit_is_the_tighter_frontier_and_none_before_the_frontier_starts() {
+        let (lateness, ahead) = (30 * S, 120 * S);
+        // Input frontier at 1000 s: 1000 + 30 + 120; emitted at 900 s:
+        // 900 + 30 + 240. The tighter one.
+        assert_eq!(
+            read_limit(Some(1000), Some(900), lateness, ahead),
+            Some(1150 * S)
+        );
+        assert_eq!(
+            read_limit(Some(1000), Some(800), lateness, ahead),
+            Some(1070 * S)
+        );
+        // A frontier still at 0 (some partition has no watermark yet) or
+        // empty (inputs closed) sets no limit.
+        assert_eq!(read_limit(Some(0), Some(0), lateness, ahead), None);
+        assert_eq!(read_limit(None, None, lateness, ahead), None);
+        assert_eq!(
+            read_limit(Some(1000), Some(0), lateness, ahead),
+            Some(1150 * S)
+        );
+    }
+}
