@@ -11,8 +11,10 @@
 //! fetching it once its queue holds `queued.max.messages.kbytes`, and its
 //! messages wait in the broker instead of in the dataflow's state. Nothing is
 //! re-fetched (pausing with `Consumer::pause` would re-fetch from inside a
-//! record batch on resume, which tansu 0.6 answers with nothing). A held
-//! partition counts as active, never idle. Lateness is a function of each
+//! record batch on resume, which tansu 0.6 answers with nothing). Only a
+//! partition whose queue the round polled empty can be idle, so a held one
+//! never is (its messages may be waiting in its queue); once released and
+//! found empty, its idleness counts from its last message. Lateness is a function of each
 //! partition's own order, so the reading order changes no output.
 
 use std::collections::HashMap;
@@ -49,9 +51,12 @@ pub struct Assigned {
     pub last_ts: Option<i64>,
     /// The last checkpoint written (an unchanged one is not written again).
     pub last_checkpoint: Option<CheckpointRecord>,
-    /// The last message read, or the last round the partition was held back
-    /// (a held partition is never idle).
-    pub last_active: Instant,
+    /// When the last message was read.
+    pub last_message: Instant,
+    /// Whether the last round polled its queue empty: a partition not polled
+    /// (held back, or past the round's budget) may have messages waiting, so
+    /// it is not idle, however long ago its last message was.
+    pub drained: bool,
     /// Held back in the last round: its newest event time is past the read limit.
     pub held: bool,
     /// Left out of the watermark minimum when it was last computed (SPEC §2).
@@ -193,7 +198,8 @@ impl KafkaSource {
                 dlq_from: cp.read,
                 last_ts: cp.ts_ms,
                 last_checkpoint: None,
-                last_active: started,
+                last_message: started,
+                drained: false,
                 held: false,
                 idle: false,
                 end_checked: None,
@@ -292,12 +298,10 @@ impl KafkaSource {
             .min();
         let local = slowest.map_or(u64::MAX, |s| s.saturating_add(ahead));
         let limit = global.unwrap_or(u64::MAX).min(local);
-        let now = Instant::now();
-        for a in &mut self.parts {
+        for (a, q) in self.parts.iter_mut().zip(&self.queues) {
             a.held = a.wm.max_seen().is_some_and(|t| t > limit);
-            if a.held {
-                a.last_active = now;
-            }
+            // Without a queue of its own it is read from the consumer's, above.
+            a.drained = q.is_none();
         }
         for waited in [false, true] {
             self.arrived.clear();
@@ -306,7 +310,10 @@ impl KafkaSource {
                 let Some(q) = &self.queues[i] else { continue };
                 while read < ROUND_MESSAGES && !self.parts[i].held {
                     let m = match q.poll(Duration::ZERO) {
-                        None => break,
+                        None => {
+                            self.parts[i].drained = true;
+                            break;
+                        }
                         Some(Err(e)) => {
                             consume_error(metrics, &e);
                             break;
@@ -384,7 +391,7 @@ impl KafkaSource {
         }
         a.position = offset + 1;
         a.last_ts = mark.ts_ms;
-        a.last_active = Instant::now();
+        a.last_message = Instant::now();
     }
 
     /// How many partitions the last round held back.
@@ -479,7 +486,8 @@ fn watermark(
     let value = |a: &Assigned| a.wm.value(lateness).unwrap_or(0);
     // A partition still re-reading what it had read before a restart is never
     // idle, however slow its first fetch: its records are known to exist.
-    let quiet = |a: &Assigned| a.position >= a.dlq_from && a.last_active.elapsed() >= idle;
+    let quiet =
+        |a: &Assigned| a.position >= a.dlq_from && a.drained && a.last_message.elapsed() >= idle;
     check_ends(consumer, mine, quiet);
     let mut active = None;
     for a in mine.iter_mut() {
@@ -549,7 +557,7 @@ fn check_ends(
 
 /// True when every partition is idle and read to its end.
 fn drained(consumer: &BaseConsumer<Health>, mine: &mut [Assigned], idle: Duration) -> bool {
-    let quiet = |a: &Assigned| a.last_active.elapsed() >= idle;
+    let quiet = |a: &Assigned| a.drained && a.last_message.elapsed() >= idle;
     if !mine.iter().all(quiet) {
         return false;
     }
