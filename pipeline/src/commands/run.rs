@@ -491,8 +491,7 @@ fn run_worker(worker: &mut timely::worker::Worker, sh: &Shared) -> Result<(), Ru
                 write_checkpoint(&source, &dlq, t, sh);
             }
         }
-        if read > 0 || source.held() > 0 {
-            // A held partition has more to read: waiting for it is not idleness.
+        if read > 0 {
             quiet = Duration::ZERO;
         } else if ingest.time() == previous
             && probe.with_frontier(|f| f.first().copied()) == progress
