@@ -90,7 +90,7 @@ fn one_minute_soak_keeps_up_flat_and_catches_up_within_a_memory_ceiling() {
         );
     }
     // About the same ceiling for twice the backlog (VmHWM is reset before each
-    // burst where the kernel allows it). Measured here: 109 and 126 MiB; the
+    // burst where the kernel allows it). Measured here: 113 and 123 MiB; the
     // release soak without alignment peaked at 493 and 1116 MiB for 1.4 and
     // 3.7 GiB of backlog.
     if let [one, two] = &r.bursts[..] {
