@@ -18,7 +18,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -39,8 +39,8 @@ pub struct SoakOptions {
     pub dir: PathBuf,
     /// Wall time of the steady phase.
     pub steady: Duration,
-    /// Wall time of the burst phase (zero: none).
-    pub burst: Duration,
+    /// Wall time of each burst phase, in order (none: no burst).
+    pub bursts: Vec<Duration>,
     /// Traces per second of event time (the demo feeds 8).
     pub rate: f64,
     /// Event-time seconds per wall-clock second (the demo's 75).
@@ -69,11 +69,9 @@ pub struct Sample {
     pub behind_s: f64,
 }
 
-/// What a soak measured.
+/// One burst (Causeway stopped while the feeder goes flat out) and its catch-up.
 #[derive(Clone, Debug, Default)]
-pub struct SoakReport {
-    /// Samples of the steady phase.
-    pub steady: Vec<Sample>,
+pub struct Burst {
     /// Samples of the burst phase (Causeway stopped).
     pub burst: Vec<Sample>,
     /// Samples of the catch-up phase.
@@ -82,14 +80,30 @@ pub struct SoakReport {
     pub backlog: (u64, u64),
     /// Seconds the catch-up took (until `behind_s` was below 10 s), if it finished.
     pub caught_up_s: Option<f64>,
+    /// Peak RSS (VmHWM, reset when the burst started if the kernel allows it)
+    /// at the end of the catch-up, KiB.
+    pub peak_kib: u64,
+    /// Whether `peak_kib` is this burst's own (VmHWM was reset before it).
+    pub peak_reset: bool,
+    /// The most records held in state in a catch-up sample.
+    pub peak_state: i64,
+}
+
+/// What a soak measured.
+#[derive(Clone, Debug, Default)]
+pub struct SoakReport {
+    /// Samples of the steady phase.
+    pub steady: Vec<Sample>,
+    /// The bursts, in order.
+    pub bursts: Vec<Burst>,
     /// Least-squares slope of RSS over the second half of the steady phase, MiB/min.
     pub rss_slope_mib_per_min: f64,
     /// The same slope of the state records, records/min.
     pub state_slope_per_min: f64,
     /// Peak RSS (VmHWM) at the end of the steady phase, KiB.
     pub steady_peak_kib: u64,
-    /// Peak RSS (VmHWM) at the end of the catch-up, KiB.
-    pub catchup_peak_kib: u64,
+    /// The most records held in state in a steady sample.
+    pub steady_peak_state: i64,
     /// Messages produced in the steady phase, per wall second.
     pub steady_rate: f64,
 }
@@ -149,15 +163,21 @@ pub fn slope(points: &[(f64, f64)]) -> f64 {
     }
 }
 
-/// The feeder: produces the story at `speed` until `burst_at` is set, then as
-/// fast as the producer takes it, until `stop` or the story ends.
+/// What the feeder does.
+const STEADY: u8 = 0;
+const FLAT_OUT: u8 = 1;
+const PAUSED: u8 = 2;
+const STOP: u8 = 3;
+
+/// The feeder: produces the story at `speed` while `mode` is [`STEADY`], as
+/// fast as the producer takes it while [`FLAT_OUT`], nothing while
+/// [`PAUSED`], until [`STOP`] or the story ends.
 fn feed(
     brokers: String,
     mut story: Story,
     speed: f64,
     fed: Arc<[AtomicU64; 3]>,
-    burst_at: Arc<AtomicBool>,
-    stop: Arc<AtomicBool>,
+    mode: Arc<AtomicU8>,
 ) {
     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
         .set("bootstrap.servers", &brokers)
@@ -165,17 +185,31 @@ fn feed(
         .set("message.max.bytes", "10000000")
         .create()
         .expect("producer");
-    let start_ns = story.timeline().start_ns;
     let end_ns = story.end_ns();
-    let began = Instant::now();
-    let mut story_ns = start_ns;
-    while story_ns < end_ns && !stop.load(Ordering::SeqCst) {
-        let bursting = burst_at.load(Ordering::SeqCst);
-        story_ns = if bursting {
-            story_ns + NANOS_PER_SEC
-        } else {
-            let elapsed = began.elapsed().as_secs_f64() * speed;
-            (start_ns + (elapsed * 1e9) as u64).max(story_ns)
+    let mut story_ns = story.timeline().start_ns;
+    // Steady pace from (instant, event time) on.
+    let mut paced_from: Option<(Instant, u64)> = None;
+    loop {
+        let m = mode.load(Ordering::SeqCst);
+        if m == STOP || story_ns >= end_ns {
+            break;
+        }
+        if m != STEADY {
+            paced_from = None;
+        }
+        story_ns = match m {
+            FLAT_OUT => story_ns + NANOS_PER_SEC,
+            PAUSED => {
+                // The backlog produced so far reaches the broker.
+                let _ = producer.flush(Duration::from_secs(60));
+                std::thread::sleep(Duration::from_millis(20));
+                continue;
+            }
+            _ => {
+                let (at, from) = *paced_from.get_or_insert((Instant::now(), story_ns));
+                let elapsed = at.elapsed().as_secs_f64() * speed;
+                (from + (elapsed * 1e9) as u64).max(story_ns)
+            }
         }
         .min(end_ns);
         for m in story.advance(story_ns) {
@@ -187,7 +221,7 @@ fn feed(
             fed[1].fetch_add(m.payload.len() as u64, Ordering::SeqCst);
         }
         fed[2].store(story_ns, Ordering::SeqCst);
-        if !bursting {
+        if m == STEADY {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -234,7 +268,11 @@ pub fn soak(opts: &SoakOptions, mut progress: impl FnMut(&str, &Sample)) -> Soak
     // 40 times that (the feeder reached about 30 times on this machine), ending
     // now: nothing lies in the future.
     let steady_event = opts.steady.as_secs_f64() * opts.speed;
-    let burst_event = opts.burst.as_secs_f64() * opts.speed * 40.0;
+    let burst_event: f64 = opts
+        .bursts
+        .iter()
+        .map(|b| b.as_secs_f64() * opts.speed * 40.0)
+        .sum();
     let event = Duration::from_secs_f64(steady_event + burst_event + 600.0);
     let story = Story::new(StoryConfig {
         start_ns: now_ns() - event.as_nanos() as u64 - 120 * NANOS_PER_SEC,
@@ -257,17 +295,11 @@ pub fn soak(opts: &SoakOptions, mut progress: impl FnMut(&str, &Sample)) -> Soak
 
     // Messages, payload bytes, event time fed.
     let fed: Arc<[AtomicU64; 3]> = Arc::new(Default::default());
-    let burst_at = Arc::new(AtomicBool::new(false));
-    let stop = Arc::new(AtomicBool::new(false));
+    let mode = Arc::new(AtomicU8::new(STEADY));
     let feeder = {
-        let (b, f, ba, s) = (
-            tansu.brokers.clone(),
-            fed.clone(),
-            burst_at.clone(),
-            stop.clone(),
-        );
+        let (b, f, m) = (tansu.brokers.clone(), fed.clone(), mode.clone());
         let speed = opts.speed;
-        std::thread::spawn(move || feed(b, story, speed, f, ba, s))
+        std::thread::spawn(move || feed(b, story, speed, f, m))
     };
     let began = Instant::now();
     let speed = opts.speed;
@@ -330,42 +362,50 @@ pub fn soak(opts: &SoakOptions, mut progress: impl FnMut(&str, &Sample)) -> Soak
         &|_| false,
     );
     report.steady_peak_kib = proc_kib(pid, "VmHWM:");
-    if !opts.burst.is_zero() {
+    report.steady_peak_state = report.steady.iter().map(|s| s.state).max().unwrap_or(0);
+    for (k, &length) in opts.bursts.iter().enumerate() {
+        // Peak RSS of this burst alone: `5 > clear_refs` resets VmHWM.
+        let mut b = Burst {
+            peak_reset: std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok(),
+            ..Burst::default()
+        };
         let before = (fed[0].load(Ordering::SeqCst), fed[1].load(Ordering::SeqCst));
         signal("-STOP");
-        burst_at.store(true, Ordering::SeqCst);
+        mode.store(FLAT_OUT, Ordering::SeqCst);
         phase(
-            opts.burst,
-            "burst",
-            &mut report.burst,
+            length,
+            &format!("burst{k}"),
+            &mut b.burst,
             &mut child,
             true,
             &|_| false,
         );
-        stop.store(true, Ordering::SeqCst);
-        let _ = feeder.join();
-        report.backlog = (
+        mode.store(PAUSED, Ordering::SeqCst);
+        // Let the producer's queue reach the broker before counting.
+        std::thread::sleep(Duration::from_millis(500));
+        b.backlog = (
             fed[0].load(Ordering::SeqCst) - before.0,
             fed[1].load(Ordering::SeqCst) - before.1,
         );
         let resumed = Instant::now();
         signal("-CONT");
         phase(
-            opts.burst * 4 + Duration::from_secs(60),
-            "catchup",
-            &mut report.catchup,
+            length * 4 + Duration::from_secs(60),
+            &format!("catchup{k}"),
+            &mut b.catchup,
             &mut child,
             false,
             &|s| s.behind_s < 10.0,
         );
-        if report.catchup.last().is_some_and(|s| s.behind_s < 10.0) {
-            report.caught_up_s = Some(resumed.elapsed().as_secs_f64());
+        if b.catchup.last().is_some_and(|s| s.behind_s < 10.0) {
+            b.caught_up_s = Some(resumed.elapsed().as_secs_f64());
         }
-        report.catchup_peak_kib = proc_kib(pid, "VmHWM:");
-    } else {
-        stop.store(true, Ordering::SeqCst);
-        let _ = feeder.join();
+        b.peak_kib = proc_kib(pid, "VmHWM:");
+        b.peak_state = b.catchup.iter().map(|s| s.state).max().unwrap_or(0);
+        report.bursts.push(b);
     }
+    mode.store(STOP, Ordering::SeqCst);
+    let _ = feeder.join();
     drop(child);
 
     let half = &report.steady[report.steady.len() / 2..];

@@ -94,6 +94,9 @@ pub fn build(
         let (records_in, records) = scope.new_collection();
         let (audits_in, audits) = scope.new_collection();
         let (deploys_in, deploys) = scope.new_collection();
+        // Every input advances to the same time: one tells the global input frontier.
+        let frontier = ProbeHandle::new();
+        records.inner.clone().probe_with(&frontier);
         let out = causeway_jobs::build(
             JobInputs {
                 records,
@@ -141,6 +144,7 @@ pub fn build(
                 records: records_in,
                 audits: audits_in,
                 deploys: deploys_in,
+                frontier,
             },
             probe,
         )

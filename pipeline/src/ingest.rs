@@ -118,6 +118,9 @@ pub struct Inputs {
     pub audits: InputSession<u64, AuditRecord, isize>,
     /// Deploy events (with retractions).
     pub deploys: InputSession<u64, DeployEvent, isize>,
+    /// The global input frontier: the least input time of every worker (of
+    /// every process).
+    pub frontier: timely::dataflow::operators::probe::Handle<u64>,
 }
 
 /// What one message admitted, applied to the counts once per message.
@@ -177,6 +180,9 @@ pub struct Ingest {
     pub dlq: Vec<DlqRecord>,
     /// When the input frontier reached each new time (for finalization latency).
     pub advances: Vec<(u64, std::time::Instant)>,
+    /// Whether to keep `advances` (a replay's latency report); `run`, which
+    /// never ends, does not: they would grow by one per second of event time.
+    pub keep_advances: bool,
     /// Records held in state, by the time they are retracted.
     leaving: BTreeMap<u64, u64>,
     /// Resource ids of the records this worker ingests.
@@ -202,6 +208,7 @@ impl Ingest {
             stats: Stats::default(),
             dlq: Vec::new(),
             advances: Vec::new(),
+            keep_advances: true,
             leaving: BTreeMap::new(),
             interner: Interner::with_name_cap(name_cap),
             resources: Vec::new(),
@@ -216,6 +223,12 @@ impl Ingest {
     /// The current input time (second).
     pub fn time(&self) -> u64 {
         *self.inputs.records.time()
+    }
+
+    /// The global input time (second): the least of every worker's; `None`
+    /// once every input is closed.
+    pub fn global_time(&self) -> Option<u64> {
+        self.inputs.frontier.with_frontier(|f| f.first().copied())
     }
 
     /// Processes one message of partition `partition` (named `name`) of `topic`.
@@ -451,7 +464,9 @@ impl Ingest {
     pub fn advance(&mut self, watermark_ns: u64) {
         let t = Params::tick(watermark_ns).max(self.time());
         if t > self.time() {
-            self.advances.push((t, std::time::Instant::now()));
+            if self.keep_advances {
+                self.advances.push((t, std::time::Instant::now()));
+            }
             self.leaving = self.leaving.split_off(&(t + 1));
         }
         self.inputs.records.advance_to(t);

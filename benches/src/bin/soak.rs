@@ -1,10 +1,15 @@
 //! The 10-minute soak of issue 12 part 3: `causeway run` on tansu, fed the
-//! demo's story at twice its rate (16 traces/s of event time at 75x), then a
-//! burst as fast as the producer goes. Prints a sample every 10 s and the RSS
-//! slope, lag bounds and memory ceiling.
+//! demo's story at twice its rate (16 traces/s of event time at 75x), then two
+//! bursts as fast as the producer goes with `run` stopped, of `BURST_S` and
+//! twice that, each caught up before the next. Prints a sample every 10 s and
+//! the RSS slope, lag bounds and the peak RSS of each catch-up (the memory
+//! ceiling: the same for both backlogs).
 //!
 //!     cargo build --release -p causeway -p causeway-benches
-//!     target/release/soak [STEADY_MIN=10] [BURST_S=120] [RATE=16] [SPEED=75]
+//!     target/release/soak [STEADY_MIN=10] [BURST_S=20] [RATE=16] [SPEED=75]
+//!
+//! `SOAK_CAUSEWAY=PATH` soaks another build of `causeway`; `SOAK_WORKERS`
+//! sets `run -w` (default 2).
 
 use std::time::Duration;
 
@@ -18,15 +23,24 @@ fn main() {
             .unwrap_or(d)
     };
     let exe = std::env::current_exe().expect("own path");
+    let burst = Duration::from_secs_f64(arg(1, 20.0));
     let opts = SoakOptions {
-        causeway: exe.with_file_name("causeway"),
+        causeway: std::env::var_os("SOAK_CAUSEWAY")
+            .map_or_else(|| exe.with_file_name("causeway"), Into::into),
         dir: std::env::temp_dir().join(format!("causeway-soak-{}", std::process::id())),
         steady: Duration::from_secs_f64(arg(0, 10.0) * 60.0),
-        burst: Duration::from_secs_f64(arg(1, 120.0)),
+        bursts: if burst.is_zero() {
+            Vec::new()
+        } else {
+            vec![burst, burst * 2]
+        },
         rate: arg(2, 16.0),
         speed: arg(3, 75.0),
         sample_every: Duration::from_secs(10),
-        workers: 2,
+        workers: std::env::var("SOAK_WORKERS")
+            .ok()
+            .and_then(|w| w.parse().ok())
+            .unwrap_or(2),
     };
     eprintln!("{opts:?}");
     println!("phase     t_s  rss_MiB  lag_msgs  behind_s  state_records  produced");
@@ -59,15 +73,19 @@ fn main() {
         max(half, |s| s.behind_s),
         max(&r.steady, |s| s.lag as f64),
     );
-    if !r.burst.is_empty() {
+    for (k, b) in r.bursts.iter().enumerate() {
         println!(
-            "backlog while stopped: {} msgs, {:.1} MiB; catch-up {}; peak RSS {:.1} MiB (steady peak {:.1} MiB)",
-            r.backlog.0,
-            r.backlog.1 as f64 / 1048576.0,
-            r.caught_up_s
+            "burst {k} ({:.0} s): backlog {} msgs, {:.1} MiB; catch-up {}; peak RSS {:.1} MiB{}; peak state {} records (steady peak {:.1} MiB, {} records)",
+            opts.bursts[k].as_secs_f64(),
+            b.backlog.0,
+            b.backlog.1 as f64 / 1048576.0,
+            b.caught_up_s
                 .map_or("not finished".to_string(), |s| format!("took {s:.0} s")),
-            r.catchup_peak_kib as f64 / 1024.0,
+            b.peak_kib as f64 / 1024.0,
+            if b.peak_reset { "" } else { " (VmHWM not reset: the peak so far)" },
+            b.peak_state,
             r.steady_peak_kib as f64 / 1024.0,
+            r.steady_peak_state,
         );
     }
     let _ = std::fs::remove_dir_all(&opts.dir);

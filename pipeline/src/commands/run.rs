@@ -40,12 +40,12 @@ use crate::config::{parse_duration, Config, ConfigError, Guarantee, Settings};
 use crate::dataflow;
 use crate::ingest::{Ingest, Stats};
 use crate::kafka::{
-    checkpoint_key, close, consumer_config, discover, latest_checkpoints, read_fenced, Checkpoint,
+    checkpoint_key, consumer_config, discover, latest_checkpoints, read_fenced, Checkpoint,
     CheckpointRecord, Committed, Health, KafkaSetupError, Mark, Stored,
 };
 use crate::metrics::{self, Metrics};
 use crate::sinks::kafka::{out_offsets, DlqSink, KafkaSink, OutLog, OutOffsets};
-use crate::sources::kafka::{Assigned, KafkaSource};
+use crate::sources::kafka::{read_ahead_ns, read_limit, Assigned, KafkaSource};
 
 /// How long a worker reads before it steps the dataflow.
 const ROUND_READ: Duration = Duration::from_millis(20);
@@ -420,6 +420,7 @@ fn run_worker(worker: &mut timely::worker::Worker, sh: &Shared) -> Result<(), Ru
     let (resume, sink, evaluator) = outputs(index, &checkpoints, sh)?;
     let (inputs, probe) = dataflow::build(worker, &sh.settings, sink, evaluator);
     let mut ingest = Ingest::new(inputs, sh.settings.clone());
+    ingest.keep_advances = false;
 
     let mut source = KafkaSource::assign(consumer, &all, checkpoints, index, peers)?;
     {
@@ -430,6 +431,7 @@ fn run_worker(worker: &mut timely::worker::Worker, sh: &Shared) -> Result<(), Ru
         s.partitions += source.parts.len();
     }
     let lateness = sh.settings.allowed_lateness_ns;
+    let ahead = read_ahead_ns(&sh.settings.params);
     let idle = Duration::from_nanos(sh.settings.idle_timeout_ns);
     let commit_every =
         Duration::from_nanos(parse_duration(&k.commit_interval).unwrap_or(1_000_000_000));
@@ -449,7 +451,8 @@ fn run_worker(worker: &mut timely::worker::Worker, sh: &Shared) -> Result<(), Ru
         let previous = ingest.time();
         let progress = probe.with_frontier(|f| f.first().copied());
         let deadline = round + ROUND_READ;
-        let read = source.read_round(&mut ingest, &dlq, &sh.metrics, deadline);
+        let global = read_limit(ingest.global_time(), progress, lateness, ahead);
+        let read = source.read_round(&mut ingest, &dlq, &sh.metrics, deadline, global, ahead);
         let watermark = source.watermark(lateness, idle);
         ingest.advance(watermark);
         // Do the work this round gave this worker: step until no operator is
@@ -532,7 +535,7 @@ fn run_worker(worker: &mut timely::worker::Worker, sh: &Shared) -> Result<(), Ru
             .map_err(|_| RunError::Workers("poisoned".into()))?;
         s.stats.merge(&closed.stats);
         drop(s);
-        close(source.consumer);
+        source.close();
         return Ok(());
     }
     checkpoint_now(&mut source, &probe, &dlq, &resume, pending, sh);
@@ -548,7 +551,7 @@ fn run_worker(worker: &mut timely::worker::Worker, sh: &Shared) -> Result<(), Ru
     if let Some((_, _, discard)) = &resume.sink {
         discard.store(true, Ordering::SeqCst);
     }
-    close(source.consumer);
+    source.close();
     Ok(())
 }
 
@@ -716,6 +719,10 @@ fn report_health(source: &KafkaSource, ingest: &Ingest, worker: &str, sh: &Share
         .state_records
         .with_label_values(&[worker])
         .set(ingest.held() as i64);
+    sh.metrics
+        .held_partitions
+        .with_label_values(&[worker])
+        .set(source.held() as i64);
 }
 
 /// `causeway run`'s arguments (`-h` is the hostfile, as timely has it).

@@ -28,6 +28,9 @@ pub use health::Health;
 pub use producer::{flush, producer, Acks};
 pub use topics::{discover, inputs, topic_partitions, InputPartition};
 
+/// librdkafka's prefetch per input partition, KiB (`queued.max.messages.kbytes`).
+pub const PREFETCH_KIB: u32 = 4096;
+
 /// Timeout of metadata and offset requests.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -103,14 +106,27 @@ pub fn default_setting(c: &mut ClientConfig, k: &KafkaConfig, key: &str, value: 
 
 /// The settings of `causeway run`'s input consumers (one per worker): the
 /// brokers and passthrough settings, the group, offsets managed by Causeway
-/// (never auto-committed or auto-stored), committed reads only, and statistics
-/// every second (partition ends for the lag gauge). The broker benchmark's bare
-/// consumer uses the same settings.
+/// (never auto-committed or auto-stored), committed reads only, statistics
+/// every second (partition ends for the lag gauge) and a prefetch of at most
+/// [`PREFETCH_KIB`] per partition. The broker benchmark's bare consumer uses the
+/// same settings.
 pub fn consumer_config(k: &KafkaConfig) -> ClientConfig {
     let mut c = client_config(k);
     // One consumer reads many partitions, some empty or idle: a fetch must not
     // wait the default 500 ms for them.
     default_setting(&mut c, k, "fetch.wait.max.ms", "20");
+    // `run` reads each partition from a queue of its own, and librdkafka's
+    // prefetch bound then applies per partition (64 MiB by default): a held
+    // partition's queue stops at this. A partition whose queue is full is
+    // fetched again only after `fetch.queue.backoff.ms` (1 s by default),
+    // which would stall a partition read faster than one fetch per second.
+    default_setting(
+        &mut c,
+        k,
+        "queued.max.messages.kbytes",
+        &PREFETCH_KIB.to_string(),
+    );
+    default_setting(&mut c, k, "fetch.queue.backoff.ms", "10");
     c.set("group.id", &k.group_id)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")

@@ -264,6 +264,9 @@ pub struct Metrics {
     pub consumer_lag: IntGaugeVec,
     /// `causeway_state_records{worker}`: records held in correlation state.
     pub state_records: IntGaugeVec,
+    /// `causeway_input_held_partitions{worker}`: partitions not read because
+    /// they are ahead of the global frontier (event-time alignment).
+    pub held_partitions: IntGaugeVec,
     /// `causeway_windows_emitted_total`.
     windows: IntCounter,
     /// `causeway_output_records_total{topic}`.
@@ -484,6 +487,12 @@ impl Metrics {
                 &r,
                 "causeway_state_records",
                 "Input records held in correlation state (inside horizon and grace)",
+                &["worker"],
+            ),
+            held_partitions: int_gauge(
+                &r,
+                "causeway_input_held_partitions",
+                "Input partitions not read: ahead of the slowest by more than window + grace",
                 &["worker"],
             ),
             windows,

@@ -2,18 +2,33 @@
 //! worker's share of the input partitions ([`crate::kafka::topics`]) at their
 //! checkpointed restart points, read in rounds into [`Ingest`], with each
 //! partition's watermark, idleness and end (SPEC §2).
+//!
+//! **Alignment.** Each partition has a queue of its own
+//! ([`BaseConsumer::split_partition_queue`]), and a round reads only the
+//! partitions whose newest event time is at most the read limit (the global
+//! frontier + `allowed_lateness` + window + grace, [`read_limit`]), slowest
+//! first. A partition past it is *held*: it is not polled, so librdkafka stops
+//! fetching it once its queue holds `queued.max.messages.kbytes`, and its
+//! messages wait in the broker instead of in the dataflow's state. Nothing is
+//! re-fetched (pausing with `Consumer::pause` would re-fetch from inside a
+//! record batch on resume, which tansu 0.6 answers with nothing). Only a
+//! partition whose queue the round polled empty can be idle, so a held one
+//! never is (its messages may be waiting in its queue); once released and
+//! found empty, its idleness counts from its last message. Lateness is a function of each
+//! partition's own order, so the reading order changes no output.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Headers;
+use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::{Message as _, Offset, TopicPartitionList};
 
 use crate::ingest::{Ingest, Watermark};
 use crate::kafka::{
-    copy_headers, CheckpointRecord, Committed, Health, InputPartition, KafkaSetupError, Mark,
-    Retention,
+    close, copy_headers, CheckpointRecord, Committed, Health, InputPartition, KafkaSetupError,
+    Mark, Retention,
 };
 use crate::metrics::Metrics;
 use crate::sinks::kafka::DlqSink;
@@ -36,7 +51,16 @@ pub struct Assigned {
     pub last_ts: Option<i64>,
     /// The last checkpoint written (an unchanged one is not written again).
     pub last_checkpoint: Option<CheckpointRecord>,
+    /// When the last message was read.
     pub last_message: Instant,
+    /// Whether the last round polled its queue empty: a partition not polled
+    /// (held back, or past the round's budget) may have messages waiting, so
+    /// it is not idle, however long ago its last message was.
+    pub drained: bool,
+    /// Held back in the last round: its newest event time is past the read limit.
+    pub held: bool,
+    /// Left out of the watermark minimum when it was last computed (SPEC §2).
+    pub idle: bool,
     /// When the broker last said whether the partition is read to its end.
     pub end_checked: Option<(Instant, bool)>,
 }
@@ -44,13 +68,95 @@ pub struct Assigned {
 /// A worker's consumer and its partitions.
 pub struct KafkaSource {
     /// The consumer (also used to commit the group's offsets).
-    pub consumer: BaseConsumer<Health>,
+    pub consumer: Arc<BaseConsumer<Health>>,
     /// The partitions, sorted by (topic, partition).
     pub parts: Vec<Assigned>,
+    /// Each partition's own message queue (as `parts`); `None` if librdkafka
+    /// would not split it off, and then its messages come from the consumer's.
+    queues: Vec<Option<PartitionQueue>>,
+    /// Set when a partition queue turns non-empty, to wait for messages.
+    arrived: Arc<Arrived>,
     /// topic → partition → index in `parts`, looked up without allocating per message.
     lookup: HashMap<String, HashMap<i32, usize>>,
+    /// The partitions in reading order (reused every round).
+    order: Vec<usize>,
     /// One buffer for every message's bytes.
     msg: Message,
+}
+
+type PartitionQueue = rdkafka::consumer::base_consumer::PartitionQueue<Health>;
+
+/// Whether a message arrived in some partition queue since the flag was cleared.
+#[derive(Default)]
+struct Arrived {
+    flag: Mutex<bool>,
+    cond: Condvar,
+}
+
+impl Arrived {
+    fn notify(&self) {
+        if let Ok(mut f) = self.flag.lock() {
+            *f = true;
+            self.cond.notify_all();
+        }
+    }
+
+    fn clear(&self) {
+        if let Ok(mut f) = self.flag.lock() {
+            *f = false;
+        }
+    }
+
+    /// Waits until a message arrives, at most `timeout`.
+    fn wait(&self, timeout: Duration) {
+        if let Ok(f) = self.flag.lock() {
+            let _ = self.cond.wait_timeout_while(f, timeout, |f| !*f);
+        }
+    }
+}
+
+/// How far (event time, ns) a partition may be read ahead of the slowest
+/// one: a window and its correlation grace, so reading never waits for a
+/// window to be finalized in the steady state.
+pub fn read_ahead_ns(params: &causeway_jobs::Params) -> u64 {
+    (params.window_s + params.grace_s)
+        .max(1)
+        .saturating_mul(causeway_schemas::time::NANOS_PER_SEC)
+}
+
+/// The global read limit (event time, ns): at most `ahead` past the global
+/// input frontier `input` (the least watermark of every worker, to the second)
+/// plus `allowed_lateness`, i.e. past the slowest active partition of all
+/// workers; and at most `2 × ahead` past the emitted frontier `emitted` (which
+/// trails the input by about a window and its grace when the dataflow keeps
+/// up) plus the lateness, so the dataflow cannot fall behind the reading
+/// either. A frontier still at 0 (some partition has given no watermark yet
+/// and is not idle yet) or empty (every input closed) sets no limit.
+///
+/// The slowest partition is always below the limit once the dataflow has
+/// caught up with its watermark, so reading never stalls for good; every other
+/// partition stays within `ahead` of it: the records held in state are bounded
+/// by the input rate, not by the backlog.
+pub fn read_limit(
+    input: Option<u64>,
+    emitted: Option<u64>,
+    lateness_ns: u64,
+    ahead_ns: u64,
+) -> Option<u64> {
+    let past = |f: Option<u64>, by: u64| {
+        f.filter(|&f| f > 0).map(|f| {
+            f.saturating_mul(causeway_schemas::time::NANOS_PER_SEC)
+                .saturating_add(lateness_ns)
+                .saturating_add(by)
+        })
+    };
+    match (
+        past(input, ahead_ns),
+        past(emitted, ahead_ns.saturating_mul(2)),
+    ) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 impl KafkaSource {
@@ -93,6 +199,9 @@ impl KafkaSource {
                 last_ts: cp.ts_ms,
                 last_checkpoint: None,
                 last_message: started,
+                drained: false,
+                held: false,
+                idle: false,
                 end_checked: None,
             });
         }
@@ -103,6 +212,18 @@ impl KafkaSource {
                 source,
             })?;
         drop(tpl);
+        // After `assign` (which would undo it) and before the first poll.
+        let consumer = Arc::new(consumer);
+        let arrived = Arc::new(Arrived::default());
+        let queues = parts
+            .iter()
+            .map(|a| {
+                let mut q = consumer.split_partition_queue(&a.part.topic_name, a.part.partition)?;
+                let arrived = arrived.clone();
+                q.set_nonempty_callback(move || arrived.notify());
+                Some(q)
+            })
+            .collect();
         // topic → partition → index in `parts`, looked up without allocating per message.
         let mut lookup: HashMap<String, HashMap<i32, usize>> = HashMap::new();
         for (i, a) in parts.iter().enumerate() {
@@ -113,7 +234,10 @@ impl KafkaSource {
         }
         Ok(KafkaSource {
             consumer,
+            order: (0..parts.len()).collect(),
             parts,
+            queues,
+            arrived,
             lookup,
             msg: Message {
                 offset: 0,
@@ -125,88 +249,165 @@ impl KafkaSource {
     }
 
     /// Reads up to [`ROUND_MESSAGES`] messages (until `deadline`) into
-    /// `ingest`, writing their dead letters; returns how many were read.
+    /// `ingest`, writing their dead letters, slowest partition first; waits up
+    /// to 10 ms for a first message. Returns how many were read.
+    ///
+    /// Reads only the partitions whose newest event time is at most the global
+    /// limit ([`read_limit`]) and at most `ahead` past this worker's slowest
+    /// active partition (not idle, with a watermark): the latter holds the
+    /// skew between this worker's partitions while the global frontier has
+    /// not started (some partition anywhere has no data and is not idle yet).
     pub fn read_round(
         &mut self,
         ingest: &mut Ingest,
         dlq: &DlqSink,
         metrics: &Metrics,
         deadline: Instant,
+        global: Option<u64>,
+        ahead: u64,
     ) -> usize {
         let mut read = 0;
-        for n in 0..ROUND_MESSAGES {
-            let wait = if n == 0 {
-                Duration::from_millis(10)
-            } else {
-                Duration::ZERO
-            };
-            let m = match self.consumer.poll(wait) {
+        // Events (errors, statistics), and messages of any partition not split off.
+        while read < ROUND_MESSAGES {
+            match self.consumer.poll(Duration::ZERO) {
                 None => break,
                 Some(Err(e)) => {
-                    eprintln!("causeway run: consume: {e}");
-                    metrics.kafka_errors.with_label_values(&["consume"]).inc();
+                    consume_error(metrics, &e);
                     break;
                 }
-                Some(Ok(m)) => m,
-            };
-            read += 1;
-            metrics.kafka_up.set(1);
-            let Some(&i) = self
-                .lookup
-                .get(m.topic())
-                .and_then(|p| p.get(&m.partition()))
-            else {
-                continue;
-            };
-            let a = &mut self.parts[i];
-            let offset = m.offset().max(0) as u64;
-            if offset < a.position {
-                // Before the restart point: a timestamp seek lands on the start of
-                // the record batch that holds it.
-                continue;
-            }
-            self.msg.offset = offset;
-            self.msg.payload.clear();
-            self.msg
-                .payload
-                .extend_from_slice(m.payload().unwrap_or_default());
-            self.msg.traceparent = traceparent(&m);
-            let mark = Mark {
-                offset,
-                max_seen: a.wm.max_seen(),
-                ts_ms: m.timestamp().to_millis(),
-            };
-            let first_dead = ingest.dlq.len();
-            let needed = ingest.process(
-                &a.name,
-                a.part.topic,
-                a.part.encoding,
-                a.part.id,
-                &mut a.wm,
-                &self.msg,
-            );
-            if let Some(leave) = needed {
-                a.retention.note(leave, mark);
-            }
-            if ingest.dlq.len() > first_dead {
-                let headers = copy_headers(&m);
-                for mut r in ingest.dlq.drain(first_dead..) {
-                    if r.offset >= a.dlq_from {
-                        r.source = a.part.topic_name.clone();
-                        r.partition = a.part.partition as u32;
-                        dlq.send(&r, &self.msg.payload, &headers);
+                Some(Ok(m)) => {
+                    read += 1;
+                    let found = self
+                        .lookup
+                        .get(m.topic())
+                        .and_then(|p| p.get(&m.partition()))
+                        .copied();
+                    if let Some(i) = found {
+                        Self::handle(&mut self.parts[i], &mut self.msg, &m, ingest, dlq);
                     }
                 }
             }
-            let now = Instant::now();
-            a.position = offset + 1;
-            a.last_ts = mark.ts_ms;
-            a.last_message = now;
-            if now > deadline {
+        }
+        let parts = &self.parts;
+        self.order
+            .sort_by_key(|&i| (parts[i].wm.max_seen(), parts[i].part.id));
+        let slowest = parts
+            .iter()
+            .filter(|a| !a.idle)
+            .filter_map(|a| a.wm.max_seen())
+            .min();
+        let local = slowest.map_or(u64::MAX, |s| s.saturating_add(ahead));
+        let limit = global.unwrap_or(u64::MAX).min(local);
+        for (a, q) in self.parts.iter_mut().zip(&self.queues) {
+            a.held = a.wm.max_seen().is_some_and(|t| t > limit);
+            // Without a queue of its own it is read from the consumer's, above.
+            a.drained = q.is_none();
+        }
+        for waited in [false, true] {
+            self.arrived.clear();
+            'parts: for k in 0..self.order.len() {
+                let i = self.order[k];
+                let Some(q) = &self.queues[i] else { continue };
+                while read < ROUND_MESSAGES && !self.parts[i].held {
+                    let m = match q.poll(Duration::ZERO) {
+                        None => {
+                            self.parts[i].drained = true;
+                            break;
+                        }
+                        Some(Err(e)) => {
+                            consume_error(metrics, &e);
+                            break;
+                        }
+                        Some(Ok(m)) => m,
+                    };
+                    read += 1;
+                    Self::handle(&mut self.parts[i], &mut self.msg, &m, ingest, dlq);
+                    let a = &mut self.parts[i];
+                    if a.wm.max_seen().is_some_and(|t| t > limit) {
+                        a.held = true;
+                    }
+                    if Instant::now() > deadline {
+                        break 'parts;
+                    }
+                }
+            }
+            if read > 0 || waited {
                 break;
             }
+            self.arrived.wait(Duration::from_millis(10));
+        }
+        if read > 0 {
+            metrics.kafka_up.set(1);
         }
         read
+    }
+
+    /// Feeds message `m` of partition `a` to `ingest` (through the buffer
+    /// `msg`) and sends its dead letters.
+    fn handle(
+        a: &mut Assigned,
+        msg: &mut Message,
+        m: &BorrowedMessage<'_>,
+        ingest: &mut Ingest,
+        dlq: &DlqSink,
+    ) {
+        let offset = m.offset().max(0) as u64;
+        if offset < a.position {
+            // Before the restart point: a timestamp seek lands on the start of
+            // the record batch that holds it.
+            return;
+        }
+        msg.offset = offset;
+        msg.payload.clear();
+        msg.payload
+            .extend_from_slice(m.payload().unwrap_or_default());
+        msg.traceparent = traceparent(m);
+        let mark = Mark {
+            offset,
+            max_seen: a.wm.max_seen(),
+            ts_ms: m.timestamp().to_millis(),
+        };
+        let first_dead = ingest.dlq.len();
+        let needed = ingest.process(
+            &a.name,
+            a.part.topic,
+            a.part.encoding,
+            a.part.id,
+            &mut a.wm,
+            msg,
+        );
+        if let Some(leave) = needed {
+            a.retention.note(leave, mark);
+        }
+        if ingest.dlq.len() > first_dead {
+            let headers = copy_headers(m);
+            for mut r in ingest.dlq.drain(first_dead..) {
+                if r.offset >= a.dlq_from {
+                    r.source = a.part.topic_name.clone();
+                    r.partition = a.part.partition as u32;
+                    dlq.send(&r, &msg.payload, &headers);
+                }
+            }
+        }
+        a.position = offset + 1;
+        a.last_ts = mark.ts_ms;
+        a.last_message = Instant::now();
+    }
+
+    /// How many partitions the last round held back.
+    pub fn held(&self) -> usize {
+        self.parts.iter().filter(|a| a.held).count()
+    }
+
+    /// Closes the consumer (see [`crate::kafka::close`]).
+    pub fn close(self) {
+        let KafkaSource {
+            consumer, queues, ..
+        } = self;
+        drop(queues);
+        if let Ok(c) = Arc::try_unwrap(consumer) {
+            close(c);
+        }
     }
 
     /// SPEC §2: the worker's input watermark (see [`watermark`]).
@@ -235,6 +436,11 @@ impl KafkaSource {
             }
         }
     }
+}
+
+fn consume_error(metrics: &Metrics, e: &rdkafka::error::KafkaError) {
+    eprintln!("causeway run: consume: {e}");
+    metrics.kafka_errors.with_label_values(&["consume"]).inc();
 }
 
 /// The first offset whose timestamp is at or after `ts_ms`: on every broker a
@@ -280,11 +486,13 @@ fn watermark(
     let value = |a: &Assigned| a.wm.value(lateness).unwrap_or(0);
     // A partition still re-reading what it had read before a restart is never
     // idle, however slow its first fetch: its records are known to exist.
-    let quiet = |a: &Assigned| a.position >= a.dlq_from && a.last_message.elapsed() >= idle;
+    let quiet =
+        |a: &Assigned| a.position >= a.dlq_from && a.drained && a.last_message.elapsed() >= idle;
     check_ends(consumer, mine, quiet);
     let mut active = None;
-    for a in mine.iter() {
+    for a in mine.iter_mut() {
         let is_idle = quiet(a) && a.at_end();
+        a.idle = is_idle;
         if !is_idle {
             active = Some(active.map_or(value(a), |m: u64| m.min(value(a))));
         }
@@ -349,10 +557,40 @@ fn check_ends(
 
 /// True when every partition is idle and read to its end.
 fn drained(consumer: &BaseConsumer<Health>, mine: &mut [Assigned], idle: Duration) -> bool {
-    let quiet = |a: &Assigned| a.last_message.elapsed() >= idle;
+    let quiet = |a: &Assigned| a.drained && a.last_message.elapsed() >= idle;
     if !mine.iter().all(quiet) {
         return false;
     }
     check_ends(consumer, mine, quiet);
     mine.iter().all(Assigned::at_end)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::read_limit;
+
+    const S: u64 = 1_000_000_000;
+
+    #[test]
+    fn read_limit_is_the_tighter_frontier_and_none_before_the_frontier_starts() {
+        let (lateness, ahead) = (30 * S, 120 * S);
+        // Input frontier at 1000 s: 1000 + 30 + 120; emitted at 900 s:
+        // 900 + 30 + 240. The tighter one.
+        assert_eq!(
+            read_limit(Some(1000), Some(900), lateness, ahead),
+            Some(1150 * S)
+        );
+        assert_eq!(
+            read_limit(Some(1000), Some(800), lateness, ahead),
+            Some(1070 * S)
+        );
+        // A frontier still at 0 (some partition has no watermark yet) or
+        // empty (inputs closed) sets no limit.
+        assert_eq!(read_limit(Some(0), Some(0), lateness, ahead), None);
+        assert_eq!(read_limit(None, None, lateness, ahead), None);
+        assert_eq!(
+            read_limit(Some(1000), Some(0), lateness, ahead),
+            Some(1150 * S)
+        );
+    }
 }
