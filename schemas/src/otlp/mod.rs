@@ -466,14 +466,18 @@ pub fn decode_span_batch<'a>(bytes: &'a [u8], opts: &DecodeOptions) -> SpanBatch
     }
 }
 
+/// The shared `Resource` of each of a batch's resources.
+fn shared_resources(resources: &[ResourceRef<'_>]) -> Vec<Arc<Resource>> {
+    resources
+        .iter()
+        .map(|r| shared_resource(r.service(), r.environment(), r.version()))
+        .collect()
+}
+
 #[inline(never)]
 fn decode_traces_proto(bytes: &[u8], opts: &DecodeOptions) -> Decoded<Span> {
     let batch = decode_span_batch(bytes, opts);
-    let resources: Vec<Arc<Resource>> = batch
-        .resources
-        .iter()
-        .map(|r| shared_resource(r.service(), r.environment(), r.version()))
-        .collect();
+    let resources = shared_resources(&batch.resources);
     Decoded {
         records: batch
             .spans
@@ -651,11 +655,7 @@ pub fn decode_log_batch<'a>(bytes: &'a [u8], opts: &DecodeOptions) -> LogBatch<'
 #[inline(never)]
 fn decode_logs_proto(bytes: &[u8], origin: Origin, opts: &DecodeOptions) -> Decoded<LogRecord> {
     let batch = decode_log_batch(bytes, opts);
-    let resources: Vec<Arc<Resource>> = batch
-        .resources
-        .iter()
-        .map(|r| shared_resource(r.service(), r.environment(), r.version()))
-        .collect();
+    let resources = shared_resources(&batch.resources);
     Decoded {
         records: batch
             .logs
