@@ -98,3 +98,24 @@ pub fn assert_same<T: PartialEq + std::fmt::Debug>(what: &str, got: &[T], want: 
         want.len()
     );
 }
+
+/// Writes alert records to `causeway_alerts` as `causeway run` does (keyed by
+/// dedup key), and waits until the broker has them.
+pub fn produce_alerts(brokers: &str, alerts: &[&causeway_schemas::records::AlertRecord]) {
+    use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+    let p: ThreadedProducer<DefaultProducerContext> = rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .unwrap();
+    for a in alerts {
+        let v = serde_json::to_vec(a).unwrap();
+        p.send(
+            BaseRecord::to("causeway_alerts")
+                .key(&a.dedup_key)
+                .payload(&v),
+        )
+        .map_err(|(e, _)| e)
+        .unwrap();
+    }
+    p.flush(std::time::Duration::from_secs(30)).unwrap();
+}

@@ -10,35 +10,17 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use causeway_schemas::records::AlertRecord;
-use causeway_tests::kafka::{causeway_binary, create_topic, free_port, read_topic, Tansu};
+use causeway_tests::kafka::{
+    causeway_binary, create_topic, free_port, produce_alerts, read_topic, Tansu,
+};
 use causeway_tests::process::{
     alertmanager_alerts, http_get, start_alertmanager, terminate, wait_exit, wait_for, Reaper,
     Receiver,
 };
 use causeway_tests::scenario::{prepare, replay_to};
-use rdkafka::config::ClientConfig;
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 
 const PD_KEY: &str = "R0UTINGKEY0123456789abcdefTEST01";
 const HOOK_TOKEN: &str = "hook-secret-token-42";
-
-fn produce(brokers: &str, alerts: &[&AlertRecord]) {
-    let p: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .unwrap();
-    for a in alerts {
-        let v = serde_json::to_vec(a).unwrap();
-        p.send(
-            BaseRecord::to("causeway_alerts")
-                .key(&a.dedup_key)
-                .payload(&v),
-        )
-        .map_err(|(e, _)| e)
-        .unwrap();
-    }
-    p.flush(Duration::from_secs(30)).unwrap();
-}
 
 fn dispatcher(config: &Path, log: &Path) -> Child {
     Command::new(causeway_binary())
@@ -63,7 +45,7 @@ fn alerts_reach_alertmanager_pagerduty_and_a_webhook() {
 
     let tansu = Tansu::start();
     create_topic(&tansu.brokers, "causeway_alerts", 1);
-    produce(&tansu.brokers, &firing);
+    produce_alerts(&tansu.brokers, &firing);
     let receiver = Receiver::start(1);
     let am_port = free_port();
     let metrics = format!("127.0.0.1:{}", free_port());
@@ -144,7 +126,7 @@ fn alerts_reach_alertmanager_pagerduty_and_a_webhook() {
 
     // Recovery: the resolved records end the pages; the tickets keep firing:
     // each send says endsAt = now + 4 s, so they stay active only if re-sent.
-    produce(&tansu.brokers, &resolved);
+    produce_alerts(&tansu.brokers, &resolved);
     let left = wait_for("the pages to resolve", Duration::from_secs(60), || {
         let left = alertmanager_alerts(&am);
         (left.len() == firing.len() - resolved.len()).then_some(left)

@@ -11,33 +11,13 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use causeway_schemas::records::AlertRecord;
-use causeway_tests::kafka::{causeway_binary, create_topic, free_port, Tansu};
+use causeway_tests::kafka::{causeway_binary, create_topic, free_port, produce_alerts, Tansu};
 use causeway_tests::process::{
     alertmanager_alerts, http_get, start_alertmanager, terminate, wait_for, Reaper, Receiver,
 };
 use causeway_tests::scenario::{prepare, replay_to};
-use rdkafka::config::ClientConfig;
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 
 const PD_KEY: &str = "R0UTINGKEY0123456789abcdefTEST02";
-
-fn produce(brokers: &str, alerts: &[&AlertRecord]) {
-    let p: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .unwrap();
-    for a in alerts {
-        let v = serde_json::to_vec(a).unwrap();
-        p.send(
-            BaseRecord::to("causeway_alerts")
-                .key(&a.dedup_key)
-                .payload(&v),
-        )
-        .map_err(|(e, _)| e)
-        .unwrap();
-    }
-    p.flush(Duration::from_secs(30)).unwrap();
-}
 
 fn counter(text: &str, series: &str) -> f64 {
     text.lines()
@@ -103,9 +83,9 @@ fn alertmanager_outage_while_alerts_fire_delivers_everything_once() {
     let began = Instant::now();
     drop(alertmanager); // SIGKILL
     let half = firing.len() / 2;
-    produce(&tansu.brokers, &firing[..half]);
+    produce_alerts(&tansu.brokers, &firing[..half]);
     std::thread::sleep(outage / 2);
-    produce(&tansu.brokers, &firing[half..]);
+    produce_alerts(&tansu.brokers, &firing[half..]);
     // PagerDuty is paged during the outage, each alert once.
     wait_for("PagerDuty during the outage", outage, || {
         (receiver.to("/v2/enqueue").len() == firing.len()).then_some(())

@@ -12,11 +12,9 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use causeway_schemas::records::AlertRecord;
-use causeway_tests::kafka::{causeway_binary, create_topic, free_port, Tansu};
+use causeway_tests::kafka::{causeway_binary, create_topic, free_port, produce_alerts, Tansu};
 use causeway_tests::process::{terminate, wait_exit, Reaper, Receiver};
 use causeway_tests::scenario::{prepare, replay_to};
-use rdkafka::config::ClientConfig;
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 
 const PD_KEY: &str = "pd-routing-key-S3CRET-1a2b";
 const HOOK_TOKEN: &str = "hook-token-S3CRET-3c4d";
@@ -155,24 +153,6 @@ fn run_requires_the_metrics_token_and_prints_no_secret_when_kafka_is_unreachable
     assert_no_file_shows(&dir, &[&token_file]);
 }
 
-fn produce(brokers: &str, alerts: &[&AlertRecord]) {
-    let p: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .unwrap();
-    for a in alerts {
-        let v = serde_json::to_vec(a).unwrap();
-        p.send(
-            BaseRecord::to("causeway_alerts")
-                .key(&a.dedup_key)
-                .payload(&v),
-        )
-        .map_err(|(e, _)| e)
-        .unwrap();
-    }
-    p.flush(Duration::from_secs(30)).unwrap();
-}
-
 #[test]
 fn dispatch_uses_its_secrets_and_prints_none_when_receivers_refuse() {
     let (_, input, config) = prepare("secrets-dispatch", "");
@@ -184,7 +164,7 @@ fn dispatch_uses_its_secrets_and_prints_none_when_receivers_refuse() {
 
     let tansu = Tansu::start();
     create_topic(&tansu.brokers, "causeway_alerts", 1);
-    produce(&tansu.brokers, &firing);
+    produce_alerts(&tansu.brokers, &firing);
     // PagerDuty and the webhook answer 401 (a wrong key or token) and echo the
     // request, key and token included, in the response the dispatcher logs;
     // Alertmanager is not there at all.
