@@ -1039,6 +1039,23 @@ fn main() {
             w1.cpu_s / w2.cpu_s
         );
     }
+    // One machine-readable line (read by `targets`).
+    println!(
+        "summary: ratio={:.2} ratio_cpu={:.2} answers={} w1_w2={} spans={}",
+        duck.wall_s / w2.wall_s,
+        duck.cpu_s / w2.cpu_s,
+        if cmp.diffs.is_empty() {
+            "equal"
+        } else {
+            "different"
+        },
+        match same_w1 {
+            Some(true) => "identical",
+            Some(false) => "different",
+            None => "not-run",
+        },
+        flat.spans
+    );
     if let Some(s) = duck_info["seconds"].as_object() {
         let phases: Vec<String> = s
             .iter()

@@ -154,6 +154,17 @@ fn ceilings(input: &Path) -> (u64, u64, f64, f64) {
     (spans, bytes, read, started.elapsed().as_secs_f64())
 }
 
+/// The median (the mean of the middle two for an even count).
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    (v[(n - 1) / 2] + v[n / 2]) / 2.0
+}
+
 /// A config file like `base` (or the defaults) with `trace_horizon` set.
 fn with_horizon(dir: &Path, base: Option<&Path>, horizon_s: u64) -> PathBuf {
     let mut text = base
@@ -181,7 +192,20 @@ fn main() {
         return;
     }
     let state = args.iter().any(|a| a == "--state");
-    let args: Vec<&String> = args.iter().filter(|a| *a != "--state").collect();
+    let repeat: usize = args.iter().position(|a| a == "--repeat").map_or(1, |i| {
+        args.get(i + 1)
+            .and_then(|n| n.parse().ok())
+            .filter(|n| *n > 0)
+            .expect("--repeat N (N >= 1)")
+    });
+    let args: Vec<&String> = args
+        .iter()
+        .enumerate()
+        .filter(|(i, a)| {
+            *a != "--state" && *a != "--repeat" && (*i == 0 || args[i - 1] != "--repeat")
+        })
+        .map(|(_, a)| a)
+        .collect();
     let traces: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(150_000);
     let format = if args.get(2).map(|s| s.as_str()) == Some("json") {
         Format::Json
@@ -227,25 +251,41 @@ fn main() {
         "workers      spans    seconds     spans/s   CPU s  fin.p50 ms  fin.p99 ms  peak RSS MiB"
     );
     let exe = args[0].as_str();
-    let mut rates = Vec::new();
-    for workers in [1, 2] {
-        let r = run_child(exe, &dir, workers, config.as_deref());
-        rates.push(r.spans / r.secs);
-        println!(
-            "{:>7} {:>10} {:>10.2} {:>11.0} {:>7.2} {:>11} {:>11} {:>13.0}",
-            workers,
-            r.spans,
-            r.secs,
-            r.spans / r.secs,
-            r.cpu,
-            r.p50,
-            r.p99,
-            r.rss_mib
-        );
+    // Interleaved 1- and 2-worker runs; the scaling of each repetition is the
+    // ratio of its own pair, taken together on the same machine state.
+    let (mut w1, mut w2, mut scaling, mut p99) = (Vec::new(), Vec::new(), Vec::new(), 0f64);
+    for _ in 0..repeat {
+        let mut pair = [0.0; 2];
+        for (i, workers) in [1, 2].into_iter().enumerate() {
+            let r = run_child(exe, &dir, workers, config.as_deref());
+            pair[i] = r.spans / r.secs;
+            p99 = p99.max(r.p99.parse().unwrap_or(f64::INFINITY));
+            println!(
+                "{:>7} {:>10} {:>10.2} {:>11.0} {:>7.2} {:>11} {:>11} {:>13.0}",
+                workers,
+                r.spans,
+                r.secs,
+                r.spans / r.secs,
+                r.cpu,
+                r.p50,
+                r.p99,
+                r.rss_mib
+            );
+        }
+        w1.push(pair[0]);
+        w2.push(pair[1]);
+        scaling.push(pair[1] / pair[0]);
+        println!("scaling: 2 workers / 1 worker = {:.2}x", pair[1] / pair[0]);
     }
-    println!(
-        "scaling: 2 workers / 1 worker = {:.2}x",
-        rates[1] / rates[0]
+    let mut summary = format!(
+        "summary: read_spans_s={:.0} decode_spans_s={:.0} w1_spans_s={:.0} w2_spans_s={:.0} w2_spans_s_min={:.0} scaling={:.2} scaling_min={:.2} fin_p99_ms_max={p99:.1} runs={repeat}",
+        spans as f64 / read_s,
+        spans as f64 / decode_s,
+        median(&w1),
+        median(&w2),
+        w2.iter().copied().fold(f64::INFINITY, f64::min),
+        median(&scaling),
+        scaling.iter().copied().fold(f64::INFINITY, f64::min),
     );
     if state {
         let rate = spans as f64 / cfg.duration_s as f64;
@@ -266,6 +306,8 @@ fn main() {
         }
         let slope = (points[1].1 - points[0].1) / (points[1].0 - points[0].0);
         println!("state: {slope:.0} bytes per span held (slope of peak RSS over spans held)");
+        summary.push_str(&format!(" state_bytes_per_span={slope:.0}"));
     }
+    println!("{summary}");
     let _ = std::fs::remove_dir_all(&dir);
 }

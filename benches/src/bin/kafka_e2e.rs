@@ -430,6 +430,18 @@ impl Bench<'_> {
                 ratio(0),
                 ratio(1)
             );
+            if j == 0 {
+                // One machine-readable line per broker (read by `targets`).
+                println!(
+                    "summary: broker={name} bare1_spans_s={:.0} bare2_spans_s={:.0} run1_spans_s={:.0} run2_spans_s={:.0} ratio1={:.2} ratio2={:.2} runs={repeat}",
+                    rate(&medians[0][0]),
+                    rate(&medians[0][1]),
+                    rate(&medians[1][0]),
+                    rate(&medians[1][1]),
+                    ratio(0),
+                    ratio(1)
+                );
+            }
             if repeat > 1 {
                 for (i, n) in [1, 2].into_iter().enumerate() {
                     let each: Vec<String> = rows[0][i]
