@@ -52,7 +52,9 @@ pub enum KafkaSetupError {
     },
     /// A TLS handshake or SASL authentication failed.
     #[error(
-        "cannot connect to Kafka at {brokers}: {reason}; check the TLS/SASL settings of [kafka.librdkafka] (security.protocol, ssl.ca.location, sasl.mechanism, sasl.username) and the secrets in kafka.librdkafka_from_env / librdkafka_from_file"
+        "cannot connect to Kafka at {brokers}: {reason}; {hint}{sep}check the TLS/SASL settings of [kafka.librdkafka] (security.protocol, ssl.ca.location, ssl.certificate.location, ssl.key.location, sasl.mechanisms, sasl.username) and the secrets in kafka.librdkafka_from_env / librdkafka_from_file",
+        hint = health::auth_hint(reason),
+        sep = if health::auth_hint(reason).is_empty() { "" } else { "; " }
     )]
     Authentication {
         /// Brokers.
