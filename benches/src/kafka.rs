@@ -128,7 +128,35 @@ impl Tansu {
     /// mechanism `scram256` or `scram512`) with `tansu user create` on the same
     /// storage (an authenticating tansu refuses unauthenticated user creation).
     pub fn start_sasl(dir: &Path, users: &[(&str, &str, &str)]) -> Tansu {
-        let mut open = Self::start_persistent(dir);
+        Self::start_sasl_at(dir, users, free_port(), None)
+    }
+
+    /// As [`Tansu::start_sasl`], on `port`, advertising `advertised` (a TLS
+    /// proxy in front, as in [`Tansu::start_behind`]): SASL over TLS. The
+    /// users are created on the plain port.
+    pub fn start_sasl_behind(
+        dir: &Path,
+        users: &[(&str, &str, &str)],
+        port: u16,
+        advertised: &str,
+    ) -> Tansu {
+        Self::start_sasl_at(dir, users, port, Some(advertised.to_string()))
+    }
+
+    fn start_sasl_at(
+        dir: &Path,
+        users: &[(&str, &str, &str)],
+        port: u16,
+        advertised: Option<String>,
+    ) -> Tansu {
+        std::fs::create_dir_all(dir).expect("broker dir");
+        let mut open = Self::spawn(
+            port,
+            "sqlite://tansu.db".into(),
+            Some(dir.to_path_buf()),
+            None,
+            Vec::new(),
+        );
         for (name, password, mechanism) in users {
             let status = Command::new(tansu_binary())
                 .args(["user", "create", "--broker"])
@@ -141,13 +169,12 @@ impl Tansu {
             assert!(status.success(), "tansu user create {name} failed");
         }
         open.stop();
-        let port = open.port;
         drop(open);
         Self::spawn(
             port,
             "sqlite://tansu.db".into(),
             Some(dir.to_path_buf()),
-            None,
+            advertised,
             vec!["--authentication".into()],
         )
     }

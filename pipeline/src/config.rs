@@ -179,7 +179,10 @@ pub struct KafkaConfig {
     /// (e.g. `"security.protocol" = "SASL_SSL"`, `"sasl.mechanisms" = "PLAIN"`,
     /// `"ssl.ca.location" = "/etc/ssl/ca.pem"`). Secret settings
     /// (`sasl.password`, `ssl.key.password`, ...) are refused here: name them in
-    /// `librdkafka_from_env` or `librdkafka_from_file`.
+    /// `librdkafka_from_env` or `librdkafka_from_file`. A number or a boolean
+    /// is taken as its text (an environment override such as
+    /// `CAUSEWAY__KAFKA__LIBRDKAFKA__QUEUED.MAX.MESSAGES.KBYTES=1024` gives one).
+    #[serde(deserialize_with = "librdkafka_settings")]
     pub librdkafka: BTreeMap<String, String>,
     /// librdkafka settings read from environment variables at start, setting
     /// name to variable name (e.g. `"sasl.password" = "KAFKA_PASSWORD"`). For
@@ -193,6 +196,46 @@ pub struct KafkaConfig {
     /// [`KafkaConfig::read_secrets`].
     #[serde(skip)]
     pub secrets: BTreeMap<String, Secret>,
+}
+
+/// A librdkafka setting's value: librdkafka takes every value as text, so a
+/// number or a boolean is taken as the text TOML would show for it.
+struct SettingValue(String);
+
+impl<'de> Deserialize<'de> for SettingValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Text;
+        impl serde::de::Visitor<'_> for Text {
+            type Value = SettingValue;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a librdkafka setting: a string, a number or a boolean (e.g. \"1024\")")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<SettingValue, E> {
+                Ok(SettingValue(v.to_string()))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<SettingValue, E> {
+                Ok(SettingValue(v.to_string()))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<SettingValue, E> {
+                Ok(SettingValue(v.to_string()))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<SettingValue, E> {
+                Ok(SettingValue(v.to_string()))
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<SettingValue, E> {
+                Ok(SettingValue(v.to_string()))
+            }
+        }
+        d.deserialize_any(Text)
+    }
+}
+
+/// `[kafka.librdkafka]`, with numbers and booleans taken as text.
+fn librdkafka_settings<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, String>, D::Error> {
+    let settings = BTreeMap::<String, SettingValue>::deserialize(d)?;
+    Ok(settings.into_iter().map(|(k, v)| (k, v.0)).collect())
 }
 
 /// librdkafka settings whose value is itself a secret (a password, a key or a

@@ -162,6 +162,10 @@ fn run_over_tls_equals_replay_and_a_wrong_ca_fails_clearly() {
         "no word of the failed verification:\n{out}"
     );
     assert!(out.contains("check the TLS/SASL settings"), "{out}");
+    assert!(
+        out.contains("set ssl.ca.location to the CA that signed it"),
+        "{out}"
+    );
     // A failed handshake is a setting to fix: no waiting for the 30 s
     // metadata timeout.
     let took = started.elapsed();
@@ -267,4 +271,195 @@ fn sasl_settings_reach_librdkafka() {
         out.contains("CW_TEST_KAFKA_PASSWORD") && out.contains("sasl.password"),
         "{out}"
     );
+}
+
+#[test]
+fn run_over_mutual_tls_equals_replay_and_a_missing_or_foreign_client_cert_fails_clearly() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = scratch("mtls");
+    let certs = make_certs(&dir.join("certs"));
+    let plain_port = free_port();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let proxy = TlsProxy::start_mutual(listener, format!("127.0.0.1:{plain_port}"), &certs);
+    let tansu = Tansu::start_behind(plain_port, &proxy.addr);
+    let ca = certs.ca.display().to_string();
+    let (cert, key) = (
+        certs.client_cert.display().to_string(),
+        certs.client_key.display().to_string(),
+    );
+    let mtls = [
+        ("security.protocol", "SSL"),
+        ("ssl.ca.location", ca.as_str()),
+        ("ssl.certificate.location", cert.as_str()),
+        ("ssl.key.location", key.as_str()),
+    ];
+    set_client_settings(&tansu.brokers, &mtls);
+
+    let input = workload(&dir);
+    create_topics(&input, |t, n| create_topic(&tansu.brokers, t, n));
+    produce_inputs(&tansu.brokers, &input);
+    let want = expected(&dir, &input);
+
+    let extra = format!("{TIME}{}", librdkafka(&mtls));
+    let config = run_config(&dir, &input, &tansu.brokers, "mtls", &extra);
+    let started = Instant::now();
+    let (status, out) = run(&config, &[], Duration::from_secs(120));
+    assert!(
+        status.success(),
+        "causeway run over mutual TLS: {status}\n{out}"
+    );
+    eprintln!(
+        "mutual TLS: run --drain took {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    assert_same(
+        "causeway_sli over mutual TLS",
+        &sli_out(&tansu.brokers),
+        &want,
+    );
+
+    // No client certificate, or one another CA signed: the broker refuses
+    // the handshake, and the error says so and names the settings to fix, at
+    // once. This proxy names its CA in the certificate request, as Kafka
+    // brokers do, so OpenSSL does not send the stranger's certificate at all:
+    // the broker sees none. A second proxy in front of the same broker names
+    // no CA: the stranger's certificate is sent and refused (`unknown ca`).
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let unhinted =
+        TlsProxy::start_mutual_unhinted(listener, format!("127.0.0.1:{plain_port}"), &certs);
+    let (stranger_cert, stranger_key) = (
+        certs.stranger_cert.display().to_string(),
+        certs.stranger_key.display().to_string(),
+    );
+    let stranger = vec![
+        mtls[0],
+        mtls[1],
+        ("ssl.certificate.location", stranger_cert.as_str()),
+        ("ssl.key.location", stranger_key.as_str()),
+    ];
+    let none_accepted = "the broker requires a client certificate (mutual TLS) and got none it accepts: set ssl.certificate.location and ssl.key.location";
+    let cases = [
+        (
+            "no-client-cert",
+            &proxy.addr,
+            "alert certificate required",
+            none_accepted,
+            mtls[..2].to_vec(),
+        ),
+        (
+            "stranger-cert",
+            &proxy.addr,
+            "alert certificate required",
+            none_accepted,
+            stranger.clone(),
+        ),
+        (
+            "stranger-cert-unhinted",
+            &unhinted.addr,
+            "alert unknown ca",
+            "the broker refused the client certificate: use one signed by a CA the broker trusts",
+            stranger,
+        ),
+    ];
+    for (case, brokers, alert, hint, settings) in cases {
+        let extra = format!("{TIME}{}", librdkafka(&settings));
+        let config = run_config(&dir, &input, brokers, case, &extra);
+        let started = Instant::now();
+        let (status, out) = run(&config, &[], Duration::from_secs(90));
+        let took = started.elapsed();
+        eprintln!("{case}: exit after {:.1} s:\n{out}", took.as_secs_f64());
+        assert!(!status.success(), "{case}: run succeeded:\n{out}");
+        assert!(out.contains("cannot connect to Kafka"), "{case}:\n{out}");
+        assert!(out.contains(alert), "{case}: no {alert:?}:\n{out}");
+        assert!(out.contains(hint), "{case}: no hint {hint:?}:\n{out}");
+        // A refused handshake is a setting to fix: no waiting for the 30 s
+        // metadata timeout.
+        assert!(
+            took < Duration::from_secs(25),
+            "{case}: exit after {took:?}"
+        );
+    }
+}
+
+#[test]
+fn run_over_sasl_ssl_equals_replay_and_a_wrong_password_fails_clearly() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = scratch("sasl-ssl");
+    let certs = make_certs(&dir.join("certs"));
+    let plain_port = free_port();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let proxy = TlsProxy::start(listener, format!("127.0.0.1:{plain_port}"), &certs);
+    let tansu = Tansu::start_sasl_behind(
+        &dir.join("broker"),
+        &[("causeway", PASSWORD, "scram512")],
+        plain_port,
+        &proxy.addr,
+    );
+    let ca = certs.ca.display().to_string();
+    let sasl_ssl = [
+        ("security.protocol", "SASL_SSL"),
+        ("ssl.ca.location", ca.as_str()),
+        ("sasl.mechanisms", "SCRAM-SHA-512"),
+        ("sasl.username", "causeway"),
+    ];
+    let mut harness = sasl_ssl.to_vec();
+    harness.push(("sasl.password", PASSWORD));
+    set_client_settings(&tansu.brokers, &harness);
+
+    let input = workload(&dir);
+    create_topics(&input, |t, n| create_topic(&tansu.brokers, t, n));
+    produce_inputs(&tansu.brokers, &input);
+    let want = expected(&dir, &input);
+
+    // The password comes from a file this time (a mounted secret).
+    let secret = dir.join("kafka-password");
+    std::fs::write(&secret, format!("{PASSWORD}\n")).unwrap();
+    let extra = format!(
+        "{TIME}{}\n[kafka.librdkafka_from_file]\n\"sasl.password\" = \"{}\"\n",
+        librdkafka(&sasl_ssl),
+        secret.display()
+    );
+    let config = run_config(&dir, &input, &tansu.brokers, "sasl-ssl", &extra);
+    let started = Instant::now();
+    let (status, out) = run(&config, &[], Duration::from_secs(120));
+    assert!(
+        status.success(),
+        "causeway run over SASL_SSL: {status}\n{out}"
+    );
+    eprintln!(
+        "SASL_SSL: run --drain took {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(!out.contains(PASSWORD), "the password was printed:\n{out}");
+    assert_same(
+        "causeway_sli over SASL_SSL",
+        &sli_out(&tansu.brokers),
+        &want,
+    );
+
+    // A wrong password in the file: TLS succeeds, authentication fails, and
+    // the run stops at once saying so.
+    std::fs::write(&secret, "not-the-password-5d1\n").unwrap();
+    let started = Instant::now();
+    let (status, out) = run(&config, &[], Duration::from_secs(90));
+    let took = started.elapsed();
+    eprintln!(
+        "SASL_SSL, wrong password: exit after {:.1} s:\n{out}",
+        took.as_secs_f64()
+    );
+    assert!(
+        !status.success(),
+        "run with a wrong password succeeded:\n{out}"
+    );
+    assert!(out.contains("SASL authentication error"), "{out}");
+    assert!(
+        out.contains("check sasl.mechanisms, sasl.username and the password"),
+        "{out}"
+    );
+    assert!(
+        took < Duration::from_secs(25),
+        "wrong password: exit after {took:?}"
+    );
+    assert!(!out.contains("not-the-password-5d1"), "{out}");
+    assert!(!out.contains(PASSWORD), "{out}");
 }

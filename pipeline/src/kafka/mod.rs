@@ -52,7 +52,9 @@ pub enum KafkaSetupError {
     },
     /// A TLS handshake or SASL authentication failed.
     #[error(
-        "cannot connect to Kafka at {brokers}: {reason}; check the TLS/SASL settings of [kafka.librdkafka] (security.protocol, ssl.ca.location, sasl.mechanism, sasl.username) and the secrets in kafka.librdkafka_from_env / librdkafka_from_file"
+        "cannot connect to Kafka at {brokers}: {reason}; {hint}{sep}check the TLS/SASL settings of [kafka.librdkafka] (security.protocol, ssl.ca.location, ssl.certificate.location, ssl.key.location, sasl.mechanisms, sasl.username) and the secrets in kafka.librdkafka_from_env / librdkafka_from_file",
+        hint = health::auth_hint(reason),
+        sep = if health::auth_hint(reason).is_empty() { "" } else { "; " }
     )]
     Authentication {
         /// Brokers.
@@ -156,4 +158,80 @@ pub fn copy_headers<M: Message>(m: &M) -> Vec<(String, Option<Vec<u8>>)> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn kafka(toml: &str, env: &[(&str, &str)]) -> KafkaConfig {
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        Config::from_toml(toml, env).unwrap().kafka
+    }
+
+    #[test]
+    fn the_read_ahead_per_partition_is_a_passthrough_setting() {
+        let c = consumer_config(&kafka("", &[]));
+        assert_eq!(
+            c.get("queued.max.messages.kbytes"),
+            Some(PREFETCH_KIB.to_string().as_str())
+        );
+        assert_eq!(c.get("fetch.queue.backoff.ms"), Some("10"));
+
+        let c = consumer_config(&kafka(
+            "[kafka.librdkafka]\n\"queued.max.messages.kbytes\" = \"1024\"\n\"fetch.queue.backoff.ms\" = \"50\"\n",
+            &[],
+        ));
+        assert_eq!(c.get("queued.max.messages.kbytes"), Some("1024"));
+        assert_eq!(c.get("fetch.queue.backoff.ms"), Some("50"));
+
+        let c = consumer_config(&kafka(
+            "",
+            &[(
+                "CAUSEWAY__KAFKA__LIBRDKAFKA__QUEUED.MAX.MESSAGES.KBYTES",
+                "2048",
+            )],
+        ));
+        assert_eq!(c.get("queued.max.messages.kbytes"), Some("2048"));
+
+        // In the file, a number or a boolean without quotes is its text too.
+        let k = kafka(
+            "[kafka.librdkafka]\n\"queued.max.messages.kbytes\" = 512\n\"enable.sparse.connections\" = false\n",
+            &[],
+        );
+        assert_eq!(
+            consumer_config(&k).get("queued.max.messages.kbytes"),
+            Some("512")
+        );
+        assert_eq!(k.librdkafka["enable.sparse.connections"], "false");
+    }
+
+    #[test]
+    fn a_librdkafka_setting_that_is_a_table_is_refused_with_what_to_write() {
+        let err = Config::from_toml(
+            "[kafka.librdkafka]\n\"queued.max.messages.kbytes\" = [1]\n",
+            std::iter::empty(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("queued.max.messages.kbytes"), "{err}");
+        assert!(err.contains("a string, a number or a boolean"), "{err}");
+    }
+
+    #[test]
+    fn a_read_ahead_out_of_range_is_refused_when_the_consumer_is_made() {
+        let c = consumer_config(&kafka(
+            "[kafka.librdkafka]\n\"queued.max.messages.kbytes\" = \"0\"\n",
+            &[],
+        ));
+        let err = c
+            .create::<BaseConsumer>()
+            .err()
+            .map(|e| KafkaSetupError::Client(e).to_string())
+            .unwrap();
+        assert!(err.contains("queued.max.messages.kbytes"), "{err}");
+        assert!(err.contains("1..2097151"), "{err}");
+        assert!(err.contains("[kafka.librdkafka]"), "{err}");
+    }
 }
