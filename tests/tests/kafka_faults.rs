@@ -20,7 +20,12 @@ use causeway_tests::kafka::{
 };
 use causeway_tests::process::{wait_exit, Reaper};
 
-const TIME: &str = "[time]\nwindow = \"10s\"\ncorrelation_grace = \"10s\"\ntrace_horizon = \"30s\"\nallowed_lateness = \"10s\"\nidle_timeout = \"3s\"\n";
+/// `idle_timeout` is wall-clock time: a partition whose feeder is starved that
+/// long (a loaded CI machine) is marked idle in one run and not in the other,
+/// which legitimately changes what is late. 10 s is far above any pause of the
+/// feeder (it sends a slice every second), so both runs see the same event-time
+/// progress; it costs the final `--drain` 10 s.
+const TIME: &str = "[time]\nwindow = \"10s\"\ncorrelation_grace = \"10s\"\ntrace_horizon = \"30s\"\nallowed_lateness = \"10s\"\nidle_timeout = \"10s\"\n";
 
 /// SLOs on every service, so `causeway_slo`, `causeway_alerts` and
 /// `causeway_evidence` carry records too.
