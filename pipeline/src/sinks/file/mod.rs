@@ -300,3 +300,91 @@ impl OutputSink for FileSink {
         self.append(records, |o| &mut o.alerts, |o, n| o.alert_records += n);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dead(partition: u32, offset: u64, index: Option<u32>, reason: &str) -> DlqRecord {
+        DlqRecord {
+            source: format!("p{partition}"),
+            partition,
+            offset,
+            record_index: index,
+            reason: reason.into(),
+            detail: String::new(),
+        }
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut n: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        n.sort();
+        n
+    }
+
+    #[test]
+    fn spooled_dead_letters_merge_in_partition_offset_index_order() {
+        let dir = std::env::temp_dir().join(format!("causeway-dlq-spool-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        // A stale spool file of a killed replay goes when a replay starts.
+        std::fs::write(dlq_part_path(&dir, 7), "stale\n").unwrap();
+        let mut o = FileOutputs::create(&dir).unwrap();
+        assert!(!dir.join("dlq.jsonl.7.partial").exists());
+
+        // Two workers; partitions read in turns, each message's dead letters
+        // out of record-index order (ties keep their order).
+        let mut w0 = DlqSpool::new(&dir);
+        let mut w1 = DlqSpool::new(&dir);
+        let m = |w: &mut DlqSpool, mut v: Vec<DlqRecord>| w.append(&mut v).unwrap();
+        m(
+            &mut w0,
+            vec![dead(2, 1, Some(3), "late"), dead(2, 1, Some(0), "a")],
+        );
+        m(&mut w1, vec![dead(1, 5, None, "m")]);
+        m(
+            &mut w0,
+            vec![dead(0, 4, Some(1), "late"), dead(0, 4, Some(1), "b")],
+        );
+        m(&mut w0, vec![dead(2, 2, None, "m")]);
+        m(&mut w0, vec![dead(0, 9, None, "m")]);
+        w0.finish().unwrap();
+        w1.finish().unwrap();
+        o.finish().unwrap();
+        o.merge_dlq(3).unwrap();
+        let got: Vec<(u32, u64, Option<u32>, String)> =
+            std::fs::read_to_string(partial_path(&dir, "dlq.jsonl"))
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str::<DlqRecord>(l).unwrap())
+                .map(|r| (r.partition, r.offset, r.record_index, r.reason))
+                .collect();
+        let want = [
+            (0, 4, Some(1), "late"),
+            (0, 4, Some(1), "b"),
+            (0, 9, None, "m"),
+            (1, 5, None, "m"),
+            (2, 1, Some(0), "a"),
+            (2, 1, Some(3), "late"),
+            (2, 2, None, "m"),
+        ]
+        .map(|(p, o, i, r)| (p, o, i, r.to_string()));
+        assert_eq!(got, want);
+        assert!(
+            !names(&dir).iter().any(|n| is_dlq_part(n)),
+            "{:?}",
+            names(&dir)
+        );
+
+        // A replay that fails after spooling leaves no spool file.
+        let mut w = DlqSpool::new(&dir);
+        m(&mut w, vec![dead(0, 1, None, "m")]);
+        w.finish().unwrap();
+        drop(o);
+        assert!(names(&dir).is_empty(), "{:?}", names(&dir));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
