@@ -4,7 +4,8 @@
 //! process (SIGXFSZ) mid-write, and an output path that is not a directory.
 //! Each fails with a message naming the directory and the cause and leaves no
 //! file under a final output name (ISSUE 12, part 2c); a replay that succeeds
-//! afterwards writes every file.
+//! afterwards writes every file. A flood of dead letters, spooled to disk as
+//! the replay runs, fails the same way.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -142,6 +143,55 @@ fn replay_into_a_full_file_system_fails_clearly_and_leaves_no_output() {
     assert!(
         bytes > 4 * 32 * 1024,
         "outputs of {bytes} bytes: make the workload bigger"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The dead letters are spooled to disk while the replay runs (one file per
+/// input partition): a full file system then fails the replay in the middle,
+/// clearly, and the spool files go with the other temporary files.
+#[test]
+fn a_dead_letter_flood_into_a_full_file_system_fails_clearly_and_leaves_no_output() {
+    let dir = scratch("dlqfull");
+    let input = dir.join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    // About 1 MiB of dead letters per file (so several spool files are open
+    // when the space runs out), against 32 KiB of space; no other output.
+    for p in 0..3 {
+        std::fs::write(
+            input.join(format!("otlp_spans_{p}.jsonl")),
+            "not json\n".repeat(8000),
+        )
+        .unwrap();
+    }
+    let out = dir.join("out");
+    let tmpfs = can_mount_tmpfs();
+    let fault = if tmpfs {
+        "mount -t tmpfs -o size=32k tmpfs \"$1\" || exit 99"
+    } else {
+        "trap '' XFSZ; ulimit -f 64"
+    };
+    let (rc, stderr, left) = replay_under(fault, tmpfs, &input, &out);
+    assert_ne!(rc, 0, "replay into a full file system must fail");
+    assert!(
+        stderr.contains(&format!("cannot write output in {}", out.display()))
+            && (stderr.contains("No space left on device") || stderr.contains("File too large")),
+        "stderr should name the directory and the cause: {stderr}"
+    );
+    assert!(
+        left.is_empty(),
+        "a failed replay leaves nothing behind (no final name, no .partial): {left:?}"
+    );
+
+    let (rc, stderr, left) = replay_under("", false, &input, &out);
+    assert_eq!(rc, 0, "{stderr}");
+    assert_eq!(left.len(), OUTPUT_FILES.len(), "{left:?}");
+    let dlq = std::fs::read_to_string(out.join("dlq.jsonl")).unwrap();
+    assert_eq!(dlq.lines().count(), 3 * 8000);
+    assert!(
+        dlq.len() > 32 * 32 * 1024,
+        "{} bytes of dead letters",
+        dlq.len()
     );
     let _ = std::fs::remove_dir_all(&dir);
 }

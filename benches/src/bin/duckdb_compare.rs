@@ -28,6 +28,10 @@
 //!    `causeway replay -w 2` and `-w 1` (the release binary next to this one, or
 //!    `$CAUSEWAY_BIN`), each under `/usr/bin/time -v` for CPU seconds and peak
 //!    RSS, `--repeat` times interleaved, keeping each engine's fastest run.
+//!    While `causeway replay` runs, its VmRSS and the bytes it has read
+//!    (`rchar` of `/proc/PID/io`) are sampled every 100 ms; see [`RssSeries`]
+//!    for the summary printed (issue 9, target 4: RSS flat once the horizon is
+//!    full).
 //! 4. Compares every (sli, service, environment, version, window) record and
 //!    every service-graph edge; latency quantiles must be the HDR bucket of the
 //!    exact quantile (within 3 significant digits). Exits 1 on any difference,
@@ -38,7 +42,9 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use causeway::config::{Config, Settings};
 use causeway::sources::file::{list_inputs, open};
@@ -155,27 +161,93 @@ fn append_files(from: &Path, to: &Path) {
 }
 
 /// Resource usage of one measured child process.
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Default)]
 struct Usage {
     wall_s: f64,
     cpu_s: f64,
     peak_rss_kib: u64,
+    /// The process's samples, in time order.
+    samples: Vec<Sample>,
 }
 
-/// Runs `cmd` under `/usr/bin/time -v`; returns its usage and stdout.
+/// How often a measured process's RSS is sampled.
+const SAMPLE_EVERY: Duration = Duration::from_millis(100);
+
+/// One sample of a measured process.
+#[derive(Clone, Copy, Debug)]
+struct Sample {
+    /// Wall seconds since the measurement started.
+    t: f64,
+    /// VmRSS, KiB.
+    rss_kib: u64,
+    /// Bytes read so far (`rchar`: every `read`, the input files' included).
+    rchar: u64,
+}
+
+/// A number field of a `/proc` file (`VmRSS:  123 kB`, `rchar: 456`).
+fn proc_number(path: &str, key: &str) -> Option<u64> {
+    let s = std::fs::read_to_string(path).ok()?;
+    let line = s.lines().find_map(|l| l.strip_prefix(key))?;
+    line.split_whitespace().next()?.parse().ok()
+}
+
+/// The process `/usr/bin/time` (process `pid`) runs: its child.
+fn child_of(pid: u32) -> Option<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Samples the child of `/usr/bin/time` (process `pid`) every `SAMPLE_EVERY`
+/// until `running` is cleared.
+fn sample(pid: u32, start: Instant, running: &AtomicBool) -> Vec<Sample> {
+    let mut samples = Vec::new();
+    let mut target = None;
+    while running.load(Ordering::Relaxed) {
+        target = target.or_else(|| child_of(pid));
+        if let Some(p) = target {
+            let rss = proc_number(&format!("/proc/{p}/status"), "VmRSS:");
+            let rchar = proc_number(&format!("/proc/{p}/io"), "rchar:");
+            if let (Some(rss_kib), Some(rchar)) = (rss, rchar) {
+                samples.push(Sample {
+                    t: start.elapsed().as_secs_f64(),
+                    rss_kib,
+                    rchar,
+                });
+            }
+        }
+        std::thread::sleep(SAMPLE_EVERY);
+    }
+    samples
+}
+
+/// Runs `cmd` under `/usr/bin/time -v`, sampling it meanwhile; returns its
+/// usage and stdout.
 fn measure(name: &str, cmd: &[String], dir: &Path, log: &Path) -> (Usage, String) {
     let time_file = dir.join(format!("time-{name}.txt"));
     let start = Instant::now();
-    let out = Command::new("/usr/bin/time")
+    let child = Command::new("/usr/bin/time")
         .arg("-v")
         .arg("-o")
         .arg(&time_file)
         .args(cmd)
         .stdin(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(std::fs::File::create(log).unwrap_or_else(|e| die(e)))
-        .output()
+        .spawn()
         .unwrap_or_else(|e| die(format!("cannot run /usr/bin/time ({e}); install GNU time")));
+    let running = Arc::new(AtomicBool::new(true));
+    let sampler = {
+        let (pid, running) = (child.id(), running.clone());
+        std::thread::spawn(move || sample(pid, start, &running))
+    };
+    let out = child.wait_with_output().unwrap_or_else(|e| die(e));
     let wall_s = start.elapsed().as_secs_f64();
+    running.store(false, Ordering::Relaxed);
+    let samples = sampler.join().unwrap_or_default();
     if !out.status.success() {
         let err = std::fs::read_to_string(log).unwrap_or_default();
         die(format!(
@@ -204,8 +276,117 @@ fn measure(name: &str, cmd: &[String], dir: &Path, log: &Path) -> (Usage, String
         wall_s,
         cpu_s: field("User time (seconds):") + field("System time (seconds):"),
         peak_rss_kib: field("Maximum resident set size (kbytes):") as u64,
+        samples,
     };
     (usage, String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// What a replay's RSS samples say about its memory over the run.
+///
+/// - `at`: VmRSS at 10, 25, 50, 75 and 100 % of the run's wall time (the last
+///   sample at or before that time).
+/// - The input read is the sample's `rchar` over the input's bytes. Every
+///   partition is read at about the same event time (the replay aligns them)
+///   and the workload's event time is uniform, so that share is the share of
+///   event time read.
+/// - The horizon is full once the replay has read `horizon + window + grace`
+///   seconds of event time (`full_share` of the input): from then on, every
+///   window a span can still join is held and each new second of input
+///   retires one. The slope is the least-squares fit of VmRSS over the
+///   samples from that point until the input is read to its end (the final
+///   drain and writes excluded): against spans read (the input's span records
+///   times the share read) and against wall time.
+struct RssSeries {
+    at: [u64; 5],
+    full_share: f64,
+    /// The first sample with the horizon full: its time and RSS.
+    full_at: Option<(f64, u64)>,
+    /// Samples in the fit, their RSS range (KiB), and the slopes in MiB per
+    /// million spans read and in MiB per minute.
+    fit: Option<(usize, u64, u64, f64, f64)>,
+    samples: usize,
+}
+
+/// The least-squares slope of `y` over `x`.
+fn slope(points: &[(f64, f64)]) -> f64 {
+    let n = points.len() as f64;
+    let (mx, my) = points
+        .iter()
+        .fold((0.0, 0.0), |(a, b), (x, y)| (a + x / n, b + y / n));
+    let (sxy, sxx) = points.iter().fold((0.0, 0.0), |(a, b), (x, y)| {
+        (a + (x - mx) * (y - my), b + (x - mx) * (x - mx))
+    });
+    if sxx > 0.0 {
+        sxy / sxx
+    } else {
+        0.0
+    }
+}
+
+impl RssSeries {
+    fn of(u: &Usage, in_bytes: u64, spans: u64, full_share: f64) -> Option<Self> {
+        let s = &u.samples;
+        let first_sample = s.first()?;
+        let at = [0.10, 0.25, 0.50, 0.75, 1.0].map(|f| {
+            s.iter()
+                .take_while(|x| x.t <= f * u.wall_s)
+                .last()
+                .unwrap_or(first_sample)
+                .rss_kib
+        });
+        let share = |x: &Sample| (x.rchar as f64 / in_bytes.max(1) as f64).min(1.0);
+        let full: Vec<&Sample> = s
+            .iter()
+            .filter(|x| share(x) >= full_share && x.rchar < in_bytes)
+            .collect();
+        let first = s.iter().find(|x| share(x) >= full_share);
+        let fit = (full.len() >= 3).then(|| {
+            let mib = |x: &Sample| x.rss_kib as f64 / 1024.0;
+            let per_spans: Vec<(f64, f64)> = full
+                .iter()
+                .map(|x| (share(x) * spans as f64 / 1e6, mib(x)))
+                .collect();
+            let per_min: Vec<(f64, f64)> = full.iter().map(|x| (x.t / 60.0, mib(x))).collect();
+            let lo = full.iter().map(|x| x.rss_kib).min().unwrap_or(0);
+            let hi = full.iter().map(|x| x.rss_kib).max().unwrap_or(0);
+            (full.len(), lo, hi, slope(&per_spans), slope(&per_min))
+        });
+        Some(RssSeries {
+            at,
+            full_share,
+            full_at: first.map(|x| (x.t, x.rss_kib)),
+            fit,
+            samples: s.len(),
+        })
+    }
+
+    /// Two lines: RSS over the run, and after the horizon is full.
+    fn lines(&self, name: &str) -> [String; 2] {
+        let at: Vec<String> = self.at.iter().map(|k| format!("{:.0}", mib(*k))).collect();
+        let over = format!(
+            "{name} RSS at 10/25/50/75/100 % of the run: {} MiB ({} samples, every {} ms)",
+            at.join(" / "),
+            self.samples,
+            SAMPLE_EVERY.as_millis()
+        );
+        let after = match (self.full_at, self.fit) {
+            (Some((t, rss)), Some((n, lo, hi, per_m, per_min))) => format!(
+                "{name} after the horizon is full ({:.1} % of the input read, at {t:.1} s, \
+                 RSS {:.0} MiB): RSS {:.0}..{:.0} MiB over {n} samples to the end of the input, \
+                 slope {per_m:+.2} MiB per million spans read ({per_min:+.2} MiB/min)",
+                self.full_share * 100.0,
+                mib(rss),
+                mib(lo),
+                mib(hi)
+            ),
+            _ => format!(
+                "{name} after the horizon is full ({:.1} % of the input read): too few samples \
+                 for a slope",
+                self.full_share * 100.0
+            ),
+        };
+        [over, after]
+    }
 }
 
 /// The Python of the DuckDB venv, created with the newest `duckdb` when missing.
@@ -773,6 +954,7 @@ fn prepare(dir: &Path, a: &Args, settings: &Settings) {
             "logs": flat.logs,
             "audits": flat.audits,
             "flat_bytes": flat.bytes,
+            "duration_s": duration_s,
         })
     );
 }
@@ -832,6 +1014,15 @@ fn main() {
         audits: u(&prep, "audits"),
         bytes: u(&prep, "flat_bytes"),
     };
+    // The share of the input (event time) after which the horizon is full:
+    // see `RssSeries`.
+    let in_bytes = dir_bytes(&dir.join("in"));
+    let full_share = {
+        let p = &settings.params;
+        let held_s = (p.horizon_s + p.window_s + p.grace_s) as f64;
+        (held_s / u(&prep, "duration_s").max(1) as f64).min(1.0)
+    };
+    let rss_series = |u: &Usage| RssSeries::of(u, in_bytes, flat.spans, full_share);
 
     // 3. DuckDB.
     let duck_dir = dir.join("duckdb");
@@ -894,7 +1085,7 @@ fn main() {
         .collect();
     let mut loads: Vec<f64> = Vec::new();
     let keep_best = |best: &mut Option<Usage>, u: Usage| {
-        if best.is_none_or(|b| u.wall_s < b.wall_s) {
+        if best.as_ref().is_none_or(|b| u.wall_s < b.wall_s) {
             *best = Some(u);
         }
     };
@@ -908,7 +1099,7 @@ fn main() {
         );
         let (u, out) = measure("duckdb", &cmd, &dir, &dir.join("duckdb.log"));
         eprintln!("  {:.2} s wall, {:.2} s CPU", u.wall_s, u.cpu_s);
-        if duck.is_none_or(|b| u.wall_s < b.wall_s) {
+        if duck.as_ref().is_none_or(|b| u.wall_s < b.wall_s) {
             duck_stdout = out;
         }
         keep_best(&mut duck, u);
@@ -927,6 +1118,11 @@ fn main() {
                 &dir.join(format!("causeway-w{w}.log")),
             );
             eprintln!("  {:.2} s wall, {:.2} s CPU", u.wall_s, u.cpu_s);
+            if let Some(r) = rss_series(&u) {
+                for l in r.lines("  causeway") {
+                    eprintln!("{l}");
+                }
+            }
             keep_best(best, u);
         }
     }
@@ -1025,7 +1221,15 @@ fn main() {
     for (w, u, _) in &runs {
         row(&format!("causeway replay -w {w}"), u);
     }
-    let w2 = runs[0].1;
+    println!();
+    for (w, u, _) in &runs {
+        if let Some(r) = rss_series(u) {
+            for l in r.lines(&format!("causeway -w {w}")) {
+                println!("{l}");
+            }
+        }
+    }
+    let w2 = &runs[0].1;
     println!();
     println!(
         "causeway -w 2 / duckdb spans/s: {:.2}x (per CPU second: {:.2}x)",

@@ -13,7 +13,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use crate::config::{Config, ConfigError, Settings};
 use crate::dataflow;
 use crate::ingest::{Closed, Ingest, Stats, Watermark};
-use crate::sinks::file::{partial_path, FileOutputs, FileSink};
+use crate::sinks::file::{DlqSpool, FileOutputs, FileSink};
 use crate::sources::file::{list_inputs, open, InputError};
 use crate::sources::Topic;
 
@@ -131,11 +131,13 @@ pub fn replay(opts: &ReplayOptions) -> Result<Summary, ReplayError> {
     });
 
     let shared = (files.clone(), settings, outputs.clone(), progress.clone());
+    let out = opts.out.clone();
     let guards = timely::execute(
         timely::Config::process(opts.workers.max(1)),
         move |worker| {
             let (files, settings, outputs, progress) = shared.clone();
-            run_worker(worker, &files, settings, outputs, progress.as_ref())
+            let dlq = DlqSpool::new(&out);
+            run_worker(worker, &files, settings, outputs, dlq, progress.as_ref())
         },
     )
     .map_err(ReplayError::Workers)?;
@@ -144,12 +146,10 @@ pub fn replay(opts: &ReplayOptions) -> Result<Summary, ReplayError> {
         files: files.len(),
         ..Summary::default()
     };
-    let mut dlq: Vec<DlqRecord> = Vec::new();
     let mut advances = Vec::new();
     for result in guards.join() {
-        let mut closed = result.map_err(ReplayError::Workers)??;
+        let closed = result.map_err(ReplayError::Workers)??;
         summary.stats.merge(&closed.stats);
-        dlq.append(&mut closed.dlq);
         advances.push(closed.advances);
     }
     if let Some(bar) = progress {
@@ -167,10 +167,9 @@ pub fn replay(opts: &ReplayOptions) -> Result<Summary, ReplayError> {
     summary.alert_records = o.alert_records;
     summary.finalize_latency_us = finalize_latencies(&o.emitted, &advances);
     summary.elapsed = started.elapsed();
-    dlq.sort_by(|a, b| {
-        (a.partition, a.offset, a.record_index).cmp(&(b.partition, b.offset, b.record_index))
-    });
-    write_dlq(&partial_path(&opts.out, "dlq.jsonl"), &dlq)
+    // The workers spooled their dead letters to disk as they went, one file
+    // per input partition (never all in memory); join them in order.
+    o.merge_dlq(files.len() as u32)
         .and_then(|()| o.commit())
         .map_err(|s| output_err(&opts.out, s))?;
     Ok(summary)
@@ -200,17 +199,6 @@ fn output_err(path: &Path, source: std::io::Error) -> ReplayError {
     }
 }
 
-fn write_dlq(path: &Path, dlq: &[DlqRecord]) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut w = std::io::BufWriter::new(std::fs::File::create(path)?);
-    for r in dlq {
-        serde_json::to_writer(&mut w, r)?;
-        w.write_all(b"\n")?;
-    }
-    w.flush()?;
-    w.get_ref().sync_all()
-}
-
 type WorkerResult = Result<Closed, ReplayError>;
 
 fn run_worker(
@@ -218,6 +206,7 @@ fn run_worker(
     files: &[(PathBuf, Topic, Encoding)],
     settings: Settings,
     outputs: Arc<Mutex<FileOutputs>>,
+    mut dlq: DlqSpool,
     progress: Option<&ProgressBar>,
 ) -> WorkerResult {
     let (index, peers) = (worker.index(), worker.peers());
@@ -267,6 +256,7 @@ fn run_worker(
                     break;
                 };
                 ingest.process(&part.name, part.topic, part.encoding, part.id, wm, &msg);
+                spool(&mut dlq, &mut ingest.dlq)?;
             }
             let now = part.reader.position();
             if let Some(bar) = progress {
@@ -295,11 +285,21 @@ fn run_worker(
         }
     }
     ingest.flush();
-    let closed = ingest.close();
+    let mut closed = ingest.close();
+    // Every dead letter comes from a message, spooled above.
+    debug_assert!(closed.dlq.is_empty());
+    spool(&mut dlq, &mut closed.dlq)?;
+    dlq.finish().map_err(|s| output_err(dlq.dir(), s))?;
     while !probe.done() {
         worker.step_or_park(Some(Duration::from_millis(1)));
     }
     Ok(closed)
+}
+
+/// Moves the dead letters of the message just ingested to the worker's spool
+/// file of their partition: a flood of bad input is never held in memory.
+fn spool(dlq: &mut DlqSpool, records: &mut Vec<DlqRecord>) -> Result<(), ReplayError> {
+    dlq.append(records).map_err(|s| output_err(dlq.dir(), s))
 }
 
 /// `causeway replay`'s arguments.

@@ -7,6 +7,11 @@
 //! ([`FileOutputs::commit`]), so a replay that fails (a full disk, a file-size
 //! limit) or dies never leaves a file that looks complete. Outputs of an
 //! earlier replay in the same directory are removed when a replay starts.
+//!
+//! Dead letters are never held in memory: each worker appends them, as they
+//! are produced, to one spool file per input partition ([`DlqSpool`],
+//! `dlq.jsonl.<partition>.partial`), and [`FileOutputs::merge_dlq`] joins the
+//! spool files in partition order into `dlq.jsonl.partial` at the end.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -14,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use causeway_schemas::records::{
-    AlertRecord, EvidenceRecord, ServiceGraphRecord, SliRecord, SloRecord,
+    AlertRecord, DlqRecord, EvidenceRecord, ServiceGraphRecord, SliRecord, SloRecord,
 };
 
 use crate::dataflow::OutputSink;
@@ -32,6 +37,33 @@ pub const OUTPUT_FILES: [&str; 6] = [
 /// The temporary name `name` is written under until the replay succeeds.
 pub fn partial_path(dir: &Path, name: &str) -> PathBuf {
     dir.join(format!("{name}.partial"))
+}
+
+/// The spool file of the dead letters of input partition `partition`
+/// (`dlq.jsonl.<partition>.partial`) until [`FileOutputs::merge_dlq`].
+pub fn dlq_part_path(dir: &Path, partition: u32) -> PathBuf {
+    partial_path(dir, &format!("dlq.jsonl.{partition}"))
+}
+
+/// Whether `name` is a spool file of [`dlq_part_path`].
+fn is_dlq_part(name: &str) -> bool {
+    name.strip_prefix("dlq.jsonl.")
+        .and_then(|n| n.strip_suffix(".partial"))
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Removes every dead-letter spool file from `dir`.
+fn remove_dlq_parts(dir: &Path) -> std::io::Result<()> {
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        if e.file_name().to_str().is_some_and(is_dlq_part) {
+            match std::fs::remove_file(e.path()) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Open output files and what has been written to them.
@@ -66,6 +98,7 @@ impl FileOutputs {
                 _ => {}
             }
         }
+        remove_dlq_parts(dir)?;
         let open = |name: &str| File::create(partial_path(dir, name)).map(BufWriter::new);
         Ok(FileOutputs {
             dir: dir.to_path_buf(),
@@ -102,9 +135,30 @@ impl FileOutputs {
         Ok(())
     }
 
-    /// Renames every file (`dlq.jsonl.partial` included, written by the
-    /// caller) to its final name: call only after [`FileOutputs::finish`] and
-    /// the dead letters succeeded.
+    /// Writes `dlq.jsonl.partial`: the spool files of input partitions
+    /// `0..partitions` ([`DlqSpool`], every worker's finished), concatenated
+    /// in partition order and removed, then synced. Each spool file is in
+    /// (offset, record index) order, so the result is every dead letter in
+    /// (partition, offset, record index) order.
+    pub fn merge_dlq(&mut self, partitions: u32) -> std::io::Result<()> {
+        let mut out = File::create(partial_path(&self.dir, "dlq.jsonl"))?;
+        for p in 0..partitions {
+            let path = dlq_part_path(&self.dir, p);
+            match File::open(&path) {
+                Ok(mut part) => {
+                    std::io::copy(&mut part, &mut out)?;
+                    std::fs::remove_file(&path)?;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        out.sync_all()
+    }
+
+    /// Renames every file (`dlq.jsonl.partial` included, see
+    /// [`FileOutputs::merge_dlq`]) to its final name: call only after
+    /// [`FileOutputs::finish`] and the dead letters succeeded.
     pub fn commit(&mut self) -> std::io::Result<()> {
         for name in OUTPUT_FILES {
             std::fs::rename(partial_path(&self.dir, name), self.dir.join(name))?;
@@ -127,12 +181,76 @@ impl FileOutputs {
 
 impl Drop for FileOutputs {
     /// A replay that failed anywhere (a worker, a write, the dead letters)
-    /// leaves no temporary file behind; a killed one leaves only `*.partial`.
+    /// leaves no temporary file behind, dead-letter spool files included; a
+    /// killed one leaves only `*.partial`.
     fn drop(&mut self) {
         if !self.committed {
             for name in OUTPUT_FILES {
                 let _ = std::fs::remove_file(partial_path(&self.dir, name));
             }
+            let _ = remove_dlq_parts(&self.dir);
+        }
+    }
+}
+
+/// A worker's dead letters, written as they are produced to the spool file
+/// of their input partition ([`dlq_part_path`]), so a flood of bad input
+/// costs disk, not memory.
+///
+/// Each input partition is read by exactly one worker, message by message in
+/// offset order (offsets strictly increase within a partition), so appending
+/// each message's dead letters sorted by record index keeps each spool file in
+/// (offset, record index) order. One file is open at a time: a worker reads
+/// its partitions in turns of many messages, and reopens (appending) on a
+/// change of partition.
+pub struct DlqSpool {
+    dir: PathBuf,
+    open: Option<(u32, BufWriter<File>)>,
+}
+
+impl DlqSpool {
+    /// A spool writing into `dir` (the replay's output directory).
+    pub fn new(dir: &Path) -> Self {
+        DlqSpool {
+            dir: dir.to_path_buf(),
+            open: None,
+        }
+    }
+
+    /// The output directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Appends the dead letters of one message, taken out of `records`, in
+    /// record-index order (a stable sort: ties keep the order they came in).
+    pub fn append(&mut self, records: &mut Vec<DlqRecord>) -> std::io::Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        records.sort_by_key(|r| (r.partition, r.offset, r.record_index));
+        for r in records.drain(..) {
+            if self.open.as_ref().map(|(p, _)| *p) != Some(r.partition) {
+                self.finish()?;
+                let file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(dlq_part_path(&self.dir, r.partition))?;
+                self.open = Some((r.partition, BufWriter::with_capacity(1 << 16, file)));
+            }
+            if let Some((_, w)) = &mut self.open {
+                serde_json::to_writer(&mut *w, &r)?;
+                w.write_all(b"\n")?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Flushes and closes the open spool file.
+    pub fn finish(&mut self) -> std::io::Result<()> {
+        match self.open.take() {
+            Some((_, mut w)) => w.flush(),
+            None => Ok(()),
         }
     }
 }
@@ -180,5 +298,93 @@ impl OutputSink for FileSink {
 
     fn alerts(&mut self, _time: u64, records: &[AlertRecord]) {
         self.append(records, |o| &mut o.alerts, |o, n| o.alert_records += n);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dead(partition: u32, offset: u64, index: Option<u32>, reason: &str) -> DlqRecord {
+        DlqRecord {
+            source: format!("p{partition}"),
+            partition,
+            offset,
+            record_index: index,
+            reason: reason.into(),
+            detail: String::new(),
+        }
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut n: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        n.sort();
+        n
+    }
+
+    #[test]
+    fn spooled_dead_letters_merge_in_partition_offset_index_order() {
+        let dir = std::env::temp_dir().join(format!("causeway-dlq-spool-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        // A stale spool file of a killed replay goes when a replay starts.
+        std::fs::write(dlq_part_path(&dir, 7), "stale\n").unwrap();
+        let mut o = FileOutputs::create(&dir).unwrap();
+        assert!(!dir.join("dlq.jsonl.7.partial").exists());
+
+        // Two workers; partitions read in turns, each message's dead letters
+        // out of record-index order (ties keep their order).
+        let mut w0 = DlqSpool::new(&dir);
+        let mut w1 = DlqSpool::new(&dir);
+        let m = |w: &mut DlqSpool, mut v: Vec<DlqRecord>| w.append(&mut v).unwrap();
+        m(
+            &mut w0,
+            vec![dead(2, 1, Some(3), "late"), dead(2, 1, Some(0), "a")],
+        );
+        m(&mut w1, vec![dead(1, 5, None, "m")]);
+        m(
+            &mut w0,
+            vec![dead(0, 4, Some(1), "late"), dead(0, 4, Some(1), "b")],
+        );
+        m(&mut w0, vec![dead(2, 2, None, "m")]);
+        m(&mut w0, vec![dead(0, 9, None, "m")]);
+        w0.finish().unwrap();
+        w1.finish().unwrap();
+        o.finish().unwrap();
+        o.merge_dlq(3).unwrap();
+        let got: Vec<(u32, u64, Option<u32>, String)> =
+            std::fs::read_to_string(partial_path(&dir, "dlq.jsonl"))
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str::<DlqRecord>(l).unwrap())
+                .map(|r| (r.partition, r.offset, r.record_index, r.reason))
+                .collect();
+        let want = [
+            (0, 4, Some(1), "late"),
+            (0, 4, Some(1), "b"),
+            (0, 9, None, "m"),
+            (1, 5, None, "m"),
+            (2, 1, Some(0), "a"),
+            (2, 1, Some(3), "late"),
+            (2, 2, None, "m"),
+        ]
+        .map(|(p, o, i, r)| (p, o, i, r.to_string()));
+        assert_eq!(got, want);
+        assert!(
+            !names(&dir).iter().any(|n| is_dlq_part(n)),
+            "{:?}",
+            names(&dir)
+        );
+
+        // A replay that fails after spooling leaves no spool file.
+        let mut w = DlqSpool::new(&dir);
+        m(&mut w, vec![dead(0, 1, None, "m")]);
+        w.finish().unwrap();
+        drop(o);
+        assert!(names(&dir).is_empty(), "{:?}", names(&dir));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
