@@ -1243,9 +1243,22 @@ fn main() {
             w1.cpu_s / w2.cpu_s
         );
     }
+    // The `-w 2` run's RSS once the horizon is full: the fitted growth from
+    // that point to the end of the input, as a share of the RSS at that point.
+    let after_full = rss_series(w2)
+        .and_then(|r| Some((r.full_at?, r.fit?)))
+        .map_or(String::new(), |((_, at), (_, lo, hi, per_m, _))| {
+            let read_after_m = flat.spans as f64 * (1.0 - full_share) / 1e6;
+            format!(
+                " rss_growth_after_full_pct={:.1} rss_after_full={:.0}..{:.0}MiB",
+                per_m * read_after_m / mib(at) * 100.0,
+                mib(lo),
+                mib(hi)
+            )
+        });
     // One machine-readable line (read by `targets`).
     println!(
-        "summary: ratio={:.2} ratio_cpu={:.2} answers={} w1_w2={} spans={}",
+        "summary: ratio={:.2} ratio_cpu={:.2} answers={} w1_w2={} spans={}{after_full}",
         duck.wall_s / w2.wall_s,
         duck.cpu_s / w2.cpu_s,
         if cmp.diffs.is_empty() {
