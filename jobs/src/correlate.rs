@@ -546,7 +546,9 @@ impl State {
                 t.joined
                     .retain(|r| params.final_at(params.window_of(r.time())) != at);
             } else {
-                t.joined.clear();
+                // Free it: the trace's spans stay for the horizon, its log
+                // records rarely come back in a later window.
+                t.joined = Vec::new();
             }
             buf = winners.recycle();
         }
