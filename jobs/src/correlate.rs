@@ -413,6 +413,10 @@ impl Joined {
 /// handful to a few tens of spans; one allocation holds the usual ones).
 const SPANS_AT_FIRST: usize = 8;
 
+/// The log and audit records a trace has room for when its first one of a
+/// window arrives.
+const JOINED_AT_FIRST: usize = 8;
+
 /// What one worker holds of a trace.
 #[derive(Default)]
 struct Trace {
@@ -424,6 +428,17 @@ struct Trace {
     /// The last window (by final time) it was queued for and evaluated in.
     queued: u64,
     evaluated: u64,
+}
+
+impl Trace {
+    /// Holds `r` until its window is evaluated. The vector lives only until
+    /// then, so it starts with room for the usual records of a window.
+    fn joined(&mut self, r: Joined) {
+        if self.joined.capacity() == 0 {
+            self.joined.reserve_exact(JOINED_AT_FIRST);
+        }
+        self.joined.push(r);
+    }
 }
 
 /// One window waiting for its snapshot.
@@ -495,8 +510,8 @@ impl State {
                 }
                 t.spans.push(s);
             }
-            Rec::Log(l) => t.joined.push(Joined::Log(l)),
-            Rec::Audit(a) => t.joined.push(Joined::Audit(a)),
+            Rec::Log(l) => t.joined(Joined::Log(l)),
+            Rec::Audit(a) => t.joined(Joined::Audit(a)),
         }
         if leave > t.leave {
             t.leave = leave;
