@@ -409,6 +409,14 @@ impl Joined {
     }
 }
 
+/// The spans a trace has room for when its first span arrives (a trace has a
+/// handful to a few tens of spans; one allocation holds the usual ones).
+const SPANS_AT_FIRST: usize = 8;
+
+/// The log and audit records a trace has room for when its first one of a
+/// window arrives.
+const JOINED_AT_FIRST: usize = 8;
+
 /// What one worker holds of a trace.
 #[derive(Default)]
 struct Trace {
@@ -420,6 +428,17 @@ struct Trace {
     /// The last window (by final time) it was queued for and evaluated in.
     queued: u64,
     evaluated: u64,
+}
+
+impl Trace {
+    /// Holds `r` until its window is evaluated. The vector lives only until
+    /// then, so it starts with room for the usual records of a window.
+    fn joined(&mut self, r: Joined) {
+        if self.joined.capacity() == 0 {
+            self.joined.reserve_exact(JOINED_AT_FIRST);
+        }
+        self.joined.push(r);
+    }
 }
 
 /// One window waiting for its snapshot.
@@ -480,15 +499,19 @@ impl State {
         let t = self.traces.entry(trace).or_default();
         match rec {
             Rec::Span(_, s) => {
-                if t.spans.len() >= 16 && t.spans.len().is_power_of_two() {
+                if t.spans.capacity() == 0 {
+                    // Room for a usual trace at once: growing 4 -> 8 was one
+                    // allocation and copy per trace (issue 9 profile).
+                    t.spans.reserve_exact(SPANS_AT_FIRST);
+                } else if t.spans.len() >= 16 && t.spans.len().is_power_of_two() {
                     // A long-lived trace id: drop copies no snapshot can see again.
                     t.spans
                         .retain(|x| p.span_lifetime(x.event_time()).1 > frontier);
                 }
                 t.spans.push(s);
             }
-            Rec::Log(l) => t.joined.push(Joined::Log(l)),
-            Rec::Audit(a) => t.joined.push(Joined::Audit(a)),
+            Rec::Log(l) => t.joined(Joined::Log(l)),
+            Rec::Audit(a) => t.joined(Joined::Audit(a)),
         }
         if leave > t.leave {
             t.leave = leave;
@@ -538,7 +561,9 @@ impl State {
                 t.joined
                     .retain(|r| params.final_at(params.window_of(r.time())) != at);
             } else {
-                t.joined.clear();
+                // Free it: the trace's spans stay for the horizon, its log
+                // records rarely come back in a later window.
+                t.joined = Vec::new();
             }
             buf = winners.recycle();
         }
