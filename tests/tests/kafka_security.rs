@@ -118,6 +118,63 @@ fn librdkafka(settings: &[(&str, &str)]) -> String {
     s
 }
 
+/// Generates the workload, creates its topics on `brokers`, produces it, and
+/// returns it with `replay`'s SLI records of it.
+fn produce_workload(dir: &Path, brokers: &str) -> (PathBuf, Vec<SliRecord>) {
+    let input = workload(dir);
+    create_topics(&input, |t, n| create_topic(brokers, t, n));
+    produce_inputs(brokers, &input);
+    let want = expected(dir, &input);
+    assert!(want.len() > 20, "workload too small: {}", want.len());
+    (input, want)
+}
+
+/// `causeway run --drain` succeeds and its `causeway_sli` equals `want`;
+/// returns what it printed.
+fn run_equals_replay(
+    case: &str,
+    config: &Path,
+    env: &[(&str, &str)],
+    brokers: &str,
+    want: &[SliRecord],
+) -> String {
+    let started = Instant::now();
+    let (status, out) = run(config, env, Duration::from_secs(120));
+    assert!(
+        status.success(),
+        "causeway run over {case}: {status}\n{out}"
+    );
+    eprintln!(
+        "{case}: run --drain took {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    assert_same(
+        &format!("causeway_sli over {case}"),
+        &sli_out(brokers),
+        want,
+    );
+    out
+}
+
+/// `causeway run` fails, printing each of `says`, within 25 s: a refused
+/// handshake or login is a setting to fix, not a 30 s metadata timeout.
+/// Returns what it printed.
+fn run_fails_fast(case: &str, config: &Path, env: &[(&str, &str)], says: &[&str]) -> String {
+    let started = Instant::now();
+    let (status, out) = run(config, env, Duration::from_secs(90));
+    let took = started.elapsed();
+    eprintln!("{case}: exit after {:.1} s:\n{out}", took.as_secs_f64());
+    assert!(!status.success(), "{case}: run succeeded:\n{out}");
+    for said in says {
+        assert!(out.contains(said), "{case}: no {said:?}:\n{out}");
+    }
+    assert!(
+        took < Duration::from_secs(25),
+        "{case}: exit after {took:?}"
+    );
+    out
+}
+
 #[test]
 fn run_over_tls_equals_replay_and_a_wrong_ca_fails_clearly() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -133,46 +190,29 @@ fn run_over_tls_equals_replay_and_a_wrong_ca_fails_clearly() {
         ("ssl.ca.location", ca.as_str()),
     ];
     set_client_settings(&tansu.brokers, &tls);
-
-    let input = workload(&dir);
-    create_topics(&input, |t, n| create_topic(&tansu.brokers, t, n));
-    produce_inputs(&tansu.brokers, &input);
-    let want = expected(&dir, &input);
-    assert!(want.len() > 20, "workload too small: {}", want.len());
+    let (input, want) = produce_workload(&dir, &tansu.brokers);
 
     let extra = format!("{TIME}{}", librdkafka(&tls));
     let config = run_config(&dir, &input, &tansu.brokers, "tls", &extra);
-    let (status, out) = run(&config, &[], Duration::from_secs(120));
-    assert!(status.success(), "causeway run over TLS: {status}\n{out}");
-    assert_same("causeway_sli over TLS", &sli_out(&tansu.brokers), &want);
+    run_equals_replay("TLS", &config, &[], &tansu.brokers, &want);
 
     // The same broker with a CA that did not sign its certificate: an error
-    // naming the failed verification, and an exit, not a hang.
+    // naming the failed verification and what to set, and an exit, not a hang.
     let wrong = certs.wrong_ca.display().to_string();
     let extra = format!(
         "{TIME}{}",
         librdkafka(&[("security.protocol", "SSL"), ("ssl.ca.location", &wrong)])
     );
     let config = run_config(&dir, &input, &tansu.brokers, "wrong-ca", &extra);
-    let started = Instant::now();
-    let (status, out) = run(&config, &[], Duration::from_secs(90));
-    assert!(!status.success(), "run with the wrong CA succeeded:\n{out}");
-    assert!(
-        out.contains("certificate verify failed"),
-        "no word of the failed verification:\n{out}"
-    );
-    assert!(out.contains("check the TLS/SASL settings"), "{out}");
-    assert!(
-        out.contains("set ssl.ca.location to the CA that signed it"),
-        "{out}"
-    );
-    // A failed handshake is a setting to fix: no waiting for the 30 s
-    // metadata timeout.
-    let took = started.elapsed();
-    eprintln!("wrong CA: exit after {:.1} s:\n{out}", took.as_secs_f64());
-    assert!(
-        took < Duration::from_secs(25),
-        "wrong CA: exit after {took:?}"
+    run_fails_fast(
+        "wrong CA",
+        &config,
+        &[],
+        &[
+            "certificate verify failed",
+            "check the TLS/SASL settings",
+            "set ssl.ca.location to the CA that signed it",
+        ],
     );
 }
 
@@ -189,11 +229,7 @@ fn run_over_sasl_scram_equals_replay_and_a_wrong_password_fails_clearly() {
     let mut harness = sasl.to_vec();
     harness.push(("sasl.password", PASSWORD));
     set_client_settings(&tansu.brokers, &harness);
-
-    let input = workload(&dir);
-    create_topics(&input, |t, n| create_topic(&tansu.brokers, t, n));
-    produce_inputs(&tansu.brokers, &input);
-    let want = expected(&dir, &input);
+    let (input, want) = produce_workload(&dir, &tansu.brokers);
 
     // The password comes from the environment, named in librdkafka_from_env.
     let extra = format!(
@@ -201,40 +237,22 @@ fn run_over_sasl_scram_equals_replay_and_a_wrong_password_fails_clearly() {
         librdkafka(&sasl)
     );
     let config = run_config(&dir, &input, &tansu.brokers, "sasl", &extra);
-    let (status, out) = run(
+    let out = run_equals_replay(
+        "SASL",
         &config,
         &[("CW_TEST_KAFKA_PASSWORD", PASSWORD)],
-        Duration::from_secs(120),
+        &tansu.brokers,
+        &want,
     );
-    assert!(status.success(), "causeway run over SASL: {status}\n{out}");
     assert!(!out.contains(PASSWORD), "the password was printed:\n{out}");
-    assert_same("causeway_sli over SASL", &sli_out(&tansu.brokers), &want);
 
     // A wrong password: authentication fails, is reported at once, and
     // nothing hangs.
-    let started = Instant::now();
-    let (status, out) = run(
+    let out = run_fails_fast(
+        "wrong password",
         &config,
         &[("CW_TEST_KAFKA_PASSWORD", "not-the-password-5d1")],
-        Duration::from_secs(90),
-    );
-    assert!(
-        !status.success(),
-        "run with a wrong password succeeded:\n{out}"
-    );
-    assert!(
-        out.contains("SASL authentication error"),
-        "no word of the failed authentication:\n{out}"
-    );
-    let took = started.elapsed();
-    eprintln!(
-        "wrong password: exit after {:.1} s:\n{out}",
-        took.as_secs_f64()
-    );
-    assert!(out.contains("check the TLS/SASL settings"), "{out}");
-    assert!(
-        took < Duration::from_secs(25),
-        "wrong password: exit after {took:?}"
+        &["SASL authentication error", "check the TLS/SASL settings"],
     );
     assert!(!out.contains("not-the-password-5d1"), "{out}");
 }
@@ -294,29 +312,11 @@ fn run_over_mutual_tls_equals_replay_and_a_missing_or_foreign_client_cert_fails_
         ("ssl.key.location", key.as_str()),
     ];
     set_client_settings(&tansu.brokers, &mtls);
-
-    let input = workload(&dir);
-    create_topics(&input, |t, n| create_topic(&tansu.brokers, t, n));
-    produce_inputs(&tansu.brokers, &input);
-    let want = expected(&dir, &input);
+    let (input, want) = produce_workload(&dir, &tansu.brokers);
 
     let extra = format!("{TIME}{}", librdkafka(&mtls));
     let config = run_config(&dir, &input, &tansu.brokers, "mtls", &extra);
-    let started = Instant::now();
-    let (status, out) = run(&config, &[], Duration::from_secs(120));
-    assert!(
-        status.success(),
-        "causeway run over mutual TLS: {status}\n{out}"
-    );
-    eprintln!(
-        "mutual TLS: run --drain took {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
-    assert_same(
-        "causeway_sli over mutual TLS",
-        &sli_out(&tansu.brokers),
-        &want,
-    );
+    run_equals_replay("mutual TLS", &config, &[], &tansu.brokers, &want);
 
     // No client certificate, or one another CA signed: the broker refuses
     // the handshake, and the error says so and names the settings to fix, at
@@ -364,19 +364,11 @@ fn run_over_mutual_tls_equals_replay_and_a_missing_or_foreign_client_cert_fails_
     for (case, brokers, alert, hint, settings) in cases {
         let extra = format!("{TIME}{}", librdkafka(&settings));
         let config = run_config(&dir, &input, brokers, case, &extra);
-        let started = Instant::now();
-        let (status, out) = run(&config, &[], Duration::from_secs(90));
-        let took = started.elapsed();
-        eprintln!("{case}: exit after {:.1} s:\n{out}", took.as_secs_f64());
-        assert!(!status.success(), "{case}: run succeeded:\n{out}");
-        assert!(out.contains("cannot connect to Kafka"), "{case}:\n{out}");
-        assert!(out.contains(alert), "{case}: no {alert:?}:\n{out}");
-        assert!(out.contains(hint), "{case}: no hint {hint:?}:\n{out}");
-        // A refused handshake is a setting to fix: no waiting for the 30 s
-        // metadata timeout.
-        assert!(
-            took < Duration::from_secs(25),
-            "{case}: exit after {took:?}"
+        run_fails_fast(
+            case,
+            &config,
+            &[],
+            &["cannot connect to Kafka", alert, hint],
         );
     }
 }
@@ -405,11 +397,7 @@ fn run_over_sasl_ssl_equals_replay_and_a_wrong_password_fails_clearly() {
     let mut harness = sasl_ssl.to_vec();
     harness.push(("sasl.password", PASSWORD));
     set_client_settings(&tansu.brokers, &harness);
-
-    let input = workload(&dir);
-    create_topics(&input, |t, n| create_topic(&tansu.brokers, t, n));
-    produce_inputs(&tansu.brokers, &input);
-    let want = expected(&dir, &input);
+    let (input, want) = produce_workload(&dir, &tansu.brokers);
 
     // The password comes from a file this time (a mounted secret).
     let secret = dir.join("kafka-password");
@@ -420,45 +408,20 @@ fn run_over_sasl_ssl_equals_replay_and_a_wrong_password_fails_clearly() {
         secret.display()
     );
     let config = run_config(&dir, &input, &tansu.brokers, "sasl-ssl", &extra);
-    let started = Instant::now();
-    let (status, out) = run(&config, &[], Duration::from_secs(120));
-    assert!(
-        status.success(),
-        "causeway run over SASL_SSL: {status}\n{out}"
-    );
-    eprintln!(
-        "SASL_SSL: run --drain took {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
+    let out = run_equals_replay("SASL_SSL", &config, &[], &tansu.brokers, &want);
     assert!(!out.contains(PASSWORD), "the password was printed:\n{out}");
-    assert_same(
-        "causeway_sli over SASL_SSL",
-        &sli_out(&tansu.brokers),
-        &want,
-    );
 
     // A wrong password in the file: TLS succeeds, authentication fails, and
     // the run stops at once saying so.
     std::fs::write(&secret, "not-the-password-5d1\n").unwrap();
-    let started = Instant::now();
-    let (status, out) = run(&config, &[], Duration::from_secs(90));
-    let took = started.elapsed();
-    eprintln!(
-        "SASL_SSL, wrong password: exit after {:.1} s:\n{out}",
-        took.as_secs_f64()
-    );
-    assert!(
-        !status.success(),
-        "run with a wrong password succeeded:\n{out}"
-    );
-    assert!(out.contains("SASL authentication error"), "{out}");
-    assert!(
-        out.contains("check sasl.mechanisms, sasl.username and the password"),
-        "{out}"
-    );
-    assert!(
-        took < Duration::from_secs(25),
-        "wrong password: exit after {took:?}"
+    let out = run_fails_fast(
+        "SASL_SSL, wrong password",
+        &config,
+        &[],
+        &[
+            "SASL authentication error",
+            "check sasl.mechanisms, sasl.username and the password",
+        ],
     );
     assert!(!out.contains("not-the-password-5d1"), "{out}");
     assert!(!out.contains(PASSWORD), "{out}");
