@@ -105,27 +105,7 @@ fn replay_into_a_full_file_system_fails_clearly_and_leaves_no_output() {
     let dir = scratch("full");
     let input = input(&dir);
     let out = dir.join("out");
-    // A full file system (a 32 KiB tmpfs) if namespaces are allowed, else a
-    // 32 KiB file-size limit with SIGXFSZ ignored: either way writes start
-    // failing (ENOSPC / EFBIG) mid-replay.
-    let tmpfs = can_mount_tmpfs();
-    let fault = if tmpfs {
-        "mount -t tmpfs -o size=32k tmpfs \"$1\" || exit 99"
-    } else {
-        eprintln!("no tmpfs in a user namespace here: using a 32 KiB file-size limit");
-        "trap '' XFSZ; ulimit -f 64"
-    };
-    let (rc, stderr, left) = replay_under(fault, tmpfs, &input, &out);
-    assert_ne!(rc, 0, "replay into a full file system must fail");
-    assert!(
-        stderr.contains(&format!("cannot write output in {}", out.display()))
-            && (stderr.contains("No space left on device") || stderr.contains("File too large")),
-        "stderr should name the directory and the cause: {stderr}"
-    );
-    assert!(
-        left.is_empty(),
-        "a failed replay leaves nothing behind (no final name, no .partial): {left:?}"
-    );
+    replay_into_full_disk_fails_clearly(&input, &out);
 
     // The same replay without the fault writes every file, and more than the
     // fault allowed (so the fault really cut it short).
@@ -147,6 +127,31 @@ fn replay_into_a_full_file_system_fails_clearly_and_leaves_no_output() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Replays `input` into `out` on a full file system (a 32 KiB tmpfs if
+/// namespaces are allowed, else a 32 KiB file-size limit with SIGXFSZ ignored:
+/// either way writes start failing, ENOSPC / EFBIG, mid-replay): the replay
+/// fails, says where and why, and leaves nothing behind.
+fn replay_into_full_disk_fails_clearly(input: &Path, out: &Path) {
+    let tmpfs = can_mount_tmpfs();
+    let fault = if tmpfs {
+        "mount -t tmpfs -o size=32k tmpfs \"$1\" || exit 99"
+    } else {
+        eprintln!("no tmpfs in a user namespace here: using a 32 KiB file-size limit");
+        "trap '' XFSZ; ulimit -f 64"
+    };
+    let (rc, stderr, left) = replay_under(fault, tmpfs, input, out);
+    assert_ne!(rc, 0, "replay into a full file system must fail");
+    assert!(
+        stderr.contains(&format!("cannot write output in {}", out.display()))
+            && (stderr.contains("No space left on device") || stderr.contains("File too large")),
+        "stderr should name the directory and the cause: {stderr}"
+    );
+    assert!(
+        left.is_empty(),
+        "a failed replay leaves nothing behind (no final name, no .partial): {left:?}"
+    );
+}
+
 /// The dead letters are spooled to disk while the replay runs (one file per
 /// input partition): a full file system then fails the replay in the middle,
 /// clearly, and the spool files go with the other temporary files.
@@ -165,23 +170,7 @@ fn a_dead_letter_flood_into_a_full_file_system_fails_clearly_and_leaves_no_outpu
         .unwrap();
     }
     let out = dir.join("out");
-    let tmpfs = can_mount_tmpfs();
-    let fault = if tmpfs {
-        "mount -t tmpfs -o size=32k tmpfs \"$1\" || exit 99"
-    } else {
-        "trap '' XFSZ; ulimit -f 64"
-    };
-    let (rc, stderr, left) = replay_under(fault, tmpfs, &input, &out);
-    assert_ne!(rc, 0, "replay into a full file system must fail");
-    assert!(
-        stderr.contains(&format!("cannot write output in {}", out.display()))
-            && (stderr.contains("No space left on device") || stderr.contains("File too large")),
-        "stderr should name the directory and the cause: {stderr}"
-    );
-    assert!(
-        left.is_empty(),
-        "a failed replay leaves nothing behind (no final name, no .partial): {left:?}"
-    );
+    replay_into_full_disk_fails_clearly(&input, &out);
 
     let (rc, stderr, left) = replay_under("", false, &input, &out);
     assert_eq!(rc, 0, "{stderr}");
