@@ -14,6 +14,10 @@
 //!   partitions, so that each fits the mock's 5 MiB): `causeway run --drain`
 //!   against a bare consumer of the same topics (target 3).
 //!
+//! "Flat" RSS (target 4) means the fitted RSS growth of the 8M-span `-w 2` run,
+//! from the moment the horizon is full to the end of its input, is within
+//! ±10 % of its RSS at that moment (`duckdb_compare`'s `RssSeries`).
+//!
 //! Every bench runs with `benches/slo.toml` or its own equivalent config: every
 //! SLI, the evidence jobs and the SLO evaluator on (target 7). Timings on a
 //! shared 2-core machine swing with whatever else runs; the table shows the
