@@ -13,6 +13,7 @@
 //! `dlq.jsonl.<partition>.partial`), and [`FileOutputs::merge_dlq`] joins the
 //! spool files in partition order into `dlq.jsonl.partial` at the end.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -200,20 +201,27 @@ impl Drop for FileOutputs {
 /// Each input partition is read by exactly one worker, message by message in
 /// offset order (offsets strictly increase within a partition), so appending
 /// each message's dead letters sorted by record index keeps each spool file in
-/// (offset, record index) order. One file is open at a time: a worker reads
-/// its partitions in turns of many messages, and reopens (appending) on a
-/// change of partition.
+/// (offset, record index) order. A worker reads its partitions in rounds of a
+/// few messages each, so the dead letters of each partition gather in a buffer
+/// of their own and go to its file (opened to append, written, closed) once
+/// the buffer holds [`SPOOL_CHUNK`] bytes, and at [`DlqSpool::finish`]: memory
+/// stays below a chunk per partition, and the files are opened once per chunk,
+/// not once per change of partition.
 pub struct DlqSpool {
     dir: PathBuf,
-    open: Option<(u32, BufWriter<File>)>,
+    pending: BTreeMap<u32, Vec<u8>>,
 }
+
+/// Bytes of a partition's dead letters gathered before they are appended to
+/// its spool file.
+pub const SPOOL_CHUNK: usize = 32 << 10;
 
 impl DlqSpool {
     /// A spool writing into `dir` (the replay's output directory).
     pub fn new(dir: &Path) -> Self {
         DlqSpool {
             dir: dir.to_path_buf(),
-            open: None,
+            pending: BTreeMap::new(),
         }
     }
 
@@ -230,29 +238,37 @@ impl DlqSpool {
         }
         records.sort_by_key(|r| (r.partition, r.offset, r.record_index));
         for r in records.drain(..) {
-            if self.open.as_ref().map(|(p, _)| *p) != Some(r.partition) {
-                self.finish()?;
-                let file = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(dlq_part_path(&self.dir, r.partition))?;
-                self.open = Some((r.partition, BufWriter::with_capacity(1 << 16, file)));
-            }
-            if let Some((_, w)) = &mut self.open {
-                serde_json::to_writer(&mut *w, &r)?;
-                w.write_all(b"\n")?;
+            let buf = self.pending.entry(r.partition).or_default();
+            serde_json::to_writer(&mut *buf, &r)?;
+            buf.push(b'\n');
+            if buf.len() >= SPOOL_CHUNK {
+                append_to(&dlq_part_path(&self.dir, r.partition), buf)?;
             }
         }
         Ok(())
     }
 
-    /// Flushes and closes the open spool file.
+    /// Appends every partition's gathered dead letters to its spool file.
     pub fn finish(&mut self) -> std::io::Result<()> {
-        match self.open.take() {
-            Some((_, mut w)) => w.flush(),
-            None => Ok(()),
+        for (p, buf) in &mut self.pending {
+            if !buf.is_empty() {
+                append_to(&dlq_part_path(&self.dir, *p), buf)?;
+            }
         }
+        self.pending.clear();
+        Ok(())
     }
+}
+
+/// Appends `buf` to the file at `path` (created if missing) and empties it.
+fn append_to(path: &Path, buf: &mut Vec<u8>) -> std::io::Result<()> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?
+        .write_all(buf)?;
+    buf.clear();
+    Ok(())
 }
 
 /// An [`OutputSink`] writing into shared [`FileOutputs`].
