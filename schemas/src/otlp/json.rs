@@ -208,10 +208,10 @@ pub(crate) fn attr_flags(
 pub(crate) fn resource_attrs<'a>(
     resource: Option<&'a Resource>,
     opts: &DecodeOptions,
-) -> ResourceAttrs<'a> {
+) -> ResourceAttrs<Cow<'a, str>> {
     let mut attrs = ResourceAttrs::default();
     for kv in resource.map_or(&[][..], |r| &r.attributes) {
-        attrs.offer(kv.key.as_bytes(), kv.value_any(opts));
+        attrs.offer(kv.key.as_bytes(), kv.value_any(opts).into_str());
     }
     attrs
 }
@@ -779,7 +779,7 @@ impl<'de, F: FnMut(Cow<'de, str>, Any<'de>)> Visitor<'de> for KeyValues<'_, F> {
 
 /// An optional `Resource` object; its attributes go to `attrs`.
 struct OptResource<'r, 'de, 'o> {
-    attrs: &'r mut ResourceAttrs<'de>,
+    attrs: &'r mut ResourceAttrs<Cow<'de, str>>,
     opts: &'o DecodeOptions,
 }
 
@@ -811,7 +811,7 @@ impl<'de> Visitor<'de> for OptResource<'_, 'de, '_> {
         let names = |k: &str| u8::from(k == "attributes");
         members(&mut map, names, |_, map| {
             map.next_value_seed(KeyValues {
-                each: |k: Cow<'de, str>, v| attrs.offer(k.as_bytes(), v),
+                each: |k: Cow<'de, str>, v: Any<'de>| attrs.offer(k.as_bytes(), v.into_str()),
                 opts,
             })
         })

@@ -214,7 +214,15 @@ pub(crate) enum Any<'a> {
     Other,
 }
 
-impl Any<'_> {
+impl<'a> Any<'a> {
+    /// The value if a string.
+    fn into_str(self) -> Option<Cow<'a, str>> {
+        match self {
+            Any::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
     /// Whether the value holds PII: a string matching a detector, an integer of 13
     /// or more digits whose decimal form matches, or an array/kvlist element that does.
     fn pii(&self, opts: &DecodeOptions) -> bool {
@@ -295,18 +303,34 @@ impl AttrFlags {
 }
 
 /// The resource attributes of the SPEC §1 mapping: for each key, the value of its
-/// first attribute (`None` inside when that value is not a string).
-#[derive(Debug, Default)]
-pub(crate) struct ResourceAttrs<'a> {
-    service: Option<Option<Cow<'a, str>>>,
-    environment_name: Option<Option<Cow<'a, str>>>,
-    environment: Option<Option<Cow<'a, str>>>,
-    version: Option<Option<Cow<'a, str>>>,
+/// first attribute (`None` inside when that value is not a string). `V` is the
+/// decoder's string: `&[u8]` from the protobuf walk, `Cow<str>` from JSON.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ResourceAttrs<V> {
+    service: Option<Option<V>>,
+    environment_name: Option<Option<V>>,
+    environment: Option<Option<V>>,
+    version: Option<Option<V>>,
 }
 
-impl<'a> ResourceAttrs<'a> {
-    /// Folds in the next resource attribute.
-    fn offer(&mut self, key: &[u8], value: Any<'a>) {
+impl<V> Default for ResourceAttrs<V> {
+    fn default() -> Self {
+        ResourceAttrs {
+            service: None,
+            environment_name: None,
+            environment: None,
+            version: None,
+        }
+    }
+}
+
+impl<V, T> ResourceAttrs<V>
+where
+    V: std::ops::Deref<Target = T>,
+    T: AsRef<[u8]> + ?Sized,
+{
+    /// Folds in the next resource attribute: `key` and its value if a string.
+    pub(crate) fn offer(&mut self, key: &[u8], value: Option<V>) {
         let slot = match key {
             b"service.name" => &mut self.service,
             b"deployment.environment.name" => &mut self.environment_name,
@@ -315,24 +339,33 @@ impl<'a> ResourceAttrs<'a> {
             _ => return,
         };
         if slot.is_none() {
-            *slot = Some(match value {
-                Any::Str(s) => Some(s),
-                _ => None,
-            });
+            *slot = Some(value);
         }
     }
 
-    /// The resource; `None` when `service.name` is missing or empty.
-    fn resource(&self) -> Option<Arc<Resource>> {
-        fn get<'s>(slot: &'s Option<Option<Cow<'_, str>>>) -> Option<&'s str> {
-            slot.as_ref()?.as_deref()
+    /// (service, environment, version): `deployment.environment.name` before
+    /// `deployment.environment`; `None` when `service.name` is missing, empty
+    /// or not a string.
+    fn mapped(&self) -> Option<(&V, Option<&V>, Option<&V>)> {
+        fn get<V>(slot: &Option<Option<V>>) -> Option<&V> {
+            slot.as_ref()?.as_ref()
         }
-        let service = get(&self.service).filter(|s| !s.is_empty())?;
-        let environment = get(&self.environment_name)
-            .or_else(|| get(&self.environment))
-            .unwrap_or("");
-        let version = get(&self.version).unwrap_or("");
-        Some(shared_resource(service, environment, version))
+        let service = get(&self.service).filter(|s| !(***s).as_ref().is_empty())?;
+        let environment = get(&self.environment_name).or_else(|| get(&self.environment));
+        Some((service, environment, get(&self.version)))
+    }
+}
+
+impl ResourceAttrs<Cow<'_, str>> {
+    /// The resource; `None` when `service.name` is missing, empty or not a
+    /// string.
+    fn resource(&self) -> Option<Arc<Resource>> {
+        let (service, environment, version) = self.mapped()?;
+        Some(shared_resource(
+            service,
+            environment.map_or("", |e| e),
+            version.map_or("", |v| v),
+        ))
     }
 }
 
@@ -385,17 +418,12 @@ struct RawSpan {
 
 /// The resource of a wire resource; `None` when `service.name` is missing,
 /// empty or not a string.
-fn resource_ref<'a>(w: &wire::WireResource<'a>) -> Option<ResourceRef<'a>> {
-    let service = w.service.flatten().filter(|s| !s.is_empty())?;
-    let environment = w
-        .environment_name
-        .flatten()
-        .or(w.environment.flatten())
-        .unwrap_or_default();
+fn resource_ref<'a>(w: &ResourceAttrs<&'a [u8]>) -> Option<ResourceRef<'a>> {
+    let (service, environment, version) = w.mapped()?;
     Some(ResourceRef {
         service,
-        environment,
-        version: w.version.flatten().unwrap_or_default(),
+        environment: environment.copied().unwrap_or_default(),
+        version: version.copied().unwrap_or_default(),
     })
 }
 

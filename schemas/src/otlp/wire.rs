@@ -25,7 +25,7 @@
 
 use std::fmt;
 
-use super::{int_pii, AttrFlags, REQUEST_ATTRIBUTES, STATUS_CODE_ATTRIBUTES};
+use super::{int_pii, AttrFlags, ResourceAttrs, REQUEST_ATTRIBUTES, STATUS_CODE_ATTRIBUTES};
 use crate::DecodeOptions;
 
 /// prost's `RECURSION_LIMIT`.
@@ -685,37 +685,11 @@ fn key_value<'a, const SCAN: bool>(
     Ok((key, value))
 }
 
-/// The resource attributes of the SPEC §1 mapping: for each key, the value of
-/// its first attribute (`None` inside when that value is not a string).
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct WireResource<'a> {
-    pub service: Option<Option<&'a [u8]>>,
-    pub environment_name: Option<Option<&'a [u8]>>,
-    pub environment: Option<Option<&'a [u8]>>,
-    pub version: Option<Option<&'a [u8]>>,
-}
-
-impl<'a> WireResource<'a> {
-    /// Folds in the next resource attribute.
-    fn offer(&mut self, key: &[u8], value: Val<'a>) {
-        let slot = match key {
-            b"service.name" => &mut self.service,
-            b"deployment.environment.name" => &mut self.environment_name,
-            b"deployment.environment" => &mut self.environment,
-            b"service.version" => &mut self.version,
-            _ => return,
-        };
-        if slot.is_none() {
-            *slot = Some(value.str());
-        }
-    }
-}
-
 /// The body of a `Resource` occurrence: its attributes are folded into `attrs`.
 fn resource<'a>(
     r: &mut Reader<'a>,
     ctx: u32,
-    attrs: &mut WireResource<'a>,
+    attrs: &mut ResourceAttrs<&'a [u8]>,
     opts: &DecodeOptions,
 ) -> Result<()> {
     // The resource, an attribute, its value and a field skipped in that take
@@ -735,7 +709,7 @@ fn resource<'a>(
         if tag == 1 {
             Reader::expect(wt, WireType::LengthDelimited).at("Resource", "attributes")?;
             let (key, value) = key_value::<false>(r, ctx, opts).at("Resource", "attributes")?;
-            attrs.offer(key, value);
+            attrs.offer(key, value.str());
             Ok(())
         } else {
             r.skip(wt, tag, ctx)
@@ -867,7 +841,7 @@ fn status(r: &mut Reader<'_>, ctx: u32, code: &mut i32) -> Result<()> {
 pub(crate) fn traces<'a>(
     buf: &'a [u8],
     opts: &DecodeOptions,
-    mut emit: impl FnMut(&WireResource<'a>, &mut Vec<WireSpan<'a>>),
+    mut emit: impl FnMut(&ResourceAttrs<&'a [u8]>, &mut Vec<WireSpan<'a>>),
 ) -> Result<()> {
     let mut r = Reader { buf, pos: 0 };
     let mut spans = Vec::with_capacity(16);
@@ -877,7 +851,7 @@ pub(crate) fn traces<'a>(
             r.skip(wt, tag, RECURSION_LIMIT)?;
             continue;
         }
-        let mut attrs = WireResource::default();
+        let mut attrs = ResourceAttrs::default();
         r.message(wt, RECURSION_LIMIT, |r, key, ctx| match key {
             keys::LEN_1 => resource(r, ctx, &mut attrs, opts).at("ResourceSpans", "resource"),
             keys::LEN_2 => scope_spans(r, ctx, &mut spans, opts).at("ResourceSpans", "scope_spans"),
@@ -1043,7 +1017,7 @@ fn log_field<'a>(
 pub(crate) fn logs<'a>(
     buf: &'a [u8],
     opts: &DecodeOptions,
-    mut emit: impl FnMut(&WireResource<'a>, &mut Vec<WireLog<'a>>),
+    mut emit: impl FnMut(&ResourceAttrs<&'a [u8]>, &mut Vec<WireLog<'a>>),
 ) -> Result<()> {
     let mut r = Reader { buf, pos: 0 };
     let mut records = Vec::with_capacity(16);
@@ -1053,7 +1027,7 @@ pub(crate) fn logs<'a>(
             r.skip(wt, tag, RECURSION_LIMIT)?;
             continue;
         }
-        let mut attrs = WireResource::default();
+        let mut attrs = ResourceAttrs::default();
         r.message(wt, RECURSION_LIMIT, |r, key, ctx| match key {
             keys::LEN_1 => resource(r, ctx, &mut attrs, opts).at("ResourceLogs", "resource"),
             keys::LEN_2 => scope_logs(r, ctx, &mut records, opts).at("ResourceLogs", "scope_logs"),
@@ -1259,7 +1233,7 @@ mod plain {
     #[inline(always)]
     pub(super) fn resource<'a>(
         b: &'a [u8],
-        attrs: &mut super::WireResource<'a>,
+        attrs: &mut super::ResourceAttrs<&'a [u8]>,
         opts: &DecodeOptions,
     ) -> Option<()> {
         let mut i = 0;
@@ -1268,7 +1242,7 @@ mod plain {
             i += 1;
             if k == 0x0a {
                 let (key, value) = key_value::<false>(len_delimited(b, &mut i)?, opts)?;
-                attrs.offer(key, value);
+                attrs.offer(key, value.str());
             } else {
                 let k = key_again(b, &mut i)?;
                 skip(b, &mut i, k, &[1])?;
