@@ -500,13 +500,7 @@ mod tests {
     #[test]
     fn counting_up_to_a_value_equals_decoding() {
         // Durations as the latency SLI records them: µs, auto-resized.
-        let mut seed: u64 = 7;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = crate::xorshift(7);
         for case in 0..200 {
             let mut runs = Vec::new();
             let spread = [10, 3_000, 250_000, 40_000_000, u64::MAX / 4][case % 5];

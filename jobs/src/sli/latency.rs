@@ -214,13 +214,7 @@ mod tests {
     /// `summarize` against hdrhistogram itself on random runs.
     #[test]
     fn summary_equals_the_histogram() {
-        let mut seed: u64 = 11;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = crate::xorshift(11);
         let spreads = [
             1,
             5,
