@@ -29,6 +29,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 
 use causeway_schemas::model::{is_entry_span, span_event_time};
+use causeway_schemas::otlp::{LogRef, SpanRef};
 use causeway_schemas::{AuditRecord, LogRecord, Span, SpanKind, SpanStatus};
 use differential_dataflow::VecCollection;
 use serde::{Deserialize, Serialize};
@@ -83,6 +84,22 @@ impl SpanRec {
         }
     }
 
+    /// The compact form of a span read straight from a message, whose
+    /// resource is `res` (interned per message).
+    pub fn of_ref(s: &SpanRef<'_>, res: Res, interner: &mut Interner) -> SpanRec {
+        SpanRec {
+            span: s.span,
+            parent: s.parent,
+            start: s.start,
+            end: s.end,
+            res,
+            kind: s.kind,
+            status: s.status,
+            pii: s.pii,
+            name: interner.name_bytes(s.name_bytes()),
+        }
+    }
+
     /// Event time ([`causeway_schemas::model::span_event_time`]).
     pub fn event_time(&self) -> u64 {
         span_event_time(self.start, self.end)
@@ -130,6 +147,20 @@ impl LogRec {
             trace: l.trace,
             time: l.time,
             res: interner.get(&l.resource),
+            request: l.request,
+            error_request: l.error_request,
+            error: l.is_error(),
+            pii: l.pii,
+        }
+    }
+
+    /// The compact form of a log record read straight from a message, whose
+    /// resource is `res` (interned per message).
+    pub fn of_ref(l: &LogRef, res: Res) -> LogRec {
+        LogRec {
+            trace: l.trace,
+            time: l.time,
+            res,
             request: l.request,
             error_request: l.error_request,
             error: l.is_error(),

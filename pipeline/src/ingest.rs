@@ -277,17 +277,8 @@ impl Ingest {
                     let t = s.event_time();
                     let (enter, leave) = self.settings.params.span_lifetime(t);
                     if self.admit(&src, &mut tally, i as u32, t, leave) {
-                        let rec = SpanRec {
-                            span: s.span,
-                            parent: s.parent,
-                            start: s.start,
-                            end: s.end,
-                            res: self.resources[s.resource as usize],
-                            kind: s.kind,
-                            status: s.status,
-                            pii: s.pii,
-                            name: self.interner.name_bytes(s.name_bytes()),
-                        };
+                        let res = self.resources[s.resource as usize];
+                        let rec = SpanRec::of_ref(s, res, &mut self.interner);
                         self.inputs
                             .records
                             .update_at(Rec::Span(s.trace, rec), enter, 1);
@@ -302,15 +293,7 @@ impl Ingest {
                     let t = l.time;
                     let (enter, leave) = self.settings.params.record_lifetime(t);
                     if self.admit(&src, &mut tally, l.index, t, leave) {
-                        let rec = LogRec {
-                            trace: l.trace,
-                            time: l.time,
-                            res: self.resources[l.resource as usize],
-                            request: l.request,
-                            error_request: l.error_request,
-                            error: l.is_error(),
-                            pii: l.pii,
-                        };
+                        let rec = LogRec::of_ref(l, self.resources[l.resource as usize]);
                         self.inputs.records.update_at(Rec::Log(rec), enter, 1);
                     }
                 }
