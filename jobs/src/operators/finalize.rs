@@ -27,6 +27,7 @@ use crate::correlate::{Part, WindowPart};
 use crate::evidence::{exemplar_records, Candidate};
 use crate::obs::Sli;
 use crate::params::Params;
+use crate::sli::latency::layout;
 use crate::sli::span_metrics::{GraphMetric, Hist};
 use crate::sli::{Counts, RATIOS};
 
@@ -163,10 +164,6 @@ enum Counted {
 fn count_up_to(bytes: &[u8], high: u64) -> Counted {
     const V2_COOKIE: u32 = 0x1c84_9303 | 0x10;
     const HEADER: usize = 40;
-    const HALF_COUNT_MAGNITUDE: u32 = 10;
-    const HALF_COUNT: u64 = 1 << HALF_COUNT_MAGNITUDE;
-    const SUB_BUCKET_MASK: u64 = 2047;
-    const LEADING_ZERO_COUNT_BASE: u32 = 64 - 11;
     let be32 = |i: usize| {
         bytes
             .get(i..i + 4)
@@ -198,23 +195,11 @@ fn count_up_to(bytes: &[u8], high: u64) -> Counted {
     {
         return Counted::Other;
     }
-    // The length of the counts array `Histogram::new_with_bounds(1, max, 3)` allocates.
-    let mut buckets: u64 = 1;
-    let mut untrackable: u64 = 2048;
-    while untrackable <= max {
-        if untrackable > u64::MAX / 2 {
-            buckets += 1;
-            break;
-        }
-        untrackable <<= 1;
-        buckets += 1;
-    }
-    let counts_len = (buckets + 1) * HALF_COUNT;
-    // `index_for(high)`, clamped to the last index as `count_between` does.
-    let bucket = LEADING_ZERO_COUNT_BASE - (high | SUB_BUCKET_MASK).leading_zeros();
-    let sub_bucket = high >> bucket;
-    let high_index = ((u64::from(bucket) + 1) << HALF_COUNT_MAGNITUDE) + sub_bucket - HALF_COUNT;
-    let high_index = high_index.min(counts_len - 1);
+    // The length of the counts array `Histogram::new_with_bounds(1, max, 3)`
+    // allocates, and `index_for(high)` clamped to its last index as
+    // `count_between` does.
+    let counts_len = layout::len_to_cover(max);
+    let high_index = layout::index(high).min(counts_len - 1);
     let Some(payload) = bytes.get(HEADER..HEADER + len as usize) else {
         return Counted::Invalid;
     };

@@ -62,7 +62,7 @@ pub struct Summary {
 
 /// hdrhistogram's bucket layout for 3 significant digits and lowest value 1:
 /// 2048 sub-buckets, the lower half of each bucket above the first unused.
-mod layout {
+pub(crate) mod layout {
     pub const HALF_COUNT_MAGNITUDE: u32 = 10;
     pub const HALF_COUNT: u64 = 1 << HALF_COUNT_MAGNITUDE;
     const SUB_BUCKET_MASK: u64 = 2 * HALF_COUNT - 1;
