@@ -388,8 +388,8 @@ pub struct ProcessingConfig {
     /// the DLQ topic is a restricted topic. With `true`, `run` writes the value
     /// `causeway:redacted` instead of the bytes, drops the original headers and
     /// keeps Causeway's own (`causeway.source.topic/partition/offset`,
-    /// `causeway.reason`, `causeway.record_index`, plus
-    /// `causeway.payload_bytes`); the `detail` of every dead letter, in the
+    /// `causeway.reason`, `causeway.record_index`, `causeway.record_count`,
+    /// plus `causeway.payload_bytes`); the `detail` of every dead letter, in the
     /// topic and in `replay`'s `dlq.jsonl`, becomes a fixed text. Default `false`.
     pub redact_dead_letters: bool,
 }

@@ -119,3 +119,106 @@ pub fn produce_alerts(brokers: &str, alerts: &[&causeway_schemas::records::Alert
     }
     p.flush(std::time::Duration::from_secs(30)).unwrap();
 }
+
+/// A record a dead letter stands for: topic, partition, offset, the record's
+/// index in its message (`None`: the whole message) and the reason.
+pub type DeadRecord = (String, i32, u64, Option<u32>, String);
+
+/// The value of header `key` of `r`, as text.
+pub fn header(r: &Record, key: &str) -> Option<String> {
+    r.headers
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+}
+
+/// The records the dead letters of `causeway_dlq` stand for, sorted, read
+/// from their headers; `causeway.record_index` lists indices and ranges
+/// (`3,17,40-42`), and `causeway.record_count` must be their number.
+pub fn dead_records(letters: &[Record]) -> Vec<DeadRecord> {
+    let mut out = Vec::new();
+    for r in letters {
+        let need = |key: &str| {
+            header(r, key).unwrap_or_else(|| panic!("dead letter {} lacks {key}", r.key))
+        };
+        let topic = need("causeway.source.topic");
+        let partition: i32 = need("causeway.source.partition").parse().unwrap();
+        let offset: u64 = need("causeway.source.offset").parse().unwrap();
+        let reason = need("causeway.reason");
+        let Some(list) = header(r, "causeway.record_index") else {
+            out.push((topic, partition, offset, None, reason));
+            continue;
+        };
+        let mut count = 0;
+        for run in list.split(',') {
+            let (first, last) = match run.split_once('-') {
+                Some((a, b)) => (a.parse::<u32>().unwrap(), b.parse::<u32>().unwrap()),
+                None => (run.parse().unwrap(), run.parse().unwrap()),
+            };
+            assert!(first <= last, "dead letter {}: run {run}", r.key);
+            for i in first..=last {
+                out.push((topic.clone(), partition, offset, Some(i), reason.clone()));
+                count += 1;
+            }
+        }
+        assert_eq!(
+            need("causeway.record_count"),
+            count.to_string(),
+            "dead letter {}: record count",
+            r.key
+        );
+    }
+    out.sort();
+    out
+}
+
+/// What `replay`'s `dlq.jsonl` lines (`dlq`) of the files in `input` are as
+/// [`DeadRecord`]s once [`produce_inputs`] has sent the files, sorted: a
+/// protobuf file's message ordinal is its partition's offset, and so is a
+/// text file's line number less one (for files without blank lines).
+pub fn replay_dead_records(
+    input: &Path,
+    dlq: &[causeway_schemas::records::DlqRecord],
+) -> Vec<DeadRecord> {
+    let mut partition_of = std::collections::BTreeMap::new();
+    for (topic, files) in layout(input) {
+        for (p, path) in files.iter().enumerate() {
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            let text = !name.ends_with(".pb");
+            partition_of.insert(name, (topic.default_name().to_string(), p as i32, text));
+        }
+    }
+    let mut out: Vec<DeadRecord> = dlq
+        .iter()
+        .map(|d| {
+            let (topic, p, text) = partition_of[&d.source].clone();
+            let offset = d.offset - u64::from(text);
+            (topic, p, offset, d.record_index, d.reason.clone())
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// The messages [`produce_inputs`] sends for `input`, by (topic, partition),
+/// in offset order.
+pub fn produced_messages(input: &Path) -> std::collections::BTreeMap<(String, i32), Vec<Vec<u8>>> {
+    let encodings = list_inputs(input).expect("input dir");
+    let mut out = std::collections::BTreeMap::new();
+    for (topic, files) in layout(input) {
+        for (p, path) in files.iter().enumerate() {
+            let enc = encodings
+                .iter()
+                .find(|(f, _, _)| f == path)
+                .expect("listed")
+                .2;
+            let mut part = causeway::sources::file::open(path, topic, enc, 0).expect("open input");
+            let mut messages = Vec::new();
+            while let Some(m) = part.reader.next_message().expect("read input") {
+                messages.push(m.payload.to_vec());
+            }
+            out.insert((topic.default_name().to_string(), p as i32), messages);
+        }
+    }
+    out
+}

@@ -29,7 +29,7 @@ use causeway_benches::workload::{generate, Format, WorkloadConfig};
 use causeway_schemas::otlp::proto;
 use causeway_schemas::records::{DlqRecord, ServiceGraphRecord, SliRecord};
 use causeway_tests::kafka::{
-    assert_same, create_topic, create_topics, read_topic, spawn_run, Tansu,
+    assert_same, create_topic, create_topics, dead_records, header, read_topic, spawn_run, Tansu,
 };
 use causeway_tests::process::wait_exit;
 use causeway_tests::reference::read_jsonl;
@@ -531,24 +531,22 @@ fn flood_of_malformed_messages_dead_letters_each_and_leaves_slis_unchanged() {
     assert!(status.success(), "causeway run exited with {status}");
 
     let dlq = read_topic(&tansu.brokers, "causeway_dlq");
+    // The records the dead letters stand for: a message's rejected records
+    // share one dead letter per reason.
+    let dead = dead_records(&dlq);
     let mut got: BTreeMap<String, usize> = BTreeMap::new();
-    for r in &dlq {
-        let reason = r
-            .headers
-            .iter()
-            .find(|(k, _)| k == "causeway.reason")
-            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
-            .expect("a dead letter names its reason");
-        *got.entry(reason).or_default() += 1;
+    for d in &dead {
+        *got.entry(d.4.clone()).or_default() += 1;
     }
     eprintln!(
-        "flood: {} bad + {} valid messages produced in {:.1?}; causeway run --drain took {:.1?} (peak RSS {} MiB); {} dead letters ({} from the valid traffic)",
+        "flood: {} bad + {} valid messages produced in {:.1?}; causeway run --drain took {:.1?} (peak RSS {} MiB); {} dead letters for {} records ({} from the valid traffic)",
         plan.bad_messages,
         plan.valid_messages,
         produced,
         ran,
         peak / 1024,
         dlq.len(),
+        dead.len(),
         valid_dlq.len()
     );
     assert_eq!(got, expected, "dead letters by reason");
@@ -565,11 +563,7 @@ fn flood_of_malformed_messages_dead_letters_each_and_leaves_slis_unchanged() {
     assert_eq!(omitted, big);
     // The rest carry exactly the bytes produced at the offset their headers name.
     let header = |r: &causeway_tests::kafka::Record, k: &str| -> String {
-        r.headers
-            .iter()
-            .find(|(h, _)| h == k)
-            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
-            .unwrap_or_else(|| panic!("a dead letter without {k}"))
+        header(r, k).unwrap_or_else(|| panic!("a dead letter without {k}"))
     };
     for r in &dlq {
         if r.headers
@@ -590,7 +584,15 @@ fn flood_of_malformed_messages_dead_letters_each_and_leaves_slis_unchanged() {
             "the dead letter of {name}/{p}/{o} does not hold the message's bytes"
         );
     }
-    assert_eq!(dlq.len(), n + valid_dlq.len());
+    assert_eq!(dead.len(), n + valid_dlq.len());
+    let mut letters: Vec<_> = dead.iter().map(|d| (&d.0, d.1, d.2, &d.4)).collect();
+    letters.sort();
+    letters.dedup();
+    assert_eq!(
+        dlq.len(),
+        letters.len(),
+        "one dead letter per message and reason"
+    );
 
     let mut sli: Vec<SliRecord> = read_topic(&tansu.brokers, "causeway_sli")
         .iter()

@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 use causeway::commands::replay::{replay, ReplayOptions};
 use causeway::kafka::CheckpointRecord;
 use causeway_benches::workload::{generate, Format, WorkloadConfig};
-use causeway_schemas::records::{ServiceGraphRecord, SliRecord};
+use causeway_schemas::records::{DlqRecord, ServiceGraphRecord, SliRecord};
 use causeway_tests::kafka::{
-    assert_same, create_topic, create_topics, hostfile, produce_inputs, read_topic, run_config,
-    spawn_run, Tansu,
+    assert_same, create_topic, create_topics, dead_records, header, hostfile, produce_inputs,
+    produced_messages, read_topic, replay_dead_records, run_config, spawn_run, Tansu,
 };
 use causeway_tests::process::wait_exit;
 use causeway_tests::reference::read_jsonl;
@@ -53,8 +53,9 @@ fn workload(dir: &Path, seed: u64, traces: usize, partitions: usize) -> PathBuf 
     input
 }
 
-/// What `replay` writes for `input` with the test's time settings.
-fn expected(dir: &Path, input: &Path) -> (Vec<SliRecord>, Vec<ServiceGraphRecord>) {
+/// What `replay` writes for `input` with the test's time settings: SLI
+/// records, edges and dead letters.
+fn expected(dir: &Path, input: &Path) -> (Vec<SliRecord>, Vec<ServiceGraphRecord>, Vec<DlqRecord>) {
     let config = dir.join("replay.toml");
     std::fs::write(&config, TIME).unwrap();
     let out = dir.join("replay");
@@ -69,6 +70,7 @@ fn expected(dir: &Path, input: &Path) -> (Vec<SliRecord>, Vec<ServiceGraphRecord
     (
         read_jsonl(&out.join("sli.jsonl")),
         read_jsonl(&out.join("service_graph.jsonl")),
+        read_jsonl(&out.join("dlq.jsonl")),
     )
 }
 
@@ -114,7 +116,7 @@ fn wait_ok(mut child: Child, limit: Duration) {
 fn run_through_tansu_equals_replay_with_two_workers() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let (tansu, dir, input) = setup("equal", 41, 3000);
-    let (want, want_edges) = expected(&dir, &input);
+    let (want, want_edges, want_dlq) = expected(&dir, &input);
     assert!(want.len() > 100, "workload too small: {}", want.len());
     let config = run_config(&dir, &input, &tansu.brokers, "equal", TIME);
     wait_ok(
@@ -127,6 +129,43 @@ fn run_through_tansu_equals_replay_with_two_workers() {
         &edges_out(&tansu.brokers),
         &want_edges,
     );
+
+    // The dead letters stand for exactly the records replay dead-letters, and
+    // a message's bytes go out once per reason, not once per record.
+    let letters = read_topic(&tansu.brokers, "causeway_dlq");
+    let got = dead_records(&letters);
+    let want = replay_dead_records(&input, &want_dlq);
+    assert!(
+        want.iter().filter(|d| d.3.is_some()).count() > 100,
+        "too few record rejections to test: {}",
+        want.len()
+    );
+    assert_eq!(got, want, "dead letters: the records they stand for");
+    let mut messages: Vec<_> = want.iter().map(|d| (&d.0, d.1, d.2, &d.4)).collect();
+    messages.sort();
+    messages.dedup();
+    assert_eq!(
+        letters.len(),
+        messages.len(),
+        "one dead letter per message and reason"
+    );
+    let sent = produced_messages(&input);
+    for r in &letters {
+        let topic = header(r, "causeway.source.topic").unwrap();
+        let p: i32 = header(r, "causeway.source.partition")
+            .unwrap()
+            .parse()
+            .unwrap();
+        let offset: usize = header(r, "causeway.source.offset")
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(
+            r.value == sent[&(topic, p)][offset],
+            "dead letter {}: not the message's bytes",
+            r.key
+        );
+    }
 }
 
 /// Kills `causeway run` with SIGKILL once some but not all windows are out,
@@ -134,7 +173,7 @@ fn run_through_tansu_equals_replay_with_two_workers() {
 /// duplicates included) and how many records were out at the kill.
 fn kill_and_restart(name: &str, guarantee: &str) -> (Vec<SliRecord>, Vec<SliRecord>, usize) {
     let (tansu, dir, input) = setup(name, 43, 3000);
-    let (want, _) = expected(&dir, &input);
+    let (want, _, _) = expected(&dir, &input);
     let extra = format!("{TIME}\n[processing]\nguarantee = \"{guarantee}\"\n");
     let config = run_config(&dir, &input, &tansu.brokers, name, &extra);
     let mut first = spawn_run(&config, &["-w", "2"]);
@@ -202,7 +241,7 @@ fn kill_9_and_restart_at_least_once_repeats_only_identical_records() {
 fn two_process_cluster_equals_replay() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let (tansu, dir, input) = setup("cluster", 47, 2000);
-    let (want, want_edges) = expected(&dir, &input);
+    let (want, want_edges, _) = expected(&dir, &input);
     let config = run_config(&dir, &input, &tansu.brokers, "cluster", TIME);
     let hostfile = hostfile(&dir, 2);
     let h = hostfile.to_str().unwrap();

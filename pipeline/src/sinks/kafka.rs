@@ -291,6 +291,38 @@ pub fn out_offsets(log: &OutLog, emitted: u64) -> OutOffsets {
 /// The value of a redacted dead letter (`processing.redact_dead_letters`).
 pub const REDACTED_VALUE: &[u8] = b"causeway:redacted";
 
+/// Most runs of record indices one dead letter lists (a header of at most
+/// about 90 KB).
+pub const RUNS_PER_LETTER: usize = 4096;
+
+/// Ascending, distinct `indices` as runs of consecutive ones (`first`, `last`).
+fn index_runs(indices: &[u32]) -> Vec<(u32, u32)> {
+    let mut runs: Vec<(u32, u32)> = Vec::new();
+    for &i in indices {
+        match runs.last_mut() {
+            Some((_, last)) if last.checked_add(1) == Some(i) => *last = i,
+            _ => runs.push((i, i)),
+        }
+    }
+    runs
+}
+
+/// `3,17,40-42`: runs as the `causeway.record_index` header writes them.
+fn run_list(runs: &[(u32, u32)]) -> String {
+    let mut out = String::new();
+    for (n, &(first, last)) in runs.iter().enumerate() {
+        if n > 0 {
+            out.push(',');
+        }
+        out.push_str(&first.to_string());
+        if last > first {
+            out.push('-');
+            out.push_str(&last.to_string());
+        }
+    }
+    out
+}
+
 /// The producer of one worker: its dead letters and its checkpoint records,
 /// flushed together before the worker's checkpoint counts as taken.
 pub struct DlqSink {
@@ -314,11 +346,60 @@ impl DlqSink {
         })
     }
 
+    /// Writes the dead letters of one message. `rejected` holds its
+    /// rejections (all of one source, partition and offset). The message's
+    /// bytes go out once per reason, not once per record: a dead letter for
+    /// records of the message lists their indices (`causeway.record_index`,
+    /// ascending, runs as ranges: `17`, `3,17,40-42`, `0-99`) and their number
+    /// (`causeway.record_count`); `causeway.detail` is the first one's. A
+    /// rejection of the whole message is a dead letter of its own, without
+    /// either header. At most [`RUNS_PER_LETTER`] runs go in one dead letter,
+    /// so a hostile message cannot make a header outgrow the topic's limit.
+    pub fn send_message(
+        &self,
+        rejected: &[DlqRecord],
+        payload: &[u8],
+        original: &[(String, Option<Vec<u8>>)],
+    ) {
+        let mut reasons: Vec<&str> = Vec::new();
+        for r in rejected {
+            match r.record_index {
+                None => self.send(r, None, payload, original),
+                Some(_) if !reasons.contains(&r.reason.as_str()) => reasons.push(&r.reason),
+                Some(_) => {}
+            }
+        }
+        for reason in reasons {
+            let mut group = rejected
+                .iter()
+                .filter(|r| r.reason == reason && r.record_index.is_some());
+            let Some(first) = group.next() else {
+                continue;
+            };
+            let mut indices: Vec<u32> = std::iter::once(first)
+                .chain(group)
+                .filter_map(|r| r.record_index)
+                .collect();
+            indices.sort_unstable();
+            indices.dedup();
+            for runs in index_runs(&indices).chunks(RUNS_PER_LETTER) {
+                self.send(first, Some(runs), payload, original);
+            }
+        }
+    }
+
     /// Writes one dead letter: the original bytes and headers, plus headers
-    /// naming the source and the reason. The key is `topic/partition/offset[/index]`.
-    /// Redacted, the value is [`REDACTED_VALUE`], the original headers are left
-    /// out and `causeway.payload_bytes` gives the original size.
-    pub fn send(&self, r: &DlqRecord, payload: &[u8], original: &[(String, Option<Vec<u8>>)]) {
+    /// naming the source, the reason and (`runs`) the records. The key is
+    /// `topic/partition/offset[/first index]`. Redacted, the value is
+    /// [`REDACTED_VALUE`], the original headers are left out and
+    /// `causeway.payload_bytes` gives the original size.
+    fn send(
+        &self,
+        r: &DlqRecord,
+        runs: Option<&[(u32, u32)]>,
+        payload: &[u8],
+        original: &[(String, Option<Vec<u8>>)],
+    ) {
         let mut h = OwnedHeaders::new();
         if !self.redact {
             for (k, v) in original {
@@ -330,7 +411,10 @@ impl DlqSink {
         }
         let partition = r.partition.to_string();
         let offset = r.offset.to_string();
-        let index = r.record_index.map(|i| i.to_string());
+        let records = runs.map(|runs| {
+            let count: u64 = runs.iter().map(|(a, b)| u64::from(b - a) + 1).sum();
+            (runs[0].0, run_list(runs), count.to_string())
+        });
         let mut add = |key: &str, value: &str| {
             h = std::mem::replace(&mut h, OwnedHeaders::new()).insert(Header {
                 key,
@@ -342,8 +426,9 @@ impl DlqSink {
         add("causeway.source.offset", &offset);
         add("causeway.reason", &r.reason);
         add("causeway.detail", &r.detail);
-        if let Some(i) = &index {
-            add("causeway.record_index", i);
+        if let Some((_, list, count)) = &records {
+            add("causeway.record_index", list);
+            add("causeway.record_count", count);
         }
         let size = payload.len().to_string();
         let payload = if self.redact {
@@ -352,8 +437,8 @@ impl DlqSink {
         } else {
             payload
         };
-        let key = match &index {
-            Some(i) => format!("{}/{}/{}/{}", r.source, r.partition, r.offset, i),
+        let key = match &records {
+            Some((first, _, _)) => format!("{}/{}/{}/{first}", r.source, r.partition, r.offset),
             None => format!("{}/{}/{}", r.source, r.partition, r.offset),
         };
         let big = payload.len();
@@ -403,5 +488,26 @@ impl DlqSink {
     /// True if a dead letter could not be delivered.
     pub fn failed(&self) -> bool {
         self.producer.context().failed.load(Ordering::SeqCst)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_indices_are_written_as_runs() {
+        let list = |ix: &[u32]| run_list(&index_runs(ix));
+        assert_eq!(list(&[17]), "17");
+        assert_eq!(list(&[3, 17, 40, 41, 42]), "3,17,40-42");
+        assert_eq!(list(&(0..100).collect::<Vec<_>>()), "0-99");
+        assert_eq!(list(&[0, 2, 4]), "0,2,4");
+        assert_eq!(
+            list(&[u32::MAX - 1, u32::MAX]),
+            format!("{}-{}", u32::MAX - 1, u32::MAX)
+        );
+        // Each run is at most 23 bytes: a letter's header stays far below 1 MB.
+        let worst = vec![(u32::MAX - 1, u32::MAX); RUNS_PER_LETTER];
+        assert!(run_list(&worst).len() < 100_000);
     }
 }

@@ -380,14 +380,14 @@ impl KafkaSource {
             a.retention.note(leave, mark);
         }
         if ingest.dlq.len() > first_dead {
-            let headers = copy_headers(m);
-            for mut r in ingest.dlq.drain(first_dead..) {
-                if r.offset >= a.dlq_from {
-                    r.source = a.part.topic_name.clone();
+            if offset >= a.dlq_from {
+                for r in &mut ingest.dlq[first_dead..] {
+                    r.source.clone_from(&a.part.topic_name);
                     r.partition = a.part.partition as u32;
-                    dlq.send(&r, &msg.payload, &headers);
                 }
+                dlq.send_message(&ingest.dlq[first_dead..], &msg.payload, &copy_headers(m));
             }
+            ingest.dlq.truncate(first_dead);
         }
         a.position = offset + 1;
         a.last_ts = mark.ts_ms;
