@@ -25,9 +25,9 @@
 //!   that wait is subtracted from the wall time;
 //! - the ratio run / bare for 1 and 2 workers/threads.
 //!
-//! The workload has late and malformed records (about 1 %), each dead-lettered
-//! with its message's bytes, so `run` also writes about as many bytes to the
-//! DLQ as it reads; `--no-dead-letters` generates none.
+//! The workload has late and malformed records (about 1 %), dead-lettered
+//! with their message's bytes, once per message and reason;
+//! `--no-dead-letters` generates none.
 //!
 //! The mock cluster keeps at most 5 MiB per partition (older messages are
 //! deleted, as by retention), so it is measured only when every input file is
