@@ -295,6 +295,39 @@ pub const REDACTED_VALUE: &[u8] = b"causeway:redacted";
 /// about 90 KB).
 pub const RUNS_PER_LETTER: usize = 4096;
 
+/// The dead letters of one message's rejections (see
+/// [`DlqSink::send_message`]): each with the rejection whose reason and detail
+/// it carries and, for rejected records, the runs of their indices.
+fn letters(rejected: &[DlqRecord]) -> Vec<(&DlqRecord, Option<Vec<(u32, u32)>>)> {
+    let mut out = Vec::new();
+    let mut reasons: Vec<&str> = Vec::new();
+    for r in rejected {
+        match r.record_index {
+            None => out.push((r, None)),
+            Some(_) if !reasons.contains(&r.reason.as_str()) => reasons.push(&r.reason),
+            Some(_) => {}
+        }
+    }
+    for reason in reasons {
+        let of_reason = |r: &&DlqRecord| r.reason == reason && r.record_index.is_some();
+        let Some(first) = rejected.iter().find(of_reason) else {
+            continue;
+        };
+        let mut indices: Vec<u32> = rejected
+            .iter()
+            .filter(of_reason)
+            .filter_map(|r| r.record_index)
+            .collect();
+        indices.sort_unstable();
+        indices.dedup();
+        let runs = index_runs(&indices);
+        for chunk in runs.chunks(RUNS_PER_LETTER) {
+            out.push((first, Some(chunk.to_vec())));
+        }
+    }
+    out
+}
+
 /// Ascending, distinct `indices` as runs of consecutive ones (`first`, `last`).
 fn index_runs(indices: &[u32]) -> Vec<(u32, u32)> {
     let mut runs: Vec<(u32, u32)> = Vec::new();
@@ -361,30 +394,8 @@ impl DlqSink {
         payload: &[u8],
         original: &[(String, Option<Vec<u8>>)],
     ) {
-        let mut reasons: Vec<&str> = Vec::new();
-        for r in rejected {
-            match r.record_index {
-                None => self.send(r, None, payload, original),
-                Some(_) if !reasons.contains(&r.reason.as_str()) => reasons.push(&r.reason),
-                Some(_) => {}
-            }
-        }
-        for reason in reasons {
-            let mut group = rejected
-                .iter()
-                .filter(|r| r.reason == reason && r.record_index.is_some());
-            let Some(first) = group.next() else {
-                continue;
-            };
-            let mut indices: Vec<u32> = std::iter::once(first)
-                .chain(group)
-                .filter_map(|r| r.record_index)
-                .collect();
-            indices.sort_unstable();
-            indices.dedup();
-            for runs in index_runs(&indices).chunks(RUNS_PER_LETTER) {
-                self.send(first, Some(runs), payload, original);
-            }
+        for (first, runs) in letters(rejected) {
+            self.send(first, runs.as_deref(), payload, original);
         }
     }
 
@@ -506,8 +517,73 @@ mod tests {
             list(&[u32::MAX - 1, u32::MAX]),
             format!("{}-{}", u32::MAX - 1, u32::MAX)
         );
-        // Each run is at most 23 bytes: a letter's header stays far below 1 MB.
+        // Each run is at most 21 bytes: a letter's header stays far below 1 MB.
         let worst = vec![(u32::MAX - 1, u32::MAX); RUNS_PER_LETTER];
         assert!(run_list(&worst).len() < 100_000);
+    }
+
+    fn rejection(offset: u64, index: Option<u32>, reason: &str) -> DlqRecord {
+        DlqRecord {
+            source: "otlp_spans".into(),
+            partition: 0,
+            offset,
+            record_index: index,
+            reason: reason.into(),
+            detail: format!("{reason} {index:?}"),
+        }
+    }
+
+    #[test]
+    fn a_message_goes_once_per_reason() {
+        let rejected = vec![
+            rejection(7, Some(0), "late"),
+            rejection(7, Some(1), "late"),
+            rejection(7, Some(2), "invalid_trace_id"),
+            rejection(7, Some(3), "late"),
+            rejection(7, Some(5), "late"),
+            rejection(7, Some(9), "invalid_trace_id"),
+        ];
+        let got: Vec<(String, String, Option<String>)> = letters(&rejected)
+            .into_iter()
+            .map(|(r, runs)| {
+                (
+                    r.reason.clone(),
+                    r.detail.clone(),
+                    runs.map(|x| run_list(&x)),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("late".into(), "late Some(0)".into(), Some("0-1,3,5".into())),
+                (
+                    "invalid_trace_id".into(),
+                    "invalid_trace_id Some(2)".into(),
+                    Some("2,9".into())
+                ),
+            ]
+        );
+        // A message that does not decode is one letter without indices.
+        let whole = vec![rejection(8, None, "malformed_protobuf")];
+        let got = letters(&whole);
+        assert_eq!(got.len(), 1);
+        assert!(got[0].1.is_none());
+    }
+
+    #[test]
+    fn a_hostile_message_is_split_into_bounded_letters() {
+        // Every other record late: one run per record.
+        let n = RUNS_PER_LETTER as u32 * 2 + 10;
+        let rejected: Vec<DlqRecord> = (0..n).map(|i| rejection(3, Some(i * 2), "late")).collect();
+        let got = letters(&rejected);
+        assert_eq!(got.len(), 3);
+        let sizes: Vec<usize> = got.iter().map(|(_, r)| r.as_ref().unwrap().len()).collect();
+        assert_eq!(sizes, vec![RUNS_PER_LETTER, RUNS_PER_LETTER, 10]);
+        let listed: Vec<u32> = got
+            .iter()
+            .flat_map(|(_, r)| r.as_ref().unwrap().iter().map(|&(a, _)| a))
+            .collect();
+        assert_eq!(listed, (0..n).map(|i| i * 2).collect::<Vec<_>>());
     }
 }
