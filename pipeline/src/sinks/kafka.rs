@@ -295,10 +295,13 @@ pub const REDACTED_VALUE: &[u8] = b"causeway:redacted";
 /// about 90 KB).
 pub const RUNS_PER_LETTER: usize = 4096;
 
+/// Record indices `first..=last` of one message.
+type Run = (u32, u32);
+
 /// The dead letters of one message's rejections (see
 /// [`DlqSink::send_message`]): each with the rejection whose reason and detail
 /// it carries and, for rejected records, the runs of their indices.
-fn letters(rejected: &[DlqRecord]) -> Vec<(&DlqRecord, Option<Vec<(u32, u32)>>)> {
+fn letters(rejected: &[DlqRecord]) -> Vec<(&DlqRecord, Option<Vec<Run>>)> {
     let mut out = Vec::new();
     let mut reasons: Vec<&str> = Vec::new();
     for r in rejected {
