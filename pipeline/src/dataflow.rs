@@ -131,7 +131,7 @@ pub fn build(
             }
             sink.sli(t, &f.sli);
             sink.edges(t, &f.edges);
-            sink.evidence(t, &f.evidence());
+            sink.evidence(t, &f.take_evidence());
             sink.slo(t, &evaluation.slo);
             sink.alerts(t, &evaluation.alerts);
             if !f.span_metrics.is_empty() || !f.graph_metrics.is_empty() {
@@ -210,13 +210,15 @@ impl Finalized {
         })
     }
 
-    /// The exemplars and changes as evidence records.
-    pub fn evidence(&self) -> Vec<EvidenceRecord> {
-        self.exemplars
-            .iter()
-            .cloned()
+    /// The exemplars and changes as evidence records, moved out (once the
+    /// SLOs are evaluated, nothing else reads them).
+    pub fn take_evidence(&mut self) -> Vec<EvidenceRecord> {
+        let exemplars = std::mem::take(&mut self.exemplars);
+        let changes = std::mem::take(&mut self.changes);
+        exemplars
+            .into_iter()
             .map(EvidenceRecord::Exemplars)
-            .chain(self.changes.iter().cloned().map(EvidenceRecord::Change))
+            .chain(changes.into_iter().map(EvidenceRecord::Change))
             .collect()
     }
 }
