@@ -7,7 +7,7 @@
 //! emitted at that time and its state is dropped. The result depends only on the
 //! input collection, never on arrival order or the number of workers.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
@@ -23,8 +23,9 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::Capability;
 use timely::dataflow::StreamVec;
 
-use crate::correlate::{Part, WindowPart};
+use crate::correlate::{IdBuild, Part, WindowPart};
 use crate::evidence::{exemplar_records, Candidate};
+use crate::intern::Res;
 use crate::obs::Sli;
 use crate::params::Params;
 use crate::sli::latency::layout;
@@ -308,7 +309,9 @@ pub fn merge<'s>(
 /// The final records of one window from its parts.
 fn window_records(parts: Vec<WindowPart>, params: &Params) -> Vec<Final> {
     let mut counts: BTreeMap<(u64, Arc<Resource>), Counts> = BTreeMap::new();
-    let mut edges: BTreeMap<(u64, String, String), (u64, u64)> = BTreeMap::new();
+    // Edges by (window, client service id, server service id): equal service
+    // ids are equal names, so each edge's names are copied once, when merged.
+    let mut edges: HashMap<(u64, u32, u32), (Res, Res, u64, u64), IdBuild> = HashMap::default();
     let mut candidates: BTreeMap<u64, Vec<Candidate>> = BTreeMap::new();
     let mut span_metrics: BTreeMap<SpanMetricsKey, (u64, Hist)> = BTreeMap::new();
     let mut graph_metrics: BTreeMap<GraphMetricsKey, GraphMetric> = BTreeMap::new();
@@ -316,14 +319,11 @@ fn window_records(parts: Vec<WindowPart>, params: &Params) -> Vec<Final> {
         match part {
             Part::Counts(res, c) => counts.entry((window, res.resource())).or_default().merge(c),
             Part::Edge(client, server, total, failed) => {
-                let key = (
-                    window,
-                    client.resource().service.clone(),
-                    server.resource().service.clone(),
-                );
-                let e = edges.entry(key).or_default();
-                e.0 += total;
-                e.1 += failed;
+                let e = edges
+                    .entry((window, client.service, server.service))
+                    .or_insert((client, server, 0, 0));
+                e.2 += total;
+                e.3 += failed;
             }
             Part::Exemplars(c) => candidates.entry(window).or_default().extend(c),
             Part::SpanMetric(m) => {
@@ -397,20 +397,24 @@ fn window_records(parts: Vec<WindowPart>, params: &Params) -> Vec<Final> {
         }
         out.extend(latency_record(dims, bounds, c.latency).map(Final::Sli));
     }
-    out.extend(
-        edges
-            .into_iter()
-            .map(|((window, client, server), (total, failed))| {
-                Final::Edge(ServiceGraphRecord {
-                    client,
-                    server,
-                    window_start: window,
-                    window_end: window + params.window_s,
-                    total,
-                    failed,
-                })
-            }),
-    );
+    let mut edges: Vec<ServiceGraphRecord> = edges
+        .into_iter()
+        .map(
+            |((window, ..), (client, server, total, failed))| ServiceGraphRecord {
+                client: client.resource().service.clone(),
+                server: server.resource().service.clone(),
+                window_start: window,
+                window_end: window + params.window_s,
+                total,
+                failed,
+            },
+        )
+        .collect();
+    // (window, client, server) are distinct: the order of the names is total.
+    edges.sort_unstable_by(|a, b| {
+        (a.window_start, &a.client, &a.server).cmp(&(b.window_start, &b.client, &b.server))
+    });
+    out.extend(edges.into_iter().map(Final::Edge));
     for (window, c) in candidates {
         out.extend(
             exemplar_records(c, window, params.exemplars)
