@@ -391,7 +391,7 @@ mod tests {
                     res: res[(next() % 2) as usize],
                     trace: u128::from(next() % 12),
                     duration_us: next() % 8,
-                    deepest_error: (next() % 2 == 0).then_some(res[0]),
+                    deepest_error: next().is_multiple_of(2).then_some(res[0]),
                 })
                 .collect();
             let mut top = TopK::default();

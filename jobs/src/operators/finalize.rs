@@ -311,7 +311,7 @@ fn window_records(parts: Vec<WindowPart>, params: &Params) -> Vec<Final> {
     let mut counts: BTreeMap<(u64, Arc<Resource>), Counts> = BTreeMap::new();
     // Edges by (window, client service id, server service id): equal service
     // ids are equal names, so each edge's names are copied once, when merged.
-    let mut edges: HashMap<(u64, u32, u32), (Res, Res, u64, u64), IdBuild> = HashMap::default();
+    let mut edges: EdgeParts = HashMap::default();
     let mut candidates: BTreeMap<u64, Vec<Candidate>> = BTreeMap::new();
     let mut span_metrics: BTreeMap<SpanMetricsKey, (u64, Hist)> = BTreeMap::new();
     let mut graph_metrics: BTreeMap<GraphMetricsKey, GraphMetric> = BTreeMap::new();
@@ -460,6 +460,9 @@ fn window_records(parts: Vec<WindowPart>, params: &Params) -> Vec<Final> {
     out
 }
 
+/// Edge counts by (window, client service id, server service id): client,
+/// server, total, failed.
+type EdgeParts = HashMap<(u64, u32, u32), (Res, Res, u64, u64), IdBuild>;
 type SpanMetricsKey = (u64, Arc<Resource>, String, &'static str, &'static str);
 type GraphMetricsKey = (u64, String, String, &'static str);
 
