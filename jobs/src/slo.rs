@@ -369,8 +369,15 @@ impl Evaluator {
                 .or_default()
                 .insert(w, x.exemplars.clone());
         }
-        let edges = self.edges.entry(w).or_default();
-        edges.extend(f.edges.iter().map(|e| (e.client.clone(), e.server.clone())));
+        let pairs = f.edges.iter().map(|e| (e.client.clone(), e.server.clone()));
+        match self.edges.entry(w) {
+            // The usual case, a new window: the set is built at once (from
+            // sorted pairs, without a search per pair).
+            std::collections::btree_map::Entry::Vacant(e) => {
+                e.insert(pairs.collect());
+            }
+            std::collections::btree_map::Entry::Occupied(mut e) => e.get_mut().extend(pairs),
+        }
         for c in f.changes {
             self.changes
                 .insert((c.time_unix_nano, c.id.clone()), c.clone());

@@ -281,7 +281,9 @@ pub fn merge<'s>(
         n => 1 + part.route() % (n - 1),
     };
     parts.unary_frontier(Exchange::new(route), "MergeWindows", move |_cap, _info| {
-        let mut pending: BTreeMap<u64, (Capability<u64>, Vec<WindowPart>)> = BTreeMap::new();
+        // A time's parts as the batches they came in (moved, not copied into
+        // one growing vector).
+        let mut pending: BTreeMap<u64, (Capability<u64>, Vec<Vec<WindowPart>>)> = BTreeMap::new();
         move |(input, frontier), output| {
             input.for_each(|cap, data| {
                 let Some(t) = cap.least().copied() else {
@@ -291,23 +293,23 @@ pub fn merge<'s>(
                     .entry(t)
                     .or_insert_with(|| (cap.delayed(&t, 0), Vec::new()))
                     .1
-                    .append(data);
+                    .push(std::mem::take(data));
             });
             while let Some(entry) = pending.first_entry() {
                 if frontier.frontier().less_equal(entry.key()) {
                     break;
                 }
                 let (cap, parts) = entry.remove();
-                output
-                    .session(&cap)
-                    .give_iterator(window_records(parts, &params).into_iter());
+                output.session(&cap).give_iterator(
+                    window_records(parts.into_iter().flatten(), &params).into_iter(),
+                );
             }
         }
     })
 }
 
 /// The final records of one window from its parts.
-fn window_records(parts: Vec<WindowPart>, params: &Params) -> Vec<Final> {
+fn window_records(parts: impl IntoIterator<Item = WindowPart>, params: &Params) -> Vec<Final> {
     let mut counts: BTreeMap<(u64, Arc<Resource>), Counts> = BTreeMap::new();
     // Edges by (window, client service id, server service id): equal service
     // ids are equal names, so each edge's names are copied once, when merged.
