@@ -411,6 +411,11 @@ impl Hasher for IdHasher {
     fn write_u32(&mut self, x: u32) {
         self.write_u64(u64::from(x));
     }
+    // Enum discriminants (`Sli` in exemplar keys) hash as `isize`, which
+    // would otherwise go through the byte loop.
+    fn write_usize(&mut self, x: usize) {
+        self.write_u64(x as u64);
+    }
     fn write_u64(&mut self, x: u64) {
         self.0 = (self.0.rotate_left(5) ^ x).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     }

@@ -111,6 +111,23 @@ pub struct SloSpec {
     pub policy: Vec<Row>,
 }
 
+impl SloSpec {
+    /// The distinct (seconds, label) windows of the policy, ascending: the
+    /// burn rates an SLO record reports.
+    fn windows(&self) -> Vec<(u64, String)> {
+        let mut windows: Vec<(u64, String)> = Vec::new();
+        for r in &self.policy {
+            for w in [&r.short, &r.long] {
+                if !windows.iter().any(|x| x.0 == w.0) {
+                    windows.push(w.clone());
+                }
+            }
+        }
+        windows.sort();
+        windows
+    }
+}
+
 /// A configured maintenance window: alerts starting inside it are suppressed.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Maintenance {
@@ -204,8 +221,9 @@ pub fn dedup_key(slo: &str, service: &str, environment: &str, severity: Severity
     stable_key(&[slo, service, environment, severity.as_str()])
 }
 
-/// (slo index, service).
-type Target = (usize, String);
+/// Per SLO (by index in the specs), its targets' series by service: the
+/// (slo index, service) order of evaluation, looked up by `&str`.
+type History = Vec<BTreeMap<String, Series>>;
 
 /// Bad and total events per window of one target, kept as running sums so that
 /// the sum over any span is two lookups, however long the period.
@@ -254,8 +272,8 @@ impl Series {
 pub struct Evaluator {
     specs: Vec<SloSpec>,
     opts: AlertOptions,
-    /// Per target: bad/total per window, as running sums.
-    history: BTreeMap<Target, Series>,
+    /// Per target (slo, service): bad/total per window, as running sums.
+    history: History,
     /// (sli, service, environment) → window start → exemplars.
     exemplars:
         BTreeMap<(String, String, String), BTreeMap<u64, Vec<causeway_schemas::records::Exemplar>>>,
@@ -274,9 +292,9 @@ impl Evaluator {
     /// An evaluator for `specs`.
     pub fn new(specs: Vec<SloSpec>, opts: AlertOptions) -> Self {
         Evaluator {
+            history: specs.iter().map(|_| BTreeMap::new()).collect(),
             specs,
             opts,
-            history: BTreeMap::new(),
             exemplars: BTreeMap::new(),
             edges: BTreeMap::new(),
             changes: BTreeMap::new(),
@@ -332,12 +350,16 @@ impl Evaluator {
         self.last = Some(w);
         let end = w + self.opts.window_s;
         for r in f.sli {
-            for (i, spec) in self.specs.iter().enumerate() {
+            for (spec, history) in self.specs.iter().zip(self.history.iter_mut()) {
                 if let Some((bad, total)) = Self::counts(spec, r) {
-                    self.history
-                        .entry((i, r.service.clone()))
-                        .or_default()
-                        .add(w, bad, total);
+                    // The service is cloned only for a new target.
+                    match history.get_mut(&r.service) {
+                        Some(series) => series.add(w, bad, total),
+                        None => history
+                            .entry(r.service.clone())
+                            .or_default()
+                            .add(w, bad, total),
+                    }
                 }
             }
         }
@@ -347,8 +369,15 @@ impl Evaluator {
                 .or_default()
                 .insert(w, x.exemplars.clone());
         }
-        let edges = self.edges.entry(w).or_default();
-        edges.extend(f.edges.iter().map(|e| (e.client.clone(), e.server.clone())));
+        let pairs = f.edges.iter().map(|e| (e.client.clone(), e.server.clone()));
+        match self.edges.entry(w) {
+            // The usual case, a new window: the set is built at once (from
+            // sorted pairs, without a search per pair).
+            std::collections::btree_map::Entry::Vacant(e) => {
+                e.insert(pairs.collect());
+            }
+            std::collections::btree_map::Entry::Occupied(mut e) => e.get_mut().extend(pairs),
+        }
         for c in f.changes {
             self.changes
                 .insert((c.time_unix_nano, c.id.clone()), c.clone());
@@ -356,10 +385,19 @@ impl Evaluator {
         self.forget(end);
 
         let mut out = Evaluation::default();
-        let targets: Vec<Target> = self.history.keys().cloned().collect();
-        for target in targets {
-            self.evaluate_target(&target, end, &mut out);
+        // Every target in (slo index, service) order; the specs and history
+        // are only read while the alert state changes, so they are borrowed
+        // out of `self` instead of cloned per target.
+        let specs = std::mem::take(&mut self.specs);
+        let history = std::mem::take(&mut self.history);
+        for (spec, targets) in specs.iter().zip(&history) {
+            let windows = spec.windows();
+            for (service, series) in targets {
+                self.evaluate_target(spec, &windows, service, series, end, &mut out);
+            }
         }
+        self.specs = specs;
+        self.history = history;
         out.alerts.sort_by(|a, b| a.dedup_key.cmp(&b.dedup_key));
         out.sli = self.correlated_alert_rate(&out.alerts, w);
         out
@@ -369,13 +407,15 @@ impl Evaluator {
     /// short windows (exemplars) and the change lookback (edges, changes) need.
     fn forget(&mut self, end: u64) {
         let oldest = end.saturating_sub(self.retention());
-        for h in self.history.values_mut() {
-            h.forget(oldest);
+        for targets in &mut self.history {
+            for h in targets.values_mut() {
+                h.forget(oldest);
+            }
+            // A target without events for the whole retention is gone (a
+            // service that stopped); its alerts resolved long ago, when its
+            // short windows emptied.
+            targets.retain(|_, h| !h.cum.is_empty());
         }
-        // A target without events for the whole retention is gone (a service
-        // that stopped); its alerts resolved long ago, when its short windows
-        // emptied.
-        self.history.retain(|_, h| !h.cum.is_empty());
         let shortest = end.saturating_sub(self.exemplar_retention());
         for x in self.exemplars.values_mut() {
             *x = x.split_off(&shortest);
@@ -396,29 +436,23 @@ impl Evaluator {
             .unwrap_or(0)
     }
 
-    fn sum(&self, target: &Target, end: u64, span: u64) -> (u64, u64) {
-        self.history
-            .get(target)
-            .map(|h| h.sum(end.saturating_sub(span), end))
-            .unwrap_or_default()
-    }
-
-    fn evaluate_target(&mut self, target: &Target, end: u64, out: &mut Evaluation) {
-        let spec = self.specs[target.0].clone();
+    /// Evaluates the SLO `spec` of `service`, whose policy windows are
+    /// `windows` ([`SloSpec::windows`]) and whose events are `series`.
+    fn evaluate_target(
+        &mut self,
+        spec: &SloSpec,
+        windows: &[(u64, String)],
+        service: &str,
+        series: &Series,
+        end: u64,
+        out: &mut Evaluation,
+    ) {
         let environment = spec.environment.clone().unwrap_or_default();
-        let mut windows: Vec<(u64, String)> = Vec::new();
-        for r in &spec.policy {
-            for w in [&r.short, &r.long] {
-                if !windows.iter().any(|x| x.0 == w.0) {
-                    windows.push(w.clone());
-                }
-            }
-        }
-        windows.sort();
+        let sum = |span: u64| series.sum(end.saturating_sub(span), end);
         let burn_rates: Vec<WindowBurn> = windows
             .iter()
             .map(|(secs, label)| {
-                let (bad, total) = self.sum(target, end, *secs);
+                let (bad, total) = sum(*secs);
                 WindowBurn {
                     window: label.clone(),
                     bad,
@@ -431,20 +465,8 @@ impl Evaluator {
             let i = windows.iter().position(|w| w.0 == secs).unwrap_or(0);
             burn_rates[i].burn_rate
         };
-        let (period_bad, period_total) = self.sum(target, end, spec.period_s);
+        let (period_bad, period_total) = sum(spec.period_s);
         let remaining = budget_remaining(period_bad, period_total, spec.objective);
-        out.slo.push(SloRecord {
-            slo: spec.name.clone(),
-            service: target.1.clone(),
-            environment: environment.clone(),
-            sli: spec.sli.as_str().to_string(),
-            evaluated_at: end,
-            objective: spec.objective,
-            burn_rates: burn_rates.clone(),
-            error_budget_remaining: remaining,
-            period_bad,
-            period_total,
-        });
         for severity in [Severity::Page, Severity::Ticket] {
             let rows: Vec<&Row> = spec
                 .policy
@@ -455,11 +477,11 @@ impl Evaluator {
             if spec.policy.iter().all(|r| r.severity != severity) {
                 continue;
             }
-            let key = dedup_key(&spec.name, &target.1, &environment, severity);
+            let key = dedup_key(&spec.name, service, &environment, severity);
             match (self.firing.contains_key(&key), rows.is_empty()) {
                 (false, false) => {
                     let short = rows.iter().map(|r| r.short.0).max().unwrap_or(0);
-                    let mut record = self.open_alert(&spec, &target.1, severity, end, short);
+                    let mut record = self.open_alert(spec, service, severity, end, short);
                     record.dedup_key = key.clone();
                     record.burn_rates = burn_rates.clone();
                     record.error_budget_remaining = remaining;
@@ -479,6 +501,19 @@ impl Evaluator {
                 _ => {}
             }
         }
+        // Last: the alerts above copy the burn rates, the record takes them.
+        out.slo.push(SloRecord {
+            slo: spec.name.clone(),
+            service: service.to_string(),
+            environment,
+            sli: spec.sli.as_str().to_string(),
+            evaluated_at: end,
+            objective: spec.objective,
+            burn_rates,
+            error_budget_remaining: remaining,
+            period_bad,
+            period_total,
+        });
     }
 
     /// A new firing alert with its evidence.

@@ -131,7 +131,7 @@ pub fn build(
             }
             sink.sli(t, &f.sli);
             sink.edges(t, &f.edges);
-            sink.evidence(t, &f.evidence());
+            sink.evidence(t, &f.take_evidence());
             sink.slo(t, &evaluation.slo);
             sink.alerts(t, &evaluation.alerts);
             if !f.span_metrics.is_empty() || !f.graph_metrics.is_empty() {
@@ -169,9 +169,9 @@ pub struct Finalized {
 }
 
 impl Finalized {
-    fn from(batch: Vec<Output>) -> Self {
+    fn from(batches: Vec<Vec<Output>>) -> Self {
         let mut f = Finalized::default();
-        for o in batch {
+        for o in batches.into_iter().flatten() {
             match o {
                 Output::Sli(JsonSli(r)) => f.sli.push(r),
                 Output::Edge(e) => f.edges.push(e),
@@ -210,18 +210,21 @@ impl Finalized {
         })
     }
 
-    /// The exemplars and changes as evidence records.
-    pub fn evidence(&self) -> Vec<EvidenceRecord> {
-        self.exemplars
-            .iter()
-            .cloned()
+    /// The exemplars and changes as evidence records, moved out (once the
+    /// SLOs are evaluated, nothing else reads them).
+    pub fn take_evidence(&mut self) -> Vec<EvidenceRecord> {
+        let exemplars = std::mem::take(&mut self.exemplars);
+        let changes = std::mem::take(&mut self.changes);
+        exemplars
+            .into_iter()
             .map(EvidenceRecord::Exemplars)
-            .chain(self.changes.iter().cloned().map(EvidenceRecord::Change))
+            .chain(changes.into_iter().map(EvidenceRecord::Change))
             .collect()
     }
 }
 
-/// Gathers `stream` on worker 0 and hands each completed time's records to `write`.
+/// Gathers `stream` on worker 0 and hands each completed time's records to
+/// `write`, as the batches they came in (moved, not copied into one vector).
 ///
 /// The operator holds a capability for every time it still has to write, so its
 /// output frontier (which the probe watches) passes `t` only after `write` has
@@ -234,9 +237,9 @@ fn gather<'s, T, W>(
 ) -> StreamVec<'s, u64, ()>
 where
     T: timely::ExchangeData + Clone,
-    W: FnMut(u64, Vec<T>) + 'static,
+    W: FnMut(u64, Vec<Vec<T>>) + 'static,
 {
-    type Pending<T> = std::collections::BTreeMap<u64, (Capability<u64>, Vec<T>)>;
+    type Pending<T> = std::collections::BTreeMap<u64, (Capability<u64>, Vec<Vec<T>>)>;
     stream.unary_frontier::<CapacityContainerBuilder<Vec<()>>, _, _, _>(
         Exchange::new(|_: &T| 0),
         name,
@@ -249,11 +252,11 @@ where
                     };
                     match pending.entry(t) {
                         std::collections::btree_map::Entry::Occupied(mut e) => {
-                            e.get_mut().1.append(data)
+                            e.get_mut().1.push(std::mem::take(data))
                         }
                         std::collections::btree_map::Entry::Vacant(e) => {
                             if let Some(c) = cap.retain_least(0) {
-                                e.insert((c, std::mem::take(data)));
+                                e.insert((c, vec![std::mem::take(data)]));
                             }
                         }
                     }

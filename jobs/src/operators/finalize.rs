@@ -7,7 +7,7 @@
 //! emitted at that time and its state is dropped. The result depends only on the
 //! input collection, never on arrival order or the number of workers.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
@@ -23,8 +23,9 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::Capability;
 use timely::dataflow::StreamVec;
 
-use crate::correlate::{Part, WindowPart};
+use crate::correlate::{IdBuild, Part, WindowPart};
 use crate::evidence::{exemplar_records, Candidate};
+use crate::intern::Res;
 use crate::obs::Sli;
 use crate::params::Params;
 use crate::sli::latency::layout;
@@ -280,7 +281,9 @@ pub fn merge<'s>(
         n => 1 + part.route() % (n - 1),
     };
     parts.unary_frontier(Exchange::new(route), "MergeWindows", move |_cap, _info| {
-        let mut pending: BTreeMap<u64, (Capability<u64>, Vec<WindowPart>)> = BTreeMap::new();
+        // A time's parts as the batches they came in (moved, not copied into
+        // one growing vector).
+        let mut pending: BTreeMap<u64, (Capability<u64>, Vec<Vec<WindowPart>>)> = BTreeMap::new();
         move |(input, frontier), output| {
             input.for_each(|cap, data| {
                 let Some(t) = cap.least().copied() else {
@@ -290,25 +293,27 @@ pub fn merge<'s>(
                     .entry(t)
                     .or_insert_with(|| (cap.delayed(&t, 0), Vec::new()))
                     .1
-                    .append(data);
+                    .push(std::mem::take(data));
             });
             while let Some(entry) = pending.first_entry() {
                 if frontier.frontier().less_equal(entry.key()) {
                     break;
                 }
                 let (cap, parts) = entry.remove();
-                output
-                    .session(&cap)
-                    .give_iterator(window_records(parts, &params).into_iter());
+                output.session(&cap).give_iterator(
+                    window_records(parts.into_iter().flatten(), &params).into_iter(),
+                );
             }
         }
     })
 }
 
 /// The final records of one window from its parts.
-fn window_records(parts: Vec<WindowPart>, params: &Params) -> Vec<Final> {
+fn window_records(parts: impl IntoIterator<Item = WindowPart>, params: &Params) -> Vec<Final> {
     let mut counts: BTreeMap<(u64, Arc<Resource>), Counts> = BTreeMap::new();
-    let mut edges: BTreeMap<(u64, String, String), (u64, u64)> = BTreeMap::new();
+    // Edges by (window, client service id, server service id): equal service
+    // ids are equal names, so each edge's names are copied once, when merged.
+    let mut edges: EdgeParts = HashMap::default();
     let mut candidates: BTreeMap<u64, Vec<Candidate>> = BTreeMap::new();
     let mut span_metrics: BTreeMap<SpanMetricsKey, (u64, Hist)> = BTreeMap::new();
     let mut graph_metrics: BTreeMap<GraphMetricsKey, GraphMetric> = BTreeMap::new();
@@ -316,14 +321,11 @@ fn window_records(parts: Vec<WindowPart>, params: &Params) -> Vec<Final> {
         match part {
             Part::Counts(res, c) => counts.entry((window, res.resource())).or_default().merge(c),
             Part::Edge(client, server, total, failed) => {
-                let key = (
-                    window,
-                    client.resource().service.clone(),
-                    server.resource().service.clone(),
-                );
-                let e = edges.entry(key).or_default();
-                e.0 += total;
-                e.1 += failed;
+                let e = edges
+                    .entry((window, client.service, server.service))
+                    .or_insert((client, server, 0, 0));
+                e.2 += total;
+                e.3 += failed;
             }
             Part::Exemplars(c) => candidates.entry(window).or_default().extend(c),
             Part::SpanMetric(m) => {
@@ -397,20 +399,24 @@ fn window_records(parts: Vec<WindowPart>, params: &Params) -> Vec<Final> {
         }
         out.extend(latency_record(dims, bounds, c.latency).map(Final::Sli));
     }
-    out.extend(
-        edges
-            .into_iter()
-            .map(|((window, client, server), (total, failed))| {
-                Final::Edge(ServiceGraphRecord {
-                    client,
-                    server,
-                    window_start: window,
-                    window_end: window + params.window_s,
-                    total,
-                    failed,
-                })
-            }),
-    );
+    let mut edges: Vec<ServiceGraphRecord> = edges
+        .into_iter()
+        .map(
+            |((window, ..), (client, server, total, failed))| ServiceGraphRecord {
+                client: client.resource().service.clone(),
+                server: server.resource().service.clone(),
+                window_start: window,
+                window_end: window + params.window_s,
+                total,
+                failed,
+            },
+        )
+        .collect();
+    // (window, client, server) are distinct: the order of the names is total.
+    edges.sort_unstable_by(|a, b| {
+        (a.window_start, &a.client, &a.server).cmp(&(b.window_start, &b.client, &b.server))
+    });
+    out.extend(edges.into_iter().map(Final::Edge));
     for (window, c) in candidates {
         out.extend(
             exemplar_records(c, window, params.exemplars)
@@ -456,6 +462,9 @@ fn window_records(parts: Vec<WindowPart>, params: &Params) -> Vec<Final> {
     out
 }
 
+/// Edge counts by (window, client service id, server service id): client,
+/// server, total, failed.
+type EdgeParts = HashMap<(u64, u32, u32), (Res, Res, u64, u64), IdBuild>;
 type SpanMetricsKey = (u64, Arc<Resource>, String, &'static str, &'static str);
 type GraphMetricsKey = (u64, String, String, &'static str);
 
