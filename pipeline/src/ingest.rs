@@ -390,7 +390,9 @@ impl Ingest {
     }
 
     /// Counts a record leaving at `leave` as admitted unless it is late (then
-    /// it is dead-lettered); true when admitted.
+    /// it is dead-lettered); true when admitted. Inlined into the loops over a
+    /// message's records, with the late path out of line.
+    #[inline]
     fn admit(
         &mut self,
         src: &Source<'_>,
@@ -409,6 +411,8 @@ impl Ingest {
 
     /// Dead-letters a late record, as [`Self::reject`] would a
     /// `Rejection::record(Reason::Late, index, LATE_DETAIL)`.
+    #[cold]
+    #[inline(never)]
     fn late(&mut self, src: &Source<'_>, index: u32) {
         let detail = self.late_detail.clone();
         self.dead_letter(src, Reason::Late, Some(index), detail);
