@@ -16,6 +16,9 @@
 //! there. Only the detectors whose trigger was seen then run, so a value
 //! without PII costs that one pass and no allocation. The answers are those of
 //! the public `has_*` functions, which can also be called on their own.
+//! [`PiiDetector::scan_utf8`], which the decoders call, first answers a value
+//! of at most 15 bytes from two overlapping words when no detector can match
+//! it (most attribute values and log bodies are such).
 
 use memchr::memchr_iter;
 use regex::RegexSet;
@@ -45,7 +48,7 @@ impl PiiDetector {
     /// Whether `b` is UTF-8 and, if so, whether it holds PII ([`Self::matches`]);
     /// `None` when it is not UTF-8. The trigger scan notes whether every byte
     /// is ASCII, so a value that is ASCII and has no trigger costs one pass
-    /// over its bytes for both answers; a short one ([`quiet_short`]), a
+    /// over its bytes for both answers; a short one (`quiet_short`), a
     /// couple of loads and no call.
     #[inline]
     pub fn scan_utf8(&self, b: &[u8]) -> Option<bool> {
