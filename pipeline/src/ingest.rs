@@ -37,6 +37,23 @@ pub const REDACTED_DETAIL: &str = "redacted (processing.redact_dead_letters)";
 /// The detail of a dead letter whose decoder message would quote PII.
 const WITHHELD_DETAIL: &str = "detail withheld: it would quote a value that looks like PII";
 
+/// The detail of a late record's rejection.
+const LATE_DETAIL: &str = "event time is below the partition watermark";
+
+/// A rejection's detail as written to the DLQ: with `redact_dead_letters`, a
+/// fixed text; otherwise scrubbed of quoted input, and withheld if what is
+/// left still looks like PII (it may name a field's value).
+fn dlq_detail(settings: &Settings, detail: String) -> String {
+    if settings.redact_dead_letters {
+        return REDACTED_DETAIL.to_string();
+    }
+    let scrubbed = scrub_detail(&detail);
+    if settings.decode.pii.matches(&scrubbed) {
+        return WITHHELD_DETAIL.to_string();
+    }
+    scrubbed
+}
+
 /// What ingest has counted so far.
 #[derive(Debug, Default, Clone)]
 pub struct Stats {
@@ -189,6 +206,8 @@ pub struct Ingest {
     interner: Interner,
     /// The ids of the resources of the message being ingested.
     resources: Vec<Res>,
+    /// The DLQ detail of a late record, worked out once.
+    late_detail: String,
 }
 
 struct Source<'a> {
@@ -202,6 +221,7 @@ impl Ingest {
     /// Wraps a worker's input sessions.
     pub fn new(inputs: Inputs, settings: Settings) -> Self {
         let name_cap = settings.params.max_span_names;
+        let late_detail = dlq_detail(&settings, LATE_DETAIL.to_string());
         Ingest {
             inputs,
             settings,
@@ -212,6 +232,7 @@ impl Ingest {
             leaving: BTreeMap::new(),
             interner: Interner::with_name_cap(name_cap),
             resources: Vec::new(),
+            late_detail,
         }
     }
 
@@ -369,7 +390,9 @@ impl Ingest {
     }
 
     /// Counts a record leaving at `leave` as admitted unless it is late (then
-    /// it is dead-lettered); true when admitted.
+    /// it is dead-lettered); true when admitted. Inlined into the loops over a
+    /// message's records, with the late path out of line.
+    #[inline]
     fn admit(
         &mut self,
         src: &Source<'_>,
@@ -386,13 +409,13 @@ impl Ingest {
         true
     }
 
+    /// Dead-letters a late record, as [`Self::reject`] would a
+    /// `Rejection::record(Reason::Late, index, LATE_DETAIL)`.
+    #[cold]
+    #[inline(never)]
     fn late(&mut self, src: &Source<'_>, index: u32) {
-        let r = Rejection::record(
-            Reason::Late,
-            index,
-            "event time is below the partition watermark",
-        );
-        self.reject(src, r);
+        let detail = self.late_detail.clone();
+        self.dead_letter(src, Reason::Late, Some(index), detail);
     }
 
     fn reject_all(&mut self, src: &Source<'_>, rejects: Vec<Rejection>) {
@@ -412,34 +435,28 @@ impl Ingest {
     }
 
     fn reject(&mut self, src: &Source<'_>, r: Rejection) {
+        let detail = dlq_detail(&self.settings, r.detail);
+        self.dead_letter(src, r.reason, r.index, detail);
+    }
+
+    /// Counts a rejected record and writes its dead letter.
+    fn dead_letter(
+        &mut self,
+        src: &Source<'_>,
+        reason: Reason,
+        index: Option<u32>,
+        detail: String,
+    ) {
         self.stats.records += 1;
-        *self
-            .stats
-            .rejected
-            .entry((src.topic, r.reason))
-            .or_default() += 1;
+        *self.stats.rejected.entry((src.topic, reason)).or_default() += 1;
         self.dlq.push(DlqRecord {
             source: src.name.to_string(),
             partition: src.partition,
             offset: src.offset,
-            record_index: r.index,
-            reason: r.reason.as_str().to_string(),
-            detail: self.detail(r.detail),
+            record_index: index,
+            reason: reason.as_str().to_string(),
+            detail,
         });
-    }
-
-    /// A rejection's detail as written to the DLQ: with `redact_dead_letters`,
-    /// a fixed text; otherwise scrubbed of quoted input, and withheld if what
-    /// is left still looks like PII (it may name a field's value).
-    fn detail(&self, detail: String) -> String {
-        if self.settings.redact_dead_letters {
-            return REDACTED_DETAIL.to_string();
-        }
-        let scrubbed = scrub_detail(&detail);
-        if self.settings.decode.pii.matches(&scrubbed) {
-            return WITHHELD_DETAIL.to_string();
-        }
-        scrubbed
     }
 
     /// Advances the input frontier to the second of `watermark_ns` (never backwards)

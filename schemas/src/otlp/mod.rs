@@ -443,7 +443,8 @@ fn resource_index<'a>(
 /// records and rejections as [`decode_traces`].
 pub fn decode_span_batch<'a>(bytes: &'a [u8], opts: &DecodeOptions) -> SpanBatch<'a> {
     let mut out = SpanBatch {
-        resources: Vec::new(),
+        // One per service of a batch, mostly; growing one by one would copy.
+        resources: Vec::with_capacity(32),
         // A span takes at least ~40 bytes of a message.
         spans: Vec::with_capacity(bytes.len() / 64),
         rejects: Vec::new(),
@@ -630,7 +631,7 @@ struct RawLog {
 /// records and rejections as [`decode_logs`].
 pub fn decode_log_batch<'a>(bytes: &'a [u8], opts: &DecodeOptions) -> LogBatch<'a> {
     let mut out = LogBatch {
-        resources: Vec::new(),
+        resources: Vec::with_capacity(32),
         // A log record takes at least ~40 bytes of a message.
         logs: Vec::with_capacity(bytes.len() / 64),
         rejects: Vec::new(),
