@@ -512,10 +512,23 @@ impl Traces {
         self.slots.get(id).map(|&i| &mut self.held[i as usize])
     }
 
-    /// Forgets trace `id`, freeing its vectors.
+    /// Forgets trace `id`. Its span vector stays in the slot for the next
+    /// trace when it is of the first size (a malloc and a free less per
+    /// trace); a grown one is freed, so a slot holds no more than a new trace
+    /// would.
     fn remove(&mut self, id: &u128) {
         if let Some(i) = self.slots.remove(id) {
-            self.held[i as usize] = Trace::default();
+            let t = &mut self.held[i as usize];
+            let mut spans = std::mem::take(&mut t.spans);
+            if spans.capacity() == SPANS_AT_FIRST {
+                spans.clear();
+            } else {
+                spans = Vec::new();
+            }
+            *t = Trace {
+                spans,
+                ..Trace::default()
+            };
             self.free.push(i);
         }
     }
