@@ -284,10 +284,8 @@ impl<'a> Winners<'a> {
         params: &Params,
     ) -> Self {
         present.clear();
-        present.extend(spans.iter().filter(|s| {
-            let (enter, leave) = params.span_lifetime(s.event_time());
-            enter <= at && at < leave
-        }));
+        let live = params.spans_present_at(at);
+        present.extend(spans.iter().filter(|s| live.contains(&s.event_time())));
         present.sort_unstable_by_key(|s| s.span);
         present.dedup_by(|later, kept| {
             if later.span != kept.span {
