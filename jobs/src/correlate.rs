@@ -25,7 +25,7 @@
 //! aggregates ([`Part`]), which `operators::finalize` merges into records.
 
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
 use causeway_schemas::model::{is_entry_span, span_event_time};
@@ -284,10 +284,8 @@ impl<'a> Winners<'a> {
         params: &Params,
     ) -> Self {
         present.clear();
-        present.extend(spans.iter().filter(|s| {
-            let (enter, leave) = params.span_lifetime(s.event_time());
-            enter <= at && at < leave
-        }));
+        let live = params.spans_present_at(at);
+        present.extend(spans.iter().filter(|s| live.contains(&s.event_time())));
         present.sort_unstable_by_key(|s| s.span);
         present.dedup_by(|later, kept| {
             if later.span != kept.span {
@@ -512,10 +510,23 @@ impl Traces {
         self.slots.get(id).map(|&i| &mut self.held[i as usize])
     }
 
-    /// Forgets trace `id`, freeing its vectors.
+    /// Forgets trace `id`. Its span vector stays in the slot for the next
+    /// trace when it is of the first size (a malloc and a free less per
+    /// trace); a grown one is freed, so a slot holds no more than a new trace
+    /// would.
     fn remove(&mut self, id: &u128) {
         if let Some(i) = self.slots.remove(id) {
-            self.held[i as usize] = Trace::default();
+            let t = &mut self.held[i as usize];
+            let mut spans = std::mem::take(&mut t.spans);
+            if spans.capacity() == SPANS_AT_FIRST {
+                spans.clear();
+            } else {
+                spans = Vec::new();
+            }
+            *t = Trace {
+                spans,
+                ..Trace::default()
+            };
             self.free.push(i);
         }
     }
@@ -530,41 +541,57 @@ struct Pending {
     untraced: Vec<Joined>,
 }
 
+/// The value at time `at` of `by_time` (sorted by time, with few entries,
+/// searched from the end, where new times arrive), made by `new` if absent.
+fn at_time<V>(by_time: &mut Vec<(u64, V)>, at: u64, new: impl FnOnce() -> V) -> &mut V {
+    let i = match by_time.iter().rposition(|(t, _)| *t <= at) {
+        Some(i) if by_time[i].0 == at => i,
+        found => {
+            let i = found.map_or(0, |i| i + 1);
+            by_time.insert(i, (at, new()));
+            i
+        }
+    };
+    &mut by_time[i].1
+}
+
 /// The correlation state of one worker.
 struct State {
     params: Params,
     traces: Traces,
-    /// Trace ids by the leave time that may end them.
-    evict: BTreeMap<u64, Vec<u128>>,
+    /// Trace ids by the leave time that may end them (one entry per window
+    /// or so, sorted, searched from the end: a `BTreeMap` entry cost more).
+    evict: Vec<(u64, Vec<u128>)>,
     /// Windows with records, by final time (a few at a time: sorted, searched from the end).
     pending: Vec<(u64, Pending)>,
 }
 
 impl State {
     fn pending(&mut self, at: u64, cap: &InputCapability<u64>) -> &mut Pending {
-        let i = match self.pending.iter().rposition(|(t, _)| *t <= at) {
-            Some(i) if self.pending[i].0 == at => i,
-            found => {
-                let i = found.map_or(0, |i| i + 1);
-                let p = Pending {
-                    cap: cap.delayed(&at, 0),
-                    traces: Vec::new(),
-                    untraced: Vec::new(),
-                };
-                self.pending.insert(i, (at, p));
-                i
-            }
-        };
-        &mut self.pending[i].1
+        at_time(&mut self.pending, at, || Pending {
+            cap: cap.delayed(&at, 0),
+            traces: Vec::new(),
+            untraced: Vec::new(),
+        })
     }
 
     fn insert(&mut self, rec: Rec, cap: &InputCapability<u64>, frontier: u64) {
         let p = &self.params;
-        let at = p.final_at(p.window_of(rec.time()));
-        let (trace, leave) = match &rec {
-            Rec::Span(t, s) => (*t, p.span_lifetime(s.event_time()).1),
-            Rec::Log(l) => (l.trace, at),
-            Rec::Audit(a) => (a.trace, at),
+        // Each record's times once: a span's event time, its window's final
+        // time and its leave time.
+        let (trace, at, leave) = match &rec {
+            Rec::Span(t, s) => {
+                let time = s.event_time();
+                (*t, p.final_at(p.window_of(time)), p.span_lifetime(time).1)
+            }
+            Rec::Log(l) => {
+                let at = p.final_at(p.window_of(l.time));
+                (l.trace, at, at)
+            }
+            Rec::Audit(a) => {
+                let at = p.final_at(p.window_of(a.time));
+                (a.trace, at, at)
+            }
         };
         if trace == 0 {
             let joined = match rec {
@@ -595,7 +622,7 @@ impl State {
         }
         if leave > t.leave {
             t.leave = leave;
-            self.evict.entry(leave).or_default().push(trace);
+            at_time(&mut self.evict, leave, Vec::new).push(trace);
         }
         if t.queued != at {
             t.queued = at;
@@ -651,12 +678,10 @@ impl State {
     }
 
     /// Drops every trace whose records all left at or before `frontier`.
-    fn evict(&mut self, frontier: u64) {
-        while let Some(entry) = self.evict.first_entry() {
-            if *entry.key() > frontier {
-                break;
-            }
-            for trace in entry.remove() {
+    fn evict_until(&mut self, frontier: u64) {
+        let due = self.evict.partition_point(|(t, _)| *t <= frontier);
+        for (_, traces) in self.evict.drain(..due) {
+            for trace in traces {
                 if self.traces.get(&trace).is_some_and(|t| t.leave <= frontier) {
                     self.traces.remove(&trace);
                 }
@@ -704,7 +729,7 @@ pub fn correlate<'s>(
             let mut state = State {
                 params,
                 traces: Traces::default(),
-                evict: BTreeMap::new(),
+                evict: Vec::new(),
                 pending: Vec::new(),
             };
             move |(input, frontier), output| {
@@ -729,7 +754,7 @@ pub fn correlate<'s>(
                     let parts = state.evaluate(window, at, p);
                     output.session(&cap).give_iterator(parts.into_iter());
                 }
-                state.evict(now);
+                state.evict_until(now);
             }
         })
 }

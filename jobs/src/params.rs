@@ -103,6 +103,32 @@ impl Params {
         (Self::tick(t_ns), self.final_at(self.window_of(last_joiner)))
     }
 
+    /// The event times (ns) of the spans present at time `at`: `t` is in the
+    /// range exactly when `span_lifetime(t)` covers `at`. One range per
+    /// snapshot instead of two divisions per span.
+    pub fn spans_present_at(&self, at: u64) -> std::ops::RangeInclusive<u64> {
+        // Entered: `tick(t) <= at`.
+        let last = at
+            .checked_add(1)
+            .and_then(|s| s.checked_mul(NANOS_PER_SEC))
+            .map_or(u64::MAX, |end| end - 1);
+        // Not left: `final_at(window_of(t + horizon)) > at`, that is the
+        // window of `t + horizon` starts at or after the first multiple of
+        // the window size above `at - window - grace`.
+        let Some(after) = at.checked_sub(self.window_s + self.grace_s) else {
+            return 0..=last;
+        };
+        let first = (after / self.window_s + 1)
+            .checked_mul(self.window_s)
+            .and_then(|s| s.checked_mul(NANOS_PER_SEC));
+        match first {
+            Some(first) => first.saturating_sub(self.horizon_s * NANOS_PER_SEC)..=last,
+            // No window starts that late: nothing is present.
+            #[allow(clippy::reversed_empty_ranges)] // empty on purpose
+            None => 1..=0,
+        }
+    }
+
     /// The join rule of SPEC §2: does a span starting at `span_start` correlate
     /// with an event at `t`? True when `span_start` is in `[t - horizon, t + grace]`.
     pub fn joins(&self, t: u64, span_start: u64) -> bool {
@@ -130,5 +156,35 @@ mod tests {
         assert!(!p.joins(t + 1, s));
         let (r_enter, r_leave) = p.record_lifetime(t);
         assert!(r_enter <= r_leave && r_leave <= leave);
+    }
+
+    #[test]
+    fn present_range_is_the_lifetime_predicate() {
+        let s = NANOS_PER_SEC;
+        for p in [
+            Params::default(),
+            Params {
+                window_s: 7,
+                grace_s: 3,
+                horizon_s: 20,
+                ..Params::default()
+            },
+        ] {
+            let base = 1_000_000 * s;
+            for at in (1_000_000 - 50..1_000_000 + 800).chain([0, 5, u64::MAX / s]) {
+                let range = p.spans_present_at(at);
+                let times = (0..2_000u64)
+                    .map(|i| base - 900 * s + i * (s / 2) + i % 3)
+                    .chain([0, 1, s - 1, s, u64::MAX - 1, u64::MAX]);
+                for t in times {
+                    let (enter, leave) = p.span_lifetime(t);
+                    assert_eq!(
+                        range.contains(&t),
+                        enter <= at && at < leave,
+                        "at {at}, t {t}, {p:?}"
+                    );
+                }
+            }
+        }
     }
 }
