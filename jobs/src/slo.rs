@@ -113,8 +113,8 @@ pub struct SloSpec {
 
 impl SloSpec {
     /// The distinct (seconds, label) windows of the policy, ascending: the
-    /// burn rates an SLO record reports.
-    fn windows(&self) -> Vec<(u64, String)> {
+    /// burn rates an SLO record (and a report) shows.
+    pub fn windows(&self) -> Vec<(u64, String)> {
         let mut windows: Vec<(u64, String)> = Vec::new();
         for r in &self.policy {
             for w in [&r.short, &r.long] {

@@ -653,16 +653,8 @@ fn target(
             }
         })
         .collect();
-    let mut windows: Vec<(u64, String)> = Vec::new();
-    for r in &spec.policy {
-        for w in [&r.short, &r.long] {
-            if !windows.iter().any(|x| x.0 == w.0) {
-                windows.push(w.clone());
-            }
-        }
-    }
-    windows.sort();
-    let burn_rates = windows
+    let burn_rates = spec
+        .windows()
         .into_iter()
         .map(|(seconds, window)| {
             let points: Vec<BurnPoint> = ends
