@@ -20,7 +20,7 @@ use base64::Engine;
 use causeway::commands::replay::{replay, ReplayOptions};
 use causeway::ingest::REDACTED_DETAIL;
 use causeway_schemas::records::{DlqRecord, SliRecord};
-use causeway_tests::kafka::{causeway_binary, create_topics, read_topic, run_config};
+use causeway_tests::kafka::{causeway_binary, create_topics, header, read_topic, run_config};
 use causeway_tests::reference::read_jsonl;
 use serde_json::{json, Value};
 
@@ -782,12 +782,7 @@ fn run_redacts_dead_letters_on_the_topic() {
         let dlq = read_topic(&brokers, "causeway_dlq");
         assert_eq!(dlq.len(), 1);
         let d = &dlq[0];
-        let header = |k: &str| {
-            d.headers
-                .iter()
-                .find(|(n, _)| n == k)
-                .map(|(_, v)| String::from_utf8(v.clone()).unwrap())
-        };
+        let header = |k: &str| header(d, k);
         assert_eq!(header("causeway.source.topic").as_deref(), Some("deploys"));
         assert_eq!(header("causeway.source.offset").as_deref(), Some("0"));
         assert_eq!(header("causeway.reason").as_deref(), Some("malformed_json"));
