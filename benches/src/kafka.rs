@@ -409,60 +409,13 @@ fn latest_event(
 /// encoding and payload) is produced.
 type Keep<'a> = dyn FnMut((Topic, i32, causeway_schemas::Encoding), &[u8]) -> bool + 'a;
 
-/// Produces the messages of every input file that `keep` accepts.
-fn produce_messages(brokers: &str, dir: &Path, keep: &mut Keep<'_>) -> usize {
-    let producer: ThreadedProducer<DefaultProducerContext> = client(brokers)
-        .set("enable.idempotence", "true")
-        .set("linger.ms", "5")
-        .set("message.max.bytes", "10000000")
-        .create()
-        .expect("producer");
-    let mut n = 0;
-    for (topic, files) in layout(dir) {
-        for (p, path) in files.iter().enumerate() {
-            let enc = list_inputs(dir)
-                .expect("input dir")
-                .into_iter()
-                .find(|(f, _, _)| f == path)
-                .map(|(_, _, e)| e)
-                .expect("listed");
-            let mut part = open(path, topic, enc, 0).expect("open input");
-            while let Some(m) = part.reader.next_message().expect("read input") {
-                if !keep((topic, p as i32, enc), &m.payload) {
-                    continue;
-                }
-                let mut rec = BaseRecord::<(), [u8]>::to(topic.default_name())
-                    .partition(p as i32)
-                    .payload(&m.payload);
-                if let Some(tp) = &m.traceparent {
-                    rec = rec.headers(OwnedHeaders::new().insert(Header {
-                        key: "traceparent",
-                        value: Some(tp.as_bytes()),
-                    }));
-                }
-                let mut rec = rec;
-                loop {
-                    match producer.send(rec) {
-                        Ok(()) => break,
-                        Err((_, back)) => {
-                            rec = back;
-                            std::thread::sleep(Duration::from_millis(5));
-                        }
-                    }
-                }
-                n += 1;
-            }
-        }
-    }
-    producer
-        .flush(Duration::from_secs(60))
-        .expect("flush inputs");
-    n
-}
-
-/// How many messages [`produce_inputs`] writes to each (topic, partition).
-pub fn partition_counts(dir: &Path) -> BTreeMap<(String, i32), usize> {
-    let mut out = BTreeMap::new();
+/// Calls `each` with every message of the input files of `dir`, file by file
+/// in partition order, as [`produce_inputs`] sends them: its topic, partition
+/// and encoding, and the message.
+pub fn input_messages(
+    dir: &Path,
+    mut each: impl FnMut((Topic, i32, causeway_schemas::Encoding), causeway::sources::Message),
+) {
     let inputs = list_inputs(dir).expect("input dir");
     for (topic, files) in layout(dir) {
         for (p, path) in files.iter().enumerate() {
@@ -472,13 +425,65 @@ pub fn partition_counts(dir: &Path) -> BTreeMap<(String, i32), usize> {
                 .map(|(_, _, e)| *e)
                 .expect("listed");
             let mut part = open(path, topic, enc, 0).expect("open input");
-            let mut n = 0;
-            while part.reader.next_message().expect("read input").is_some() {
-                n += 1;
+            while let Some(m) = part.reader.next_message().expect("read input") {
+                each((topic, p as i32, enc), m);
             }
-            out.insert((topic.default_name().to_string(), p as i32), n);
         }
     }
+}
+
+/// Produces the messages of every input file that `keep` accepts.
+fn produce_messages(brokers: &str, dir: &Path, keep: &mut Keep<'_>) -> usize {
+    let producer: ThreadedProducer<DefaultProducerContext> = client(brokers)
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .set("message.max.bytes", "10000000")
+        .create()
+        .expect("producer");
+    let mut n = 0;
+    input_messages(dir, |(topic, p, enc), m| {
+        if !keep((topic, p, enc), &m.payload) {
+            return;
+        }
+        let mut rec = BaseRecord::<(), [u8]>::to(topic.default_name())
+            .partition(p)
+            .payload(&m.payload);
+        if let Some(tp) = &m.traceparent {
+            rec = rec.headers(OwnedHeaders::new().insert(Header {
+                key: "traceparent",
+                value: Some(tp.as_bytes()),
+            }));
+        }
+        loop {
+            match producer.send(rec) {
+                Ok(()) => break,
+                Err((_, back)) => {
+                    rec = back;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        }
+        n += 1;
+    });
+    producer
+        .flush(Duration::from_secs(60))
+        .expect("flush inputs");
+    n
+}
+
+/// How many messages [`produce_inputs`] writes to each (topic, partition).
+pub fn partition_counts(dir: &Path) -> BTreeMap<(String, i32), usize> {
+    // An empty file is a partition with no messages.
+    let mut out: BTreeMap<(String, i32), usize> = layout(dir)
+        .into_iter()
+        .flat_map(|(topic, files)| {
+            (0..files.len() as i32).map(move |p| ((topic.default_name().to_string(), p), 0))
+        })
+        .collect();
+    input_messages(dir, |(topic, p, _), _| {
+        *out.entry((topic.default_name().to_string(), p))
+            .or_default() += 1;
+    });
     out
 }
 

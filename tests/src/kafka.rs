@@ -203,22 +203,11 @@ pub fn replay_dead_records(
 /// The messages [`produce_inputs`] sends for `input`, by (topic, partition),
 /// in offset order.
 pub fn produced_messages(input: &Path) -> std::collections::BTreeMap<(String, i32), Vec<Vec<u8>>> {
-    let encodings = list_inputs(input).expect("input dir");
     let mut out = std::collections::BTreeMap::new();
-    for (topic, files) in layout(input) {
-        for (p, path) in files.iter().enumerate() {
-            let enc = encodings
-                .iter()
-                .find(|(f, _, _)| f == path)
-                .expect("listed")
-                .2;
-            let mut part = causeway::sources::file::open(path, topic, enc, 0).expect("open input");
-            let mut messages = Vec::new();
-            while let Some(m) = part.reader.next_message().expect("read input") {
-                messages.push(m.payload.to_vec());
-            }
-            out.insert((topic.default_name().to_string(), p as i32), messages);
-        }
-    }
+    input_messages(input, |(topic, p, _), m| {
+        out.entry((topic.default_name().to_string(), p))
+            .or_insert_with(Vec::new)
+            .push(m.payload);
+    });
     out
 }
