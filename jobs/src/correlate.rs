@@ -33,7 +33,7 @@ use causeway_schemas::otlp::{LogRef, SpanRef};
 use causeway_schemas::{AuditRecord, LogRecord, Span, SpanKind, SpanStatus};
 use differential_dataflow::VecCollection;
 use serde::{Deserialize, Serialize};
-use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::{Capability, Concat, InputCapability};
@@ -221,7 +221,7 @@ impl Rec {
 
     /// The worker routing key: the trace id, or for records without one their
     /// time (they join nothing, so any worker may count them).
-    fn route(&self) -> u64 {
+    pub fn route(&self) -> u64 {
         match self.trace() {
             0 => self.time() / 1_000_000,
             t => fold(t),
@@ -690,12 +690,29 @@ impl State {
     }
 }
 
-/// The compact records of decoded spans, logs and audit records (insertions only).
+/// Records bound for one worker: the worker's index (the exchange takes it
+/// modulo the number of workers) and the records, each routed there by
+/// [`Rec::route`]. The pipeline fills one per worker as it ingests, so the
+/// exchange moves a vector per batch instead of copying each record into a
+/// per-worker buffer.
+pub type Shard = (u64, Vec<Rec>);
+
+/// Records per [`Shard`] a sender fills before it sends one.
+pub const SHARD_RECORDS: usize = 1024;
+
+/// The worker of `peers` that correlates `rec`.
+pub fn worker_of(rec: &Rec, peers: usize) -> usize {
+    (rec.route() % peers as u64) as usize
+}
+
+/// The compact records of decoded spans, logs and audit records (insertions
+/// only; a log or audit record with multiplicity `n` is sent `n` times, a
+/// span once), in shards.
 pub fn compact<'s>(
     spans: VecCollection<'s, u64, Span>,
     logs: VecCollection<'s, u64, LogRecord>,
     audits: VecCollection<'s, u64, AuditRecord>,
-) -> VecCollection<'s, u64, Rec> {
+) -> StreamVec<'s, u64, Shard> {
     let mut interner = Interner::default();
     let spans = spans.inner.flat_map(move |(s, t, r)| {
         (r > 0).then(|| (Rec::Span(s.trace, SpanRec::of(&s, &mut interner)), t, 1))
@@ -708,53 +725,69 @@ pub fn compact<'s>(
     let audits = audits.inner.flat_map(move |(a, t, r)| {
         (r > 0).then(|| (Rec::Audit(AuditRec::of(&a, &mut interner)), t, r))
     });
-    VecCollection::new(spans.concat(logs).concat(audits))
+    let peers = spans.scope().peers();
+    spans
+        .concat(logs)
+        .concat(audits)
+        .unary(Pipeline, "Shard", move |_cap, _info| {
+            move |input, output| {
+                input.for_each(|cap, data| {
+                    let mut shards: Vec<Vec<Rec>> = vec![Vec::new(); peers];
+                    for (rec, _t, n) in data.drain(..) {
+                        let to = &mut shards[worker_of(&rec, peers)];
+                        for _ in 0..n {
+                            to.push(rec.clone());
+                        }
+                    }
+                    let shards = shards.into_iter().enumerate();
+                    let shards = shards.filter(|(_, s)| !s.is_empty());
+                    output
+                        .session(&cap)
+                        .give_iterator(shards.map(|(w, s)| (w as u64, s)));
+                });
+            }
+        })
 }
 
 /// Correlates spans, logs and audit records by trace id and emits, for each
 /// window once it is final, this worker's partial aggregates at `final_at(w)`.
 ///
-/// Only insertions are read (a record with multiplicity `n` counts `n` times):
-/// every record leaves at the time [`crate::params`] prescribes, which the
-/// operator applies itself.
+/// Records come in [`Shard`]s, each routed to the worker it names; there are
+/// only insertions: every record leaves at the time [`crate::params`]
+/// prescribes, which the operator applies itself.
 pub fn correlate<'s>(
-    records: VecCollection<'s, u64, Rec>,
+    records: StreamVec<'s, u64, Shard>,
     params: &Params,
 ) -> StreamVec<'s, u64, WindowPart> {
     let params = params.clone();
-    let route = Exchange::new(|(r, _t, _n): &(Rec, u64, isize)| r.route());
-    records
-        .inner
-        .unary_frontier(route, "Correlate", move |_cap, _info| {
-            let mut state = State {
-                params,
-                traces: Traces::default(),
-                evict: Vec::new(),
-                pending: Vec::new(),
-            };
-            move |(input, frontier), output| {
-                let now = frontier.frontier().first().copied().unwrap_or(u64::MAX);
-                input.for_each(|cap, data| {
-                    for (rec, _t, n) in data.drain(..) {
-                        for _ in 1..n {
-                            state.insert(rec.clone(), &cap, now);
-                        }
-                        if n > 0 {
-                            state.insert(rec, &cap, now);
-                        }
+    let route = Exchange::new(|(worker, _): &Shard| *worker);
+    records.unary_frontier(route, "Correlate", move |_cap, _info| {
+        let mut state = State {
+            params,
+            traces: Traces::default(),
+            evict: Vec::new(),
+            pending: Vec::new(),
+        };
+        move |(input, frontier), output| {
+            let now = frontier.frontier().first().copied().unwrap_or(u64::MAX);
+            input.for_each(|cap, data| {
+                for (_, shard) in data.drain(..) {
+                    for rec in shard {
+                        state.insert(rec, &cap, now);
                     }
-                });
-                while let Some((at, _)) = state.pending.first() {
-                    if frontier.frontier().less_than(at) {
-                        break;
-                    }
-                    let (at, p) = state.pending.remove(0);
-                    let cap = p.cap.clone();
-                    let window = at - state.params.window_s - state.params.grace_s;
-                    let parts = state.evaluate(window, at, p);
-                    output.session(&cap).give_iterator(parts.into_iter());
                 }
-                state.evict_until(now);
+            });
+            while let Some((at, _)) = state.pending.first() {
+                if frontier.frontier().less_than(at) {
+                    break;
+                }
+                let (at, p) = state.pending.remove(0);
+                let cap = p.cap.clone();
+                let window = at - state.params.window_s - state.params.grace_s;
+                let parts = state.evaluate(window, at, p);
+                output.session(&cap).give_iterator(parts.into_iter());
             }
-        })
+            state.evict_until(now);
+        }
+    })
 }

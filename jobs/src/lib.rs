@@ -35,10 +35,10 @@ pub use params::Params;
 /// The jobs' inputs, timestamped as [`params`] prescribes.
 pub struct Inputs<'s> {
     /// Spans, log records and audit records in compact form ([`correlate::Rec`]),
-    /// each at the second of its event time. Only insertions are read: the
-    /// correlation operator evicts them itself when [`Params::span_lifetime`] /
-    /// [`Params::record_lifetime`] ends.
-    pub records: VecCollection<'s, u64, correlate::Rec>,
+    /// in [`correlate::Shard`]s bound for the worker that correlates them. Only
+    /// insertions: the correlation operator evicts records itself when
+    /// [`Params::span_lifetime`] / [`Params::record_lifetime`] ends.
+    pub records: StreamVec<'s, u64, correlate::Shard>,
     /// Audit records, present during [`Params::record_lifetime`] (inserted and
     /// retracted), for the actors of deploy events.
     pub audits: VecCollection<'s, u64, AuditRecord>,

@@ -19,7 +19,7 @@ use timely::dataflow::StreamVec;
 use timely::worker::Worker;
 
 use crate::config::Settings;
-use crate::ingest::Inputs;
+use crate::ingest::{Inputs, Records};
 
 /// Receives the final outputs, one sorted batch per finalization time, on worker 0.
 pub trait OutputSink {
@@ -91,12 +91,13 @@ pub fn build(
 ) -> (Inputs, ProbeHandle<u64>) {
     let params = settings.params.clone();
     worker.dataflow::<u64, _, _>(move |scope| {
-        let (records_in, records) = scope.new_collection();
+        let (records_in, records) = timely::dataflow::operators::vec::Input::new_input(&scope);
         let (audits_in, audits) = scope.new_collection();
         let (deploys_in, deploys) = scope.new_collection();
-        // Every input advances to the same time: one tells the global input frontier.
+        // Every input advances to the same time: one tells the global input
+        // frontier. The audits, whose data is small: the probe takes a copy.
         let frontier = ProbeHandle::new();
-        records.inner.clone().probe_with(&frontier);
+        audits.inner.clone().probe_with(&frontier);
         let out = causeway_jobs::build(
             JobInputs {
                 records,
@@ -141,7 +142,7 @@ pub fn build(
         .probe_with(&probe);
         (
             Inputs {
-                records: records_in,
+                records: Records::new(records_in, scope.peers()),
                 audits: audits_in,
                 deploys: deploys_in,
                 frontier,

@@ -17,7 +17,7 @@
 
 use std::collections::BTreeMap;
 
-use causeway_jobs::correlate::{AuditRec, LogRec, Rec, SpanRec};
+use causeway_jobs::correlate::{worker_of, AuditRec, LogRec, Rec, Shard, SpanRec, SHARD_RECORDS};
 use causeway_jobs::intern::{Interner, Res};
 use causeway_jobs::Params;
 use causeway_schemas::records::DlqRecord;
@@ -130,7 +130,7 @@ impl Watermark {
 /// The dataflow inputs of one worker.
 pub struct Inputs {
     /// Spans, log records and audit records in compact form, for correlation.
-    pub records: InputSession<u64, Rec, isize>,
+    pub records: Records,
     /// Audit records (with retractions), for the actors of deploys.
     pub audits: InputSession<u64, AuditRecord, isize>,
     /// Deploy events (with retractions).
@@ -138,6 +138,74 @@ pub struct Inputs {
     /// The global input frontier: the least input time of every worker (of
     /// every process).
     pub frontier: timely::dataflow::operators::probe::Handle<u64>,
+}
+
+/// The records input: each record goes into the [`Shard`] of the worker that
+/// correlates it, and a shard is sent when full or when the input advances.
+/// The exchange then moves one vector per shard: routing each record in the
+/// exchange copied it into a per-worker buffer there (callgrind: ~100
+/// instructions a record with 2 workers).
+pub struct Records {
+    handle: timely::dataflow::operators::vec::input::Handle<u64, Shard>,
+    shards: Vec<Vec<Rec>>,
+}
+
+impl Records {
+    /// The input behind `handle`, routing to `peers` workers.
+    pub fn new(
+        handle: timely::dataflow::operators::vec::input::Handle<u64, Shard>,
+        peers: usize,
+    ) -> Self {
+        Records {
+            handle,
+            shards: vec![Vec::new(); peers],
+        }
+    }
+
+    /// The current input time.
+    pub fn time(&self) -> &u64 {
+        self.handle.time()
+    }
+
+    /// Adds `rec` at the current time.
+    #[inline]
+    fn push(&mut self, rec: Rec) {
+        let worker = match self.shards.len() {
+            1 => 0,
+            peers => worker_of(&rec, peers),
+        };
+        let shard = &mut self.shards[worker];
+        if shard.capacity() == 0 {
+            shard.reserve_exact(SHARD_RECORDS);
+        }
+        shard.push(rec);
+        if shard.len() >= SHARD_RECORDS {
+            self.handle.send((worker as u64, std::mem::take(shard)));
+        }
+    }
+
+    /// Sends every shard that holds records.
+    fn flush(&mut self) {
+        for (worker, shard) in self.shards.iter_mut().enumerate() {
+            if !shard.is_empty() {
+                self.handle.send((worker as u64, std::mem::take(shard)));
+            }
+        }
+        self.handle.flush();
+    }
+
+    /// Sends what is held at the current time, then advances to `t`.
+    fn advance_to(&mut self, t: u64) {
+        self.flush();
+        self.handle.advance_to(t);
+    }
+}
+
+impl Drop for Records {
+    /// What is held goes out before the input closes.
+    fn drop(&mut self) {
+        self.flush();
+    }
 }
 
 /// What one message admitted, applied to the counts once per message.
@@ -296,13 +364,11 @@ impl Ingest {
                 self.intern(&d.resources);
                 for (i, s) in d.spans.iter().enumerate() {
                     let t = s.event_time();
-                    let (enter, leave) = self.settings.params.span_lifetime(t);
+                    let leave = self.settings.params.span_lifetime(t).1;
                     if self.admit(&src, &mut tally, i as u32, t, leave) {
                         let res = self.resources[s.resource as usize];
                         let rec = SpanRec::of_ref(s, res, &mut self.interner);
-                        self.inputs
-                            .records
-                            .update_at(Rec::Span(s.trace, rec), enter, 1);
+                        self.inputs.records.push(Rec::Span(s.trace, rec));
                     }
                 }
                 self.reject_all(&src, d.rejects);
@@ -312,10 +378,10 @@ impl Ingest {
                 self.intern(&d.resources);
                 for l in &d.logs {
                     let t = l.time;
-                    let (enter, leave) = self.settings.params.record_lifetime(t);
+                    let leave = self.settings.params.record_lifetime(t).1;
                     if self.admit(&src, &mut tally, l.index, t, leave) {
                         let rec = LogRec::of_ref(l, self.resources[l.resource as usize]);
-                        self.inputs.records.update_at(Rec::Log(rec), enter, 1);
+                        self.inputs.records.push(Rec::Log(rec));
                     }
                 }
                 self.reject_all(&src, d.rejects);
@@ -324,10 +390,10 @@ impl Ingest {
                 let d = otlp::decode_traces(&msg.payload, encoding, opts);
                 for (i, s) in d.records.into_iter().enumerate() {
                     let t = s.event_time();
-                    let (enter, leave) = self.settings.params.span_lifetime(t);
+                    let leave = self.settings.params.span_lifetime(t).1;
                     if self.admit(&src, &mut tally, i as u32, t, leave) {
                         let rec = Rec::Span(s.trace, SpanRec::of(&s, &mut self.interner));
-                        self.inputs.records.update_at(rec, enter, 1);
+                        self.inputs.records.push(rec);
                     }
                 }
                 self.reject_all(&src, d.rejects);
@@ -336,10 +402,10 @@ impl Ingest {
                 let d = otlp::decode_logs(&msg.payload, encoding, origin, opts);
                 for l in d.records {
                     let (t, index) = (l.time, l.origin.index);
-                    let (enter, leave) = self.settings.params.record_lifetime(t);
+                    let leave = self.settings.params.record_lifetime(t).1;
                     if self.admit(&src, &mut tally, index, t, leave) {
                         let rec = Rec::Log(LogRec::of(&l, &mut self.interner));
-                        self.inputs.records.update_at(rec, enter, 1);
+                        self.inputs.records.push(rec);
                     }
                 }
                 self.reject_all(&src, d.rejects);
@@ -350,7 +416,7 @@ impl Ingest {
                     let (enter, leave) = self.settings.params.record_lifetime(t);
                     if self.admit(&src, &mut tally, 0, t, leave) {
                         let rec = Rec::Audit(AuditRec::of(&a, &mut self.interner));
-                        self.inputs.records.update_at(rec, enter, 1);
+                        self.inputs.records.push(rec);
                         self.inputs.audits.update_at(a.clone(), enter, 1);
                         self.inputs.audits.update_at(a, leave, -1);
                     }
