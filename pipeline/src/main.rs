@@ -6,6 +6,10 @@ use std::process::ExitCode;
 use causeway::commands::{demo, dispatch, replay, report, rules, run, scenario};
 use clap::{Parser, Subcommand};
 
+/// mimalloc: see ARCHITECTURE.md, "The allocator".
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "causeway",
