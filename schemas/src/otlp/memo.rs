@@ -69,6 +69,8 @@ pub(crate) struct Memo {
     /// The hash of each slot's entry, 0 for none (scanned on a lookup).
     hashes: Vec<u64>,
     ways: usize,
+    /// `entries.len() / ways`.
+    sets: u64,
     /// Counts stores and finds: stamps of new entries, and `used`.
     clock: u64,
 }
@@ -109,6 +111,7 @@ impl<T: Copy> ResourceMemo<T> {
                 entries: (0..n).map(|_| None).collect(),
                 hashes: vec![0; n],
                 ways,
+                sets: n.checked_div(ways).unwrap_or(0) as u64,
                 clock: 1,
             },
             notes: (0..n).map(|_| None).collect(),
@@ -150,6 +153,7 @@ impl Memo {
             entries: Vec::new(),
             hashes: Vec::new(),
             ways: 0,
+            sets: 0,
             clock: 1,
         }
     }
@@ -241,8 +245,7 @@ impl Memo {
     /// mixed).
     #[inline]
     fn set(&self, hash: u64) -> std::ops::Range<usize> {
-        let sets = (self.entries.len() / self.ways) as u64;
-        let first = (((hash >> 32) * sets) >> 32) as usize * self.ways;
+        let first = (((hash >> 32) * self.sets) >> 32) as usize * self.ways;
         first..first + self.ways
     }
 }
@@ -284,29 +287,39 @@ fn attrs_of<'a>(slots: &[Slot; 4], body: &'a [u8]) -> Option<ResourceAttrs<&'a [
     })
 }
 
-/// A hash of a body, eight bytes at a step (much cheaper than walking its
-/// attributes); equal hashes are confirmed by comparing the bytes.
+/// A hash of a body, sixteen bytes at a step: each step multiplies two words
+/// (mixed with the hash so far) to 128 bits and folds the halves. Much cheaper
+/// than walking the attributes; equal hashes are confirmed by comparing the
+/// bytes, so a collision only costs a miss.
 #[inline]
 fn hash(b: &[u8]) -> u64 {
-    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    const K1: u64 = 0x9e37_79b9_7f4a_7c15;
+    const K2: u64 = 0xd6e8_feb8_6659_fd93;
+    let fold = |x: u64, y: u64| {
+        let p = u128::from(x) * u128::from(y);
+        (p as u64) ^ ((p >> 64) as u64)
+    };
     let word = |w: &[u8]| u64::from_le_bytes(w.try_into().expect("8 bytes"));
-    let mut h = (b.len() as u64).wrapping_mul(K);
-    let mut words = b.chunks_exact(8);
-    for w in &mut words {
-        h = (h.rotate_left(5) ^ word(w)).wrapping_mul(K);
+    let n = b.len();
+    let mut h = (n as u64) ^ K1;
+    let mut blocks = b.chunks_exact(16);
+    for c in &mut blocks {
+        h = fold(word(&c[..8]) ^ h, word(&c[8..]) ^ K2);
     }
-    let rest = words.remainder().len();
-    if rest > 0 {
-        // The last eight bytes (overlapping), or the few there are.
-        let last = if b.len() >= 8 {
-            word(&b[b.len() - 8..])
+    if !blocks.remainder().is_empty() {
+        // The last sixteen bytes (overlapping), or the few there are.
+        let (x, y) = if n >= 16 {
+            (word(&b[n - 16..n - 8]), word(&b[n - 8..]))
+        } else if n >= 8 {
+            (word(&b[..8]), word(&b[n - 8..]))
         } else {
-            b.iter().fold(0, |w, &x| w << 8 | u64::from(x))
+            (b.iter().fold(0, |w, &x| w << 8 | u64::from(x)), 0)
         };
-        h = (h.rotate_left(5) ^ last).wrapping_mul(K);
+        h = fold(x ^ h, y ^ K2);
     }
-    // 0 marks an empty slot.
-    h | 1
+    // Mixed once more, so the top bits (which pick the set) depend on every
+    // byte; 0 marks an empty slot.
+    fold(h ^ K2, K1) | 1
 }
 
 #[cfg(test)]

@@ -3403,6 +3403,98 @@ mod equivalence {
         assert!(outcomes.contains(&(0, 1, false)), "{outcomes:?}");
     }
 
+    /// Resources like a Kubernetes pod's (16 attributes, ~1 KB): decoding a
+    /// message of 20 of them (5 spans each) without and with a warm resource
+    /// memo, in ns per resource. Ignored: a measurement, not a check.
+    /// `cargo test --release -p causeway-schemas -- --ignored --nocapture resource_memo_speed`.
+    #[test]
+    #[ignore]
+    fn resource_memo_speed() {
+        let opts = opts();
+        let attrs = |i: usize| -> Vec<(String, String)> {
+            [
+                ("service.name", format!("checkout-{}", i % 5)),
+                ("service.version", "1.42.0".to_string()),
+                ("service.namespace", "shop".to_string()),
+                ("deployment.environment.name", "production".to_string()),
+                ("telemetry.sdk.name", "opentelemetry".to_string()),
+                ("telemetry.sdk.language", "java".to_string()),
+                ("telemetry.sdk.version", "1.44.1".to_string()),
+                (
+                    "host.name",
+                    format!("ip-10-0-{i}-17.eu-west-1.compute.internal"),
+                ),
+                ("k8s.namespace.name", "shop-production".to_string()),
+                (
+                    "k8s.pod.name",
+                    format!("checkout-{}-7d9f8c6b5-x{i:04}", i % 5),
+                ),
+                ("k8s.pod.uid", format!("5f0c3e2a-1b7d-4c9e-8a6f-{i:012}")),
+                (
+                    "k8s.node.name",
+                    format!("ip-10-0-{i}-17.eu-west-1.compute.internal"),
+                ),
+                ("k8s.deployment.name", format!("checkout-{}", i % 5)),
+                ("container.id", format!("{i:064x}")),
+                ("cloud.provider", "aws".to_string()),
+                ("cloud.region", "eu-west-1".to_string()),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect()
+        };
+        let mut msg = Vec::new();
+        let mut body_len = 0;
+        for i in 0..20 {
+            let a = attrs(i);
+            let pairs: Vec<(&str, Vec<u8>)> =
+                a.iter().map(|(k, v)| (k.as_str(), string(v))).collect();
+            let refs: Vec<(&str, &[u8])> = pairs.iter().map(|(k, v)| (*k, &v[..])).collect();
+            let body = resource_body(&refs);
+            body_len = body.len();
+            let mut scope = Vec::new();
+            for s in 0..5u8 {
+                let mut span = Vec::new();
+                ld(1, &[i as u8 + 1; 16], &mut span);
+                ld(2, &[s + 1; 8], &mut span);
+                ld(5, b"GET /cart", &mut span);
+                key(7, 1, &mut span);
+                span.extend_from_slice(&(NOW - 1_000).to_le_bytes());
+                ld(2, &span, &mut scope);
+            }
+            let mut rs = Vec::new();
+            ld(1, &body, &mut rs);
+            ld(2, &scope, &mut rs);
+            ld(1, &rs, &mut msg);
+        }
+        let plain = super::decode_span_batch(&msg, &opts);
+        assert_eq!(plain.spans.len(), 100);
+        let mut memo = ResourceMemo::<()>::new();
+        let warm = super::decode_span_batch_with(&msg, &opts, &mut memo);
+        assert_eq!(span_view(&warm), span_view(&plain));
+        let per_resource = |f: &mut dyn FnMut() -> usize| {
+            let n = 20_000;
+            let t = std::time::Instant::now();
+            let mut total = 0;
+            for _ in 0..n {
+                total += std::hint::black_box(f());
+            }
+            assert_eq!(total, n * 100);
+            t.elapsed().as_nanos() as f64 / (n * 20) as f64
+        };
+        for _ in 0..3 {
+            let without = per_resource(&mut || super::decode_span_batch(&msg, &opts).spans.len());
+            let with = per_resource(&mut || {
+                super::decode_span_batch_with(&msg, &opts, &mut memo)
+                    .spans
+                    .len()
+            });
+            println!(
+                "resource body {body_len} bytes: message without memo {without:.0} ns/resource, with {with:.0}"
+            );
+        }
+    }
+
     /// A batch shaped like the benches' workload: 100 records over about 20
     /// resources, one or two attributes each.
     fn workload_batch(logs: bool) -> (Vec<u8>, Vec<u8>) {
