@@ -1,10 +1,15 @@
 //! Decoder micro-benchmarks: one 100-span OTLP traces batch and one 100-record OTLP
 //! logs batch, protobuf and JSON. `*_batch` is the compact protobuf decoding
-//! ingest uses (`decode_span_batch`, `decode_log_batch`); the others build the
-//! model's `Span` / `LogRecord`.
+//! ingest uses (`decode_span_batch`, `decode_log_batch`; `*_batch_memo` the
+//! same through a resource memo that holds the batch's resources, as ingest's
+//! does once a stream's resources repeat); the others build the model's
+//! `Span` / `LogRecord`.
 
 use causeway_benches::workload::{generate, logs_json, traces_json, WorkloadConfig};
-use causeway_schemas::otlp::{decode_log_batch, decode_logs, decode_span_batch, decode_traces};
+use causeway_schemas::otlp::{
+    decode_log_batch, decode_log_batch_with, decode_logs, decode_span_batch,
+    decode_span_batch_with, decode_traces, ResourceMemo,
+};
 use causeway_schemas::{DecodeOptions, Encoding, Origin};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use prost::Message;
@@ -38,6 +43,11 @@ fn decode(c: &mut Criterion) {
     g.bench_function("otlp_proto_100_spans_batch", |b| {
         b.iter(|| decode_span_batch(&proto, &opts).spans.len())
     });
+    let mut memo = ResourceMemo::<()>::new();
+    decode_span_batch_with(&proto, &opts, &mut memo);
+    g.bench_function("otlp_proto_100_spans_batch_memo", |b| {
+        b.iter(|| decode_span_batch_with(&proto, &opts, &mut memo).spans.len())
+    });
     g.bench_function("otlp_json_100_spans", |b| {
         b.iter(|| decode_traces(&json, Encoding::OtlpJson, &opts))
     });
@@ -59,6 +69,11 @@ fn decode(c: &mut Criterion) {
     });
     g.bench_function(format!("otlp_proto_{records}_records_batch"), |b| {
         b.iter(|| decode_log_batch(&proto, &opts).logs.len())
+    });
+    let mut memo = ResourceMemo::<()>::new();
+    decode_log_batch_with(&proto, &opts, &mut memo);
+    g.bench_function(format!("otlp_proto_{records}_records_batch_memo"), |b| {
+        b.iter(|| decode_log_batch_with(&proto, &opts, &mut memo).logs.len())
     });
     g.bench_function(format!("otlp_json_{records}_records"), |b| {
         b.iter(|| decode_logs(&json, Encoding::OtlpJson, origin, &opts))

@@ -274,6 +274,9 @@ pub struct Ingest {
     interner: Interner,
     /// The ids of the resources of the message being ingested.
     resources: Vec<Res>,
+    /// Protobuf `Resource` bodies this worker decoded lately, each noted
+    /// with its resource's id once interned.
+    memo: otlp::ResourceMemo<Res>,
     /// The DLQ detail of a late record, worked out once.
     late_detail: String,
 }
@@ -300,6 +303,7 @@ impl Ingest {
             leaving: BTreeMap::new(),
             interner: Interner::with_name_cap(name_cap),
             resources: Vec::new(),
+            memo: otlp::ResourceMemo::new(),
             late_detail,
         }
     }
@@ -360,7 +364,7 @@ impl Ingest {
             // Protobuf decodes to records that borrow the message, and each is
             // turned into its compact form only once admitted.
             Topic::Spans if encoding == Encoding::OtlpProto => {
-                let d = otlp::decode_span_batch(&msg.payload, opts);
+                let d = otlp::decode_span_batch_with(&msg.payload, opts, &mut self.memo);
                 self.intern(&d.resources);
                 for (i, s) in d.spans.iter().enumerate() {
                     let t = s.event_time();
@@ -374,7 +378,7 @@ impl Ingest {
                 self.reject_all(&src, d.rejects);
             }
             Topic::Logs if encoding == Encoding::OtlpProto => {
-                let d = otlp::decode_log_batch(&msg.payload, opts);
+                let d = otlp::decode_log_batch_with(&msg.payload, opts, &mut self.memo);
                 self.intern(&d.resources);
                 for l in &d.logs {
                     let t = l.time;
@@ -446,11 +450,23 @@ impl Ingest {
         tally.needed
     }
 
-    /// Interns the resources of a message into `self.resources`.
+    /// Interns the resources of a message into `self.resources`: a resource
+    /// read from a memo entry takes the id noted there, if any (the entry's
+    /// bytes give the same strings every time).
     fn intern(&mut self, resources: &[otlp::ResourceRef<'_>]) {
         self.resources.clear();
         for r in resources {
-            let id = self.interner.resource_ref(r);
+            let key = r.memo_key();
+            let id = match key.and_then(|k| self.memo.note(k)) {
+                Some(id) => id,
+                None => {
+                    let id = self.interner.resource_ref(r);
+                    if let Some(k) = key {
+                        self.memo.set_note(k, id);
+                    }
+                    id
+                }
+            };
             self.resources.push(id);
         }
     }

@@ -19,8 +19,11 @@
 //! records without a [`Span`] or an `Arc` per record in between.
 
 pub mod json;
+mod memo;
 pub mod proto;
 mod wire;
+
+pub use memo::{MemoKey, ResourceMemo};
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -36,13 +39,15 @@ pub const REQUEST_ATTRIBUTES: [&str; 3] = ["http.request.method", "http.method",
 pub const STATUS_CODE_ATTRIBUTES: [&str; 2] = ["http.response.status_code", "http.status_code"];
 
 /// A resource's SPEC §1 strings (`service.name`, never empty; the environment;
-/// the version), borrowed from the message that holds them.
+/// the version), borrowed from the message that holds them, and the
+/// [`ResourceMemo`] entry they were read from, if any (part of equality).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ResourceRef<'a> {
     // UTF-8, checked by the decoder.
     service: &'a [u8],
     environment: &'a [u8],
     version: &'a [u8],
+    memo: Option<MemoKey>,
 }
 
 impl<'a> ResourceRef<'a> {
@@ -64,6 +69,15 @@ impl<'a> ResourceRef<'a> {
     /// Service, environment and version as bytes (cheap to compare).
     pub fn as_bytes(&self) -> [&'a [u8]; 3] {
         [self.service, self.environment, self.version]
+    }
+
+    /// The key of the entry of the [`ResourceMemo`] the resource was decoded
+    /// with that holds its one `Resource` body; `None` without a memo, for a
+    /// body the memo did not store, or for a resource merged from several
+    /// `resource` occurrences. A note set on that entry
+    /// ([`ResourceMemo::set_note`]) may stand for these strings.
+    pub fn memo_key(&self) -> Option<MemoKey> {
+        self.memo
     }
 
     /// The owned [`Resource`].
@@ -343,6 +357,25 @@ where
         }
     }
 
+    /// Merges in the attributes of a later `Resource` occurrence: each keeps
+    /// the first value it had, as if `other`'s had been offered one by one.
+    #[inline]
+    pub(crate) fn merge(&mut self, other: &Self)
+    where
+        V: Copy,
+    {
+        for (slot, theirs) in [
+            (&mut self.service, other.service),
+            (&mut self.environment_name, other.environment_name),
+            (&mut self.environment, other.environment),
+            (&mut self.version, other.version),
+        ] {
+            if slot.is_none() {
+                *slot = theirs;
+            }
+        }
+    }
+
     /// (service, environment, version): `deployment.environment.name` before
     /// `deployment.environment`; `None` when `service.name` is missing, empty
     /// or not a string.
@@ -416,14 +449,15 @@ struct RawSpan {
     name: Arc<str>,
 }
 
-/// The resource of a wire resource; `None` when `service.name` is missing,
-/// empty or not a string.
-fn resource_ref<'a>(w: &ResourceAttrs<&'a [u8]>) -> Option<ResourceRef<'a>> {
+/// The resource of a wire resource (read from memo entry `memo`, if any);
+/// `None` when `service.name` is missing, empty or not a string.
+fn resource_ref<'a>(w: &ResourceAttrs<&'a [u8]>, memo: Option<MemoKey>) -> Option<ResourceRef<'a>> {
     let (service, environment, version) = w.mapped()?;
     Some(ResourceRef {
         service,
         environment: environment.copied().unwrap_or_default(),
         version: version.copied().unwrap_or_default(),
+        memo,
     })
 }
 
@@ -442,6 +476,20 @@ fn resource_index<'a>(
 /// Decodes one `otlp_spans` protobuf message to the compact form: the same
 /// records and rejections as [`decode_traces`].
 pub fn decode_span_batch<'a>(bytes: &'a [u8], opts: &DecodeOptions) -> SpanBatch<'a> {
+    span_batch(bytes, opts, &mut memo::Memo::disabled())
+}
+
+/// [`decode_span_batch`], with the resources read through `memo` (the same
+/// result, but a `Resource` body `memo` holds is not walked again).
+pub fn decode_span_batch_with<'a, T: Copy>(
+    bytes: &'a [u8],
+    opts: &DecodeOptions,
+    memo: &mut ResourceMemo<T>,
+) -> SpanBatch<'a> {
+    span_batch(bytes, opts, &mut memo.memo)
+}
+
+fn span_batch<'a>(bytes: &'a [u8], opts: &DecodeOptions, memo: &mut memo::Memo) -> SpanBatch<'a> {
     let mut out = SpanBatch {
         // One per service of a batch, mostly; growing one by one would copy.
         resources: Vec::with_capacity(32),
@@ -450,8 +498,8 @@ pub fn decode_span_batch<'a>(bytes: &'a [u8], opts: &DecodeOptions) -> SpanBatch
         rejects: Vec::new(),
     };
     let mut index = 0u32;
-    let walked = wire::traces(bytes, opts, |attrs, spans| {
-        let resource = resource_ref(attrs);
+    let walked = wire::traces(bytes, opts, memo, |attrs, key, spans| {
+        let resource = resource_ref(attrs, key);
         let mut resource_at = None;
         for s in spans.drain(..) {
             let checked = check_span(
@@ -630,6 +678,20 @@ struct RawLog {
 /// Decodes one `otlp_logs` protobuf message to the compact form: the same
 /// records and rejections as [`decode_logs`].
 pub fn decode_log_batch<'a>(bytes: &'a [u8], opts: &DecodeOptions) -> LogBatch<'a> {
+    log_batch(bytes, opts, &mut memo::Memo::disabled())
+}
+
+/// [`decode_log_batch`], with the resources read through `memo` (see
+/// [`decode_span_batch_with`]).
+pub fn decode_log_batch_with<'a, T: Copy>(
+    bytes: &'a [u8],
+    opts: &DecodeOptions,
+    memo: &mut ResourceMemo<T>,
+) -> LogBatch<'a> {
+    log_batch(bytes, opts, &mut memo.memo)
+}
+
+fn log_batch<'a>(bytes: &'a [u8], opts: &DecodeOptions, memo: &mut memo::Memo) -> LogBatch<'a> {
     let mut out = LogBatch {
         resources: Vec::with_capacity(32),
         // A log record takes at least ~40 bytes of a message.
@@ -637,8 +699,8 @@ pub fn decode_log_batch<'a>(bytes: &'a [u8], opts: &DecodeOptions) -> LogBatch<'
         rejects: Vec::new(),
     };
     let mut index = 0u32;
-    let walked = wire::logs(bytes, opts, |attrs, records| {
-        let resource = resource_ref(attrs);
+    let walked = wire::logs(bytes, opts, memo, |attrs, key, records| {
+        let resource = resource_ref(attrs, key);
         let mut resource_at = None;
         for l in records.drain(..) {
             let checked = check_log(
@@ -1637,6 +1699,7 @@ mod equivalence {
     use rand_chacha::ChaCha8Rng;
 
     use super::reference;
+    use super::ResourceMemo;
     use crate::model::Origin;
     use crate::{DecodeOptions, Decoded};
 
@@ -2992,6 +3055,444 @@ mod equivalence {
         }
         println!("uncorrupted: {whole:#?}\ncorrupted: {stats:#?}");
         assert!(whole.records > 2_000 && whole.one_pass > 3_000);
+    }
+
+    /// What a compact protobuf batch says, with each record's resource as its
+    /// strings (memo keys left out).
+    type SpanView<'a> = (
+        Vec<(super::SpanRef<'a>, [&'a [u8]; 3])>,
+        Vec<crate::Rejection>,
+    );
+    type LogView<'a> = (Vec<(super::LogRef, [&'a [u8]; 3])>, Vec<crate::Rejection>);
+
+    fn span_view<'a>(b: &super::SpanBatch<'a>) -> SpanView<'a> {
+        let spans = b.spans.iter().map(|s| {
+            let mut s = *s;
+            let strings = b.resources[s.resource as usize].as_bytes();
+            s.resource = 0;
+            (s, strings)
+        });
+        (spans.collect(), b.rejects.clone())
+    }
+
+    fn log_view<'a>(b: &super::LogBatch<'a>) -> LogView<'a> {
+        let logs = b.logs.iter().map(|l| {
+            let mut l = *l;
+            let strings = b.resources[l.resource as usize].as_bytes();
+            l.resource = 0;
+            (l, strings)
+        });
+        (logs.collect(), b.rejects.clone())
+    }
+
+    /// Decodes `bytes` as traces and as logs without a memo and through each
+    /// of `memos`, and checks that every decode gives the same records and
+    /// rejections. Returns how many resources came from a memo entry that
+    /// already held their body (a hit).
+    fn check_memo(bytes: &[u8], opts: &DecodeOptions, memos: &mut [ResourceMemo<u32>]) -> usize {
+        let mut hits = 0;
+        let plain = super::decode_span_batch(bytes, opts);
+        assert!(plain.resources.iter().all(|r| r.memo_key().is_none()));
+        let want = span_view(&plain);
+        for memo in memos.iter_mut() {
+            for _ in 0..2 {
+                let got = super::decode_span_batch_with(bytes, opts, memo);
+                assert_eq!(span_view(&got), want, "traces {bytes:02x?}");
+                // A key whose entry is still held and noted was a hit (or a
+                // body seen earlier in this message).
+                for r in &got.resources {
+                    if let Some(k) = r.memo_key() {
+                        if memo.note(k).is_some() {
+                            hits += 1;
+                        }
+                        memo.set_note(k, 1);
+                    }
+                }
+            }
+        }
+        let plain = super::decode_log_batch(bytes, opts);
+        let want = log_view(&plain);
+        for memo in memos.iter_mut() {
+            for _ in 0..2 {
+                let got = super::decode_log_batch_with(bytes, opts, memo);
+                assert_eq!(log_view(&got), want, "logs {bytes:02x?}");
+                for r in &got.resources {
+                    if let Some(k) = r.memo_key() {
+                        if memo.note(k).is_some() {
+                            hits += 1;
+                        }
+                        memo.set_note(k, 1);
+                    }
+                }
+            }
+        }
+        hits
+    }
+
+    #[test]
+    fn a_resource_memo_decodes_like_a_full_decode() {
+        let opts = opts();
+        let mut g = Gen {
+            rng: ChaCha8Rng::seed_from_u64(0x4e5),
+        };
+        // A roomy memo, one that is always full, and one that stores nothing.
+        let mut memos = [
+            ResourceMemo::new(),
+            ResourceMemo::with_entries(2),
+            ResourceMemo::with_entries(0),
+        ];
+        let mut hits = 0;
+        for i in 0..1_500 {
+            let msg = g.message(i % 2 == 1);
+            hits += check_memo(&msg, &opts, &mut memos);
+            for _ in 0..3 {
+                let bad = g.corrupt(&msg);
+                hits += check_memo(&bad, &opts, &mut memos);
+            }
+            if i % 50 == 0 {
+                for len in 0..msg.len() {
+                    check_memo(&msg[..len], &opts, &mut memos);
+                }
+            }
+        }
+        assert!(memos[0].len() > 2 && memos[0].len() <= super::memo::DEFAULT_ENTRIES);
+        assert_eq!(memos[1].len(), 2);
+        assert!(memos[2].is_empty());
+        assert!(hits > 1_000, "{hits} hits");
+    }
+
+    /// One `TracesData` (or `LogsData`) of one `ResourceSpans`/`ResourceLogs`
+    /// whose `resource` fields are `resources`, holding one valid record.
+    fn one_record(resources: &[&[u8]], logs: bool) -> Vec<u8> {
+        let mut rec = Vec::new();
+        ld(if logs { 9 } else { 1 }, &[1; 16], &mut rec);
+        if logs {
+            key(1, 1, &mut rec);
+        } else {
+            ld(2, &[2; 8], &mut rec);
+            key(7, 1, &mut rec);
+        }
+        rec.extend_from_slice(&(NOW - 1_000).to_le_bytes());
+        let mut scope = Vec::new();
+        ld(2, &rec, &mut scope);
+        let mut rs = Vec::new();
+        for r in resources {
+            ld(1, r, &mut rs);
+        }
+        ld(2, &scope, &mut rs);
+        let mut msg = Vec::new();
+        ld(1, &rs, &mut msg);
+        msg
+    }
+
+    /// A `Resource` body of these attributes (values already `AnyValue` bodies).
+    fn resource_body(attrs: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut body = Vec::new();
+        for (k, v) in attrs {
+            let mut kv = Vec::new();
+            ld(1, k.as_bytes(), &mut kv);
+            ld(2, v, &mut kv);
+            ld(1, &kv, &mut body);
+        }
+        body
+    }
+
+    fn string(s: &str) -> Vec<u8> {
+        let mut v = Vec::new();
+        ld(1, s.as_bytes(), &mut v);
+        v
+    }
+
+    /// The resource strings and rejection reasons `msg` decodes to as traces,
+    /// checked to be the same without a memo, on a miss and on a hit, and
+    /// through a full memo; and whether the memo stored the body.
+    fn memo_case(msg: &[u8]) -> (Vec<[String; 3]>, Vec<(String, String)>, bool) {
+        let opts = opts();
+        let plain = super::decode_span_batch(msg, &opts);
+        let want = span_view(&plain);
+        let mut memo = ResourceMemo::<u32>::new();
+        let miss = super::decode_span_batch_with(msg, &opts, &mut memo);
+        assert_eq!(span_view(&miss), want, "miss");
+        let stored = !memo.is_empty();
+        let hit = super::decode_span_batch_with(msg, &opts, &mut memo);
+        assert_eq!(span_view(&hit), want, "hit");
+        assert_eq!(
+            hit.resources
+                .iter()
+                .map(|r| r.memo_key())
+                .collect::<Vec<_>>(),
+            miss.resources
+                .iter()
+                .map(|r| r.memo_key())
+                .collect::<Vec<_>>(),
+            "a hit names the entry the miss stored"
+        );
+        // A full memo of two entries, filled with other resources first.
+        let mut full = ResourceMemo::<u32>::with_entries(2);
+        for i in 0..5 {
+            let other = resource_body(&[("service.name", &string(&format!("other-{i}")))]);
+            super::decode_span_batch_with(&one_record(&[&other], false), &opts, &mut full);
+        }
+        assert_eq!(full.len(), 2);
+        for _ in 0..2 {
+            let got = super::decode_span_batch_with(msg, &opts, &mut full);
+            assert_eq!(span_view(&got), want, "full memo");
+        }
+        let logs = super::decode_log_batch(msg, &opts);
+        let mut memo = ResourceMemo::<u32>::new();
+        for _ in 0..2 {
+            let got = super::decode_log_batch_with(msg, &opts, &mut memo);
+            assert_eq!(log_view(&got), log_view(&logs), "logs");
+        }
+        let strings = plain
+            .resources
+            .iter()
+            .map(|r| r.as_bytes().map(|b| String::from_utf8(b.to_vec()).unwrap()))
+            .collect();
+        let rejects = plain
+            .rejects
+            .iter()
+            .map(|r| (r.reason.to_string(), r.detail.clone()))
+            .collect();
+        (strings, rejects, stored)
+    }
+
+    fn strings(s: [&str; 3]) -> Vec<[String; 3]> {
+        vec![s.map(String::from)]
+    }
+
+    #[test]
+    fn a_resource_memo_keeps_the_attribute_mapping() {
+        let (a, b, c) = (string("a"), string("b"), string("c"));
+        let int = [0x18, 0x07];
+        // Duplicate keys: the first wins.
+        let dup = resource_body(&[
+            ("service.name", &a),
+            ("service.version", &b),
+            ("service.name", &b),
+            ("service.version", &c),
+        ]);
+        assert_eq!(
+            memo_case(&one_record(&[&dup], false)),
+            (strings(["a", "", "b"]), vec![], true)
+        );
+        // `deployment.environment.name` before `deployment.environment`,
+        // whichever comes first.
+        let env = resource_body(&[
+            ("deployment.environment", &b),
+            ("service.name", &a),
+            ("deployment.environment.name", &c),
+        ]);
+        assert_eq!(
+            memo_case(&one_record(&[&env], false)).0,
+            strings(["a", "c", ""])
+        );
+        let env = resource_body(&[("deployment.environment", &b), ("service.name", &a)]);
+        assert_eq!(
+            memo_case(&one_record(&[&env], false)).0,
+            strings(["a", "b", ""])
+        );
+        // A value that is not a string takes the key's place but gives nothing
+        // (so `deployment.environment` counts), as in the prost reference.
+        let odd = resource_body(&[
+            ("service.name", &a),
+            ("deployment.environment.name", &int),
+            ("deployment.environment", &b),
+            ("service.version", &int),
+            ("service.version", &c),
+        ]);
+        assert_eq!(
+            memo_case(&one_record(&[&odd], false)).0,
+            strings(["a", "b", ""])
+        );
+        // No, an empty or a non-string `service.name`: every record rejected.
+        let missing = (
+            "missing_service".to_string(),
+            "resource has no service.name".to_string(),
+        );
+        for body in [
+            resource_body(&[("service.version", &a)]),
+            resource_body(&[("service.name", &string("")), ("service.name", &a)]),
+            resource_body(&[("service.name", &int), ("service.name", &a)]),
+            Vec::new(),
+        ] {
+            let (res, rejects, stored) = memo_case(&one_record(&[&body], false));
+            assert_eq!(
+                (res, rejects, stored),
+                (vec![], vec![missing.clone()], true)
+            );
+        }
+        // Two `resource` occurrences merge: each attribute keeps its first
+        // value; the resource names no memo entry.
+        let first = resource_body(&[("service.version", &b)]);
+        let second = resource_body(&[("service.name", &a), ("service.version", &c)]);
+        let msg = one_record(&[&first, &second], false);
+        assert_eq!(memo_case(&msg).0, strings(["a", "", "b"]));
+        let mut memo = ResourceMemo::<u32>::new();
+        for _ in 0..2 {
+            let d = super::decode_span_batch_with(&msg, &opts(), &mut memo);
+            assert_eq!(d.resources[0].memo_key(), None);
+        }
+        assert_eq!(memo.len(), 2);
+    }
+
+    #[test]
+    fn a_malformed_resource_is_rejected_alike_and_never_stored() {
+        let a = string("a");
+        let good = resource_body(&[("service.name", &a)]);
+        let mut bad_utf8 = good.clone();
+        let at = bad_utf8.len() - 1;
+        bad_utf8[at] = 0xff; // the value "a" becomes invalid UTF-8
+        let mut cut = good.clone();
+        cut[1] += 1; // the attribute runs past the resource
+        let bad_key = [0x0d, 0, 0, 0, 0]; // attributes as fixed32
+        for body in [&bad_utf8[..], &cut, &bad_key, &[0x0b][..]] {
+            for logs in [false, true] {
+                let msg = one_record(&[body], logs);
+                let (res, rejects, stored) = memo_case(&msg);
+                assert!(res.is_empty() && !stored);
+                assert_eq!(rejects.len(), 1, "{rejects:?}");
+                let mut memo = ResourceMemo::<u32>::new();
+                super::decode_log_batch_with(&msg, &opts(), &mut memo);
+                assert!(memo.is_empty());
+            }
+        }
+        let (_, rejects, _) = memo_case(&one_record(&[&bad_utf8], false));
+        assert_eq!(rejects[0].0, "malformed_protobuf");
+        assert!(
+            rejects[0].1.contains("Resource.attributes"),
+            "{}",
+            rejects[0].1
+        );
+        // A good body stored, then the same body in a message cut inside it.
+        let msg = one_record(&[&good], false);
+        let mut memo = ResourceMemo::<u32>::new();
+        super::decode_span_batch_with(&msg, &opts(), &mut memo);
+        assert_eq!(memo.len(), 1);
+        for len in 0..msg.len() {
+            let plain = super::decode_span_batch(&msg[..len], &opts());
+            let got = super::decode_span_batch_with(&msg[..len], &opts(), &mut memo);
+            assert_eq!(span_view(&got), span_view(&plain), "{len}");
+        }
+    }
+
+    #[test]
+    fn a_resource_memo_keeps_the_recursion_limit() {
+        let mut g = Gen {
+            rng: ChaCha8Rng::seed_from_u64(3),
+        };
+        let a = string("a");
+        let mut memo = ResourceMemo::<u32>::new();
+        let mut outcomes = std::collections::BTreeSet::new();
+        for levels in 0..60 {
+            let deep = g.deep_value(levels);
+            let body = resource_body(&[("service.name", &a), ("deep", &deep)]);
+            let msg = one_record(&[&body], false);
+            let (res, rejects, stored) = memo_case(&msg);
+            outcomes.insert((res.len(), rejects.len(), stored));
+            for _ in 0..2 {
+                let got = super::decode_span_batch_with(&msg, &opts(), &mut memo);
+                assert_eq!(
+                    span_view(&got),
+                    span_view(&super::decode_span_batch(&msg, &opts()))
+                );
+            }
+        }
+        // Both sides of the limit were reached.
+        assert!(outcomes.contains(&(1, 0, true)), "{outcomes:?}");
+        assert!(outcomes.contains(&(0, 1, false)), "{outcomes:?}");
+    }
+
+    /// Resources like a Kubernetes pod's (16 attributes, ~1 KB): decoding a
+    /// message of 20 of them (5 spans each) without and with a warm resource
+    /// memo, in ns per resource. Ignored: a measurement, not a check.
+    /// `cargo test --release -p causeway-schemas -- --ignored --nocapture resource_memo_speed`.
+    #[test]
+    #[ignore]
+    fn resource_memo_speed() {
+        let opts = opts();
+        let attrs = |i: usize| -> Vec<(String, String)> {
+            [
+                ("service.name", format!("checkout-{}", i % 5)),
+                ("service.version", "1.42.0".to_string()),
+                ("service.namespace", "shop".to_string()),
+                ("deployment.environment.name", "production".to_string()),
+                ("telemetry.sdk.name", "opentelemetry".to_string()),
+                ("telemetry.sdk.language", "java".to_string()),
+                ("telemetry.sdk.version", "1.44.1".to_string()),
+                (
+                    "host.name",
+                    format!("ip-10-0-{i}-17.eu-west-1.compute.internal"),
+                ),
+                ("k8s.namespace.name", "shop-production".to_string()),
+                (
+                    "k8s.pod.name",
+                    format!("checkout-{}-7d9f8c6b5-x{i:04}", i % 5),
+                ),
+                ("k8s.pod.uid", format!("5f0c3e2a-1b7d-4c9e-8a6f-{i:012}")),
+                (
+                    "k8s.node.name",
+                    format!("ip-10-0-{i}-17.eu-west-1.compute.internal"),
+                ),
+                ("k8s.deployment.name", format!("checkout-{}", i % 5)),
+                ("container.id", format!("{i:064x}")),
+                ("cloud.provider", "aws".to_string()),
+                ("cloud.region", "eu-west-1".to_string()),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect()
+        };
+        let mut msg = Vec::new();
+        let mut body_len = 0;
+        for i in 0..20 {
+            let a = attrs(i);
+            let pairs: Vec<(&str, Vec<u8>)> =
+                a.iter().map(|(k, v)| (k.as_str(), string(v))).collect();
+            let refs: Vec<(&str, &[u8])> = pairs.iter().map(|(k, v)| (*k, &v[..])).collect();
+            let body = resource_body(&refs);
+            body_len = body.len();
+            let mut scope = Vec::new();
+            for s in 0..5u8 {
+                let mut span = Vec::new();
+                ld(1, &[i as u8 + 1; 16], &mut span);
+                ld(2, &[s + 1; 8], &mut span);
+                ld(5, b"GET /cart", &mut span);
+                key(7, 1, &mut span);
+                span.extend_from_slice(&(NOW - 1_000).to_le_bytes());
+                ld(2, &span, &mut scope);
+            }
+            let mut rs = Vec::new();
+            ld(1, &body, &mut rs);
+            ld(2, &scope, &mut rs);
+            ld(1, &rs, &mut msg);
+        }
+        let plain = super::decode_span_batch(&msg, &opts);
+        assert_eq!(plain.spans.len(), 100);
+        let mut memo = ResourceMemo::<()>::new();
+        let warm = super::decode_span_batch_with(&msg, &opts, &mut memo);
+        assert_eq!(span_view(&warm), span_view(&plain));
+        let per_resource = |f: &mut dyn FnMut() -> usize| {
+            let n = 20_000;
+            let t = std::time::Instant::now();
+            let mut total = 0;
+            for _ in 0..n {
+                total += std::hint::black_box(f());
+            }
+            assert_eq!(total, n * 100);
+            t.elapsed().as_nanos() as f64 / (n * 20) as f64
+        };
+        for _ in 0..3 {
+            let without = per_resource(&mut || super::decode_span_batch(&msg, &opts).spans.len());
+            let with = per_resource(&mut || {
+                super::decode_span_batch_with(&msg, &opts, &mut memo)
+                    .spans
+                    .len()
+            });
+            println!(
+                "resource body {body_len} bytes: message without memo {without:.0} ns/resource, with {with:.0}"
+            );
+        }
     }
 
     /// A batch shaped like the benches' workload: 100 records over about 20

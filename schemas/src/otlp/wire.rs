@@ -25,6 +25,7 @@
 
 use std::fmt;
 
+use super::memo::{Memo, MemoKey};
 use super::{int_pii, AttrFlags, ResourceAttrs, REQUEST_ATTRIBUTES, STATUS_CODE_ATTRIBUTES};
 use crate::DecodeOptions;
 
@@ -717,6 +718,45 @@ fn resource<'a>(
     })
 }
 
+/// The body of a `ResourceSpans`/`ResourceLogs` `resource` occurrence, as
+/// [`resource`] reads it, with `memo` asked first: a body it holds is not
+/// walked again, and one that decodes fine is stored. `seen` records the
+/// memo key of the first occurrence, and none once there is a second (then the
+/// resource is a merge of several bodies).
+#[inline]
+fn memo_resource<'a>(
+    r: &mut Reader<'a>,
+    ctx: u32,
+    attrs: &mut ResourceAttrs<&'a [u8]>,
+    seen: &mut Option<Option<MemoKey>>,
+    memo: &mut Memo,
+    opts: &DecodeOptions,
+) -> Result<()> {
+    let key = match body_at(r) {
+        Some((body, end)) => match memo.get(body, ctx) {
+            Ok((own, key)) => {
+                r.pos = end;
+                attrs.merge(&own);
+                Some(key)
+            }
+            Err(hash) => {
+                // The body alone, then merged: the same as reading it into
+                // `attrs`, since each attribute keeps its first value.
+                let mut own = ResourceAttrs::default();
+                resource(r, ctx, &mut own, opts)?;
+                attrs.merge(&own);
+                hash.and_then(|hash| memo.insert(hash, body, ctx, &own))
+            }
+        },
+        None => {
+            resource(r, ctx, attrs, opts)?;
+            None
+        }
+    };
+    *seen = Some(if seen.is_none() { key } else { None });
+    Ok(())
+}
+
 /// A span as read off the wire: ids still raw, the name UTF-8.
 #[derive(Default)]
 pub(crate) struct WireSpan<'a> {
@@ -836,12 +876,14 @@ fn status(r: &mut Reader<'_>, ctx: u32, code: &mut i32) -> Result<()> {
 }
 
 /// Walks a `TracesData`. For each `ResourceSpans`, once all of it is read (its
-/// `resource` may follow its spans), calls `emit` with the resource and its spans
+/// `resource` may follow its spans), calls `emit` with the resource, the key of
+/// the `memo` entry it is (when it is one body that `memo` holds) and its spans
 /// in wire order; `emit` drains the spans.
 pub(crate) fn traces<'a>(
     buf: &'a [u8],
     opts: &DecodeOptions,
-    mut emit: impl FnMut(&ResourceAttrs<&'a [u8]>, &mut Vec<WireSpan<'a>>),
+    memo: &mut Memo,
+    mut emit: impl FnMut(&ResourceAttrs<&'a [u8]>, Option<MemoKey>, &mut Vec<WireSpan<'a>>),
 ) -> Result<()> {
     let mut r = Reader { buf, pos: 0 };
     let mut spans = Vec::with_capacity(16);
@@ -852,14 +894,16 @@ pub(crate) fn traces<'a>(
             continue;
         }
         let mut attrs = ResourceAttrs::default();
+        let mut seen = None;
         r.message(wt, RECURSION_LIMIT, |r, key, ctx| match key {
-            keys::LEN_1 => resource(r, ctx, &mut attrs, opts).at("ResourceSpans", "resource"),
+            keys::LEN_1 => memo_resource(r, ctx, &mut attrs, &mut seen, memo, opts)
+                .at("ResourceSpans", "resource"),
             keys::LEN_2 => scope_spans(r, ctx, &mut spans, opts).at("ResourceSpans", "scope_spans"),
             _ => {
                 let (tag, wt) = split(key);
                 match tag {
                     1 => Reader::expect(wt, WireType::LengthDelimited)
-                        .and_then(|()| resource(r, ctx, &mut attrs, opts))
+                        .and_then(|()| memo_resource(r, ctx, &mut attrs, &mut seen, memo, opts))
                         .at("ResourceSpans", "resource"),
                     2 => Reader::expect(wt, WireType::LengthDelimited)
                         .and_then(|()| scope_spans(r, ctx, &mut spans, opts))
@@ -869,7 +913,7 @@ pub(crate) fn traces<'a>(
             }
         })
         .at("TracesData", "resource_spans")?;
-        emit(&attrs, &mut spans);
+        emit(&attrs, seen.flatten(), &mut spans);
         spans.clear();
     }
     Ok(())
@@ -1017,7 +1061,8 @@ fn log_field<'a>(
 pub(crate) fn logs<'a>(
     buf: &'a [u8],
     opts: &DecodeOptions,
-    mut emit: impl FnMut(&ResourceAttrs<&'a [u8]>, &mut Vec<WireLog<'a>>),
+    memo: &mut Memo,
+    mut emit: impl FnMut(&ResourceAttrs<&'a [u8]>, Option<MemoKey>, &mut Vec<WireLog<'a>>),
 ) -> Result<()> {
     let mut r = Reader { buf, pos: 0 };
     let mut records = Vec::with_capacity(16);
@@ -1028,14 +1073,16 @@ pub(crate) fn logs<'a>(
             continue;
         }
         let mut attrs = ResourceAttrs::default();
+        let mut seen = None;
         r.message(wt, RECURSION_LIMIT, |r, key, ctx| match key {
-            keys::LEN_1 => resource(r, ctx, &mut attrs, opts).at("ResourceLogs", "resource"),
+            keys::LEN_1 => memo_resource(r, ctx, &mut attrs, &mut seen, memo, opts)
+                .at("ResourceLogs", "resource"),
             keys::LEN_2 => scope_logs(r, ctx, &mut records, opts).at("ResourceLogs", "scope_logs"),
             _ => {
                 let (tag, wt) = split(key);
                 match tag {
                     1 => Reader::expect(wt, WireType::LengthDelimited)
-                        .and_then(|()| resource(r, ctx, &mut attrs, opts))
+                        .and_then(|()| memo_resource(r, ctx, &mut attrs, &mut seen, memo, opts))
                         .at("ResourceLogs", "resource"),
                     2 => Reader::expect(wt, WireType::LengthDelimited)
                         .and_then(|()| scope_logs(r, ctx, &mut records, opts))
@@ -1045,7 +1092,7 @@ pub(crate) fn logs<'a>(
             }
         })
         .at("LogsData", "resource_logs")?;
-        emit(&attrs, &mut records);
+        emit(&attrs, seen.flatten(), &mut records);
         records.clear();
     }
     Ok(())

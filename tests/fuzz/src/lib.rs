@@ -10,6 +10,8 @@
 //!   rejection without a record index) exactly when prost fails to decode it
 //!   into the `proto` structs, and otherwise yields one record or rejection per
 //!   span / log record prost sees, with record indexes inside that range.
+//!   The compact decoding through a resource memo (`decode_*_batch_with`), on
+//!   a miss and then on a hit, gives what it gives without one.
 //! - OTLP JSON: a whole-message rejection is a lone `malformed_json`; record
 //!   rejections have distinct indexes.
 //! - CDEvents and audit records: the decoder returns (never panics), and a
@@ -97,6 +99,19 @@ pub fn otlp_traces_proto(data: &[u8]) {
             .sum()
     });
     check_otlp(&d, Reason::MalformedProtobuf, prost);
+    let plain = otlp::decode_span_batch(data, &opts());
+    let mut memo = otlp::ResourceMemo::<()>::new();
+    for _ in 0..2 {
+        let got = otlp::decode_span_batch_with(data, &opts(), &mut memo);
+        assert_eq!(got.spans, plain.spans, "spans through a memo");
+        assert_eq!(got.rejects, plain.rejects, "rejections through a memo");
+        assert_eq!(strings(&got.resources), strings(&plain.resources));
+    }
+}
+
+/// The strings of a batch's resources.
+fn strings<'a>(resources: &[otlp::ResourceRef<'a>]) -> Vec<[&'a [u8]; 3]> {
+    resources.iter().map(|r| r.as_bytes()).collect()
 }
 
 /// `otlp_logs`, OTLP protobuf.
@@ -113,6 +128,14 @@ pub fn otlp_logs_proto(data: &[u8]) {
     for l in &d.records {
         assert_eq!(l.origin.partition, 0);
         assert_eq!(l.origin.offset, 7);
+    }
+    let plain = otlp::decode_log_batch(data, &opts());
+    let mut memo = otlp::ResourceMemo::<()>::new();
+    for _ in 0..2 {
+        let got = otlp::decode_log_batch_with(data, &opts(), &mut memo);
+        assert_eq!(got.logs, plain.logs, "log records through a memo");
+        assert_eq!(got.rejects, plain.rejects, "rejections through a memo");
+        assert_eq!(strings(&got.resources), strings(&plain.resources));
     }
 }
 
