@@ -546,19 +546,13 @@ struct State {
     evict: Vec<(u64, Vec<u128>)>,
     /// Windows with records, by final time (a few at a time: sorted, searched from the end).
     pending: Vec<(u64, Pending)>,
-    /// The traces of the last window evaluated and of the last leave time
-    /// evicted: a new window's and leave time's lists start with that room
-    /// instead of doubling up to it.
-    window_traces: usize,
-    leave_traces: usize,
 }
 
 impl State {
     fn pending(&mut self, at: u64, cap: &InputCapability<u64>) -> &mut Pending {
-        let room = self.window_traces;
         at_time(&mut self.pending, at, || Pending {
             cap: cap.delayed(&at, 0),
-            traces: Vec::with_capacity(room),
+            traces: Vec::new(),
             untraced: Vec::new(),
         })
     }
@@ -610,8 +604,7 @@ impl State {
         }
         if leave > t.leave {
             t.leave = leave;
-            let room = self.leave_traces;
-            at_time(&mut self.evict, leave, || Vec::with_capacity(room)).push(trace);
+            at_time(&mut self.evict, leave, Vec::new).push(trace);
         }
         if t.queued != at {
             t.queued = at;
@@ -630,7 +623,6 @@ impl State {
                 Joined::Audit(a) => acc.audit(a, None),
             }
         }
-        self.window_traces = p.traces.len();
         let mut buf = Vec::new();
         let Traces {
             slots,
@@ -680,7 +672,6 @@ impl State {
     fn evict_until(&mut self, frontier: u64) {
         let due = self.evict.partition_point(|(t, _)| *t <= frontier);
         for (_, traces) in self.evict.drain(..due) {
-            self.leave_traces = traces.len();
             for trace in traces {
                 if self.traces.get(&trace).is_some_and(|t| t.leave <= frontier) {
                     self.traces.remove(&trace);
@@ -731,8 +722,6 @@ pub fn correlate<'s>(
                 traces: Traces::default(),
                 evict: Vec::new(),
                 pending: Vec::new(),
-                window_traces: 0,
-                leave_traces: 0,
             };
             move |(input, frontier), output| {
                 let now = frontier.frontier().first().copied().unwrap_or(u64::MAX);

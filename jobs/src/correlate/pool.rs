@@ -12,7 +12,7 @@ const NIL: u32 = u32::MAX;
 
 /// Blocks per page of a [`Pool`]: a page is allocated once, at its full size,
 /// and never moved, so growing a pool copies nothing.
-const PAGE_BITS: u32 = 9;
+const PAGE_BITS: u32 = 6;
 const PAGE: usize = 1 << PAGE_BITS;
 
 /// `N` records and the index of the next block of their list.
