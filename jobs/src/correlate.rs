@@ -45,6 +45,10 @@ use crate::params::Params;
 use crate::sli::span_metrics::{GraphMetric, SpanMetric};
 use crate::sli::Counts;
 
+mod pool;
+
+use pool::{List, Pool};
+
 /// A span as the correlation state holds it (its trace id is the state's key).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct SpanRec {
@@ -279,13 +283,13 @@ impl<'a> Winners<'a> {
     /// [`Winners::at`], in the allocation of `buf` (from [`Winners::recycle`]).
     pub fn at_in(
         mut present: Vec<&'a SpanRec>,
-        spans: &'a [SpanRec],
+        spans: impl IntoIterator<Item = &'a SpanRec>,
         at: u64,
         params: &Params,
     ) -> Self {
         present.clear();
         let live = params.spans_present_at(at);
-        present.extend(spans.iter().filter(|s| live.contains(&s.event_time())));
+        present.extend(spans.into_iter().filter(|s| live.contains(&s.event_time())));
         present.sort_unstable_by_key(|s| s.span);
         present.dedup_by(|later, kept| {
             if later.span != kept.span {
@@ -443,36 +447,28 @@ impl Joined {
     }
 }
 
-/// The spans a trace has room for when its first span arrives (a trace has a
-/// handful to a few tens of spans; one allocation holds the usual ones).
-const SPANS_AT_FIRST: usize = 8;
+/// Spans per block of the span pool. A trace has a handful to a few tens of
+/// spans; small blocks leave fewer slots empty than one block for the usual
+/// trace (with 4 to 12 spans a trace, blocks of 4 held 28 % less state per
+/// span than vectors of 8, 16, ..., and blocks of 8 more, for the same
+/// instructions).
+const SPAN_BLOCK: usize = 4;
 
-/// The log and audit records a trace has room for when its first one of a
-/// window arrives.
-const JOINED_AT_FIRST: usize = 8;
+/// Log and audit records per block of the pool of records waiting for their
+/// window (a trace has a few per window).
+const JOINED_BLOCK: usize = 4;
 
-/// What one worker holds of a trace.
+/// What one worker holds of a trace; its records are in the pools of [`Traces`].
 #[derive(Default)]
 struct Trace {
-    spans: Vec<SpanRec>,
+    spans: List,
     /// Log and audit records of the trace whose windows are not evaluated yet.
-    joined: Vec<Joined>,
+    joined: List,
     /// The latest leave time of its records.
     leave: u64,
     /// The last window (by final time) it was queued for and evaluated in.
     queued: u64,
     evaluated: u64,
-}
-
-impl Trace {
-    /// Holds `r` until its window is evaluated. The vector lives only until
-    /// then, so it starts with room for the usual records of a window.
-    fn joined(&mut self, r: Joined) {
-        if self.joined.capacity() == 0 {
-            self.joined.reserve_exact(JOINED_AT_FIRST);
-        }
-        self.joined.push(r);
-    }
 }
 
 /// Trace id -> what the worker holds of it. The hash table maps ids to slots
@@ -481,52 +477,41 @@ impl Trace {
 /// tombstones that fill the table, and hashbrown then doubles it rather than
 /// cleaning it in place while more than half of it is live: with traces in
 /// the buckets, that one doubling after the horizon filled was a 12 MiB step
-/// in RSS over an 8M-span run (issue 9, target 4).
+/// in RSS over an 8M-span run (issue 9, target 4). The records of the traces
+/// are in two [`Pool`]s of blocks, so a growing trace reallocates nothing.
 #[derive(Default)]
 struct Traces {
     slots: TraceMap<u32>,
     held: Vec<Trace>,
     free: Vec<u32>,
+    spans: Pool<SpanRec, SPAN_BLOCK>,
+    joined: Pool<Joined, JOINED_BLOCK>,
 }
 
 impl Traces {
-    fn entry(&mut self, id: u128) -> &mut Trace {
+    /// The slot of trace `id` in `held`, taken on first sight.
+    fn slot(&mut self, id: u128) -> usize {
         let (held, free) = (&mut self.held, &mut self.free);
-        let slot = *self.slots.entry(id).or_insert_with(|| {
+        *self.slots.entry(id).or_insert_with(|| {
             free.pop().unwrap_or_else(|| {
                 held.push(Trace::default());
                 // A worker holds far fewer than 2^32 traces (each is bytes).
                 (held.len() - 1) as u32
             })
-        });
-        &mut self.held[slot as usize]
+        }) as usize
     }
 
     fn get(&self, id: &u128) -> Option<&Trace> {
         self.slots.get(id).map(|&i| &self.held[i as usize])
     }
 
-    fn get_mut(&mut self, id: &u128) -> Option<&mut Trace> {
-        self.slots.get(id).map(|&i| &mut self.held[i as usize])
-    }
-
-    /// Forgets trace `id`. Its span vector stays in the slot for the next
-    /// trace when it is of the first size (a malloc and a free less per
-    /// trace); a grown one is freed, so a slot holds no more than a new trace
-    /// would.
+    /// Forgets trace `id`; its records' blocks go back to the pools.
     fn remove(&mut self, id: &u128) {
         if let Some(i) = self.slots.remove(id) {
             let t = &mut self.held[i as usize];
-            let mut spans = std::mem::take(&mut t.spans);
-            if spans.capacity() == SPANS_AT_FIRST {
-                spans.clear();
-            } else {
-                spans = Vec::new();
-            }
-            *t = Trace {
-                spans,
-                ..Trace::default()
-            };
+            self.spans.clear(&mut t.spans);
+            self.joined.clear(&mut t.joined);
+            *t = Trace::default();
             self.free.push(i);
         }
     }
@@ -603,22 +588,22 @@ impl State {
             self.pending(at, cap).untraced.push(joined);
             return;
         }
-        let t = self.traces.entry(trace);
+        let slot = self.traces.slot(trace);
+        let traces = &mut self.traces;
+        let t = &mut traces.held[slot];
         match rec {
             Rec::Span(_, s) => {
-                if t.spans.capacity() == 0 {
-                    // Room for a usual trace at once: growing 4 -> 8 was one
-                    // allocation and copy per trace (issue 9 profile).
-                    t.spans.reserve_exact(SPANS_AT_FIRST);
-                } else if t.spans.len() >= 16 && t.spans.len().is_power_of_two() {
+                let n = t.spans.len;
+                if n >= 16 && n.is_power_of_two() {
                     // A long-lived trace id: drop copies no snapshot can see again.
-                    t.spans
-                        .retain(|x| p.span_lifetime(x.event_time()).1 > frontier);
+                    traces.spans.retain(&mut t.spans, |x| {
+                        p.span_lifetime(x.event_time()).1 > frontier
+                    });
                 }
-                t.spans.push(s);
+                traces.spans.push(&mut t.spans, s);
             }
-            Rec::Log(l) => t.joined(Joined::Log(l)),
-            Rec::Audit(a) => t.joined(Joined::Audit(a)),
+            Rec::Log(l) => traces.joined.push(&mut t.joined, Joined::Log(l)),
+            Rec::Audit(a) => traces.joined.push(&mut t.joined, Joined::Audit(a)),
         }
         if leave > t.leave {
             t.leave = leave;
@@ -642,19 +627,27 @@ impl State {
             }
         }
         let mut buf = Vec::new();
+        let Traces {
+            slots,
+            held,
+            spans,
+            joined,
+            ..
+        } = &mut self.traces;
         for trace in p.traces {
-            let Some(t) = self.traces.get_mut(&trace) else {
+            let Some(&slot) = slots.get(&trace) else {
                 continue;
             };
+            let t = &mut held[slot as usize];
             if t.evaluated == at {
                 continue;
             }
             t.evaluated = at;
-            let winners = Winners::at_in(buf, &t.spans, snapshot, params);
+            let winners = Winners::at_in(buf, spans.iter(&t.spans), snapshot, params);
             acc.trace(trace, &winners);
             let w = (!winners.is_empty()).then_some(&winners);
             let mut rest = false;
-            for r in &t.joined {
+            for r in joined.iter(&t.joined) {
                 if params.final_at(params.window_of(r.time())) != at {
                     rest = true;
                     continue;
@@ -665,12 +658,13 @@ impl State {
                 }
             }
             if rest {
-                t.joined
-                    .retain(|r| params.final_at(params.window_of(r.time())) != at);
+                joined.retain(&mut t.joined, |r| {
+                    params.final_at(params.window_of(r.time())) != at
+                });
             } else {
-                // Free it: the trace's spans stay for the horizon, its log
-                // records rarely come back in a later window.
-                t.joined = Vec::new();
+                // Free its blocks: the trace's spans stay for the horizon,
+                // its log records rarely come back in a later window.
+                joined.clear(&mut t.joined);
             }
             buf = winners.recycle();
         }

@@ -366,7 +366,15 @@ fn window_records(parts: impl IntoIterator<Item = WindowPart>, params: &Params) 
             }
         }
     }
-    let mut out = Vec::new();
+    // Room for every record at most (a ratio record per SLI, sampling bias
+    // and latency per resource), instead of doubling up to it.
+    let mut out = Vec::with_capacity(
+        counts.len() * (RATIOS.len() + 2)
+            + edges.len()
+            + candidates.values().map(Vec::len).sum::<usize>()
+            + span_metrics.len()
+            + graph_metrics.len(),
+    );
     for ((window, res), c) in counts {
         let dims = (
             res.service.as_str(),
