@@ -831,3 +831,42 @@ pub fn main(args: Args) -> ExitCode {
         Err(e) => super::fail("run", e),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resume(prior_out: OutOffsets, log: Vec<(u64, OutOffsets)>) -> Resume {
+        Resume {
+            from: 100,
+            prior_out,
+            sink: Some((Arc::new(Mutex::new(log)), Arc::default(), Arc::default())),
+            first_start: false,
+        }
+    }
+
+    fn at(topic: &str, offset: i64) -> (String, i32, i64) {
+        (topic.to_string(), 0, offset)
+    }
+
+    #[test]
+    fn output_offsets_keep_the_prior_ones_until_this_run_writes_there() {
+        // Nothing written below the frontier yet: the prior offsets.
+        let r = resume(vec![at("alerts", 7), at("sli", 40)], Vec::new());
+        assert_eq!(r.out_offsets(100), vec![at("alerts", 7), at("sli", 40)]);
+        // Only SLI records written since: alerts of later times are still at
+        // or after the prior offset (an earlier run may have written them).
+        let r = resume(
+            vec![at("alerts", 7), at("sli", 40)],
+            vec![(100, vec![at("sli", 55)]), (110, vec![at("sli", 60)])],
+        );
+        assert_eq!(r.out_offsets(110), vec![at("alerts", 7), at("sli", 55)]);
+        // A first start's offsets are the ends of the topics; nothing logged.
+        let r = resume(vec![at("sli", 1)], Vec::new());
+        assert_eq!(r.out_offsets(0), vec![at("sli", 1)]);
+        // Workers other than 0 record none.
+        let mut r = resume(vec![at("sli", 1)], Vec::new());
+        r.sink = None;
+        assert!(r.out_offsets(0).is_empty());
+    }
+}
