@@ -9,6 +9,10 @@
 //! a live source would, so that outputs come out over several seconds and each
 //! kill lands after the k-th SLI record appeared, with more still to come. The
 //! five k are drawn from a seeded generator (`CAUSEWAY_KILL_SEED`, default 12).
+//!
+//! A third test kills runs that wrote outputs before any checkpoint recorded
+//! them (a restart must read those back too), and restarts 0 to 500 ms after
+//! they were spawned.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -130,8 +134,7 @@ fn splitmix(state: &mut u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// Runs the uninterrupted reference and the killed run; returns both topic
-/// sets and the SLI records out (distinct keys) at each kill.
+/// The compared output topics and their records.
 type Topics = Vec<(&'static str, Vec<Record>)>;
 
 /// The output topics of an uninterrupted run of `input`, fed gradually, on a
@@ -158,6 +161,8 @@ fn uninterrupted(
     topics(&reference.brokers)
 }
 
+/// Runs the uninterrupted reference and the killed run; returns both topic
+/// sets and the SLI records out (distinct keys) at each kill.
 fn five_kills(name: &str, guarantee: &str) -> (Topics, Topics, Vec<usize>) {
     let dir = scratch(name);
     let (input, cfg) = workload(&dir);
