@@ -9,6 +9,10 @@
 //! a live source would, so that outputs come out over several seconds and each
 //! kill lands after the k-th SLI record appeared, with more still to come. The
 //! five k are drawn from a seeded generator (`CAUSEWAY_KILL_SEED`, default 12).
+//!
+//! A third test kills runs that wrote outputs before any checkpoint recorded
+//! them (a restart must read those back too), and restarts 0 to 500 ms after
+//! they were spawned.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -130,17 +134,20 @@ fn splitmix(state: &mut u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// Runs the uninterrupted reference and the killed run; returns both topic
-/// sets and the SLI records out (distinct keys) at each kill.
+/// The compared output topics and their records.
 type Topics = Vec<(&'static str, Vec<Record>)>;
 
-fn five_kills(name: &str, guarantee: &str) -> (Topics, Topics, Vec<usize>) {
-    let dir = scratch(name);
-    let (input, cfg) = workload(&dir);
-
-    // The uninterrupted run.
-    let (reference, ref_config) = broker(&dir, &input, &format!("{name}-ref"), guarantee);
-    let feeder = feed_gradually(reference.brokers.clone(), input.clone(), &cfg);
+/// The output topics of an uninterrupted run of `input`, fed gradually, on a
+/// broker of its own.
+fn uninterrupted(
+    dir: &Path,
+    input: &Path,
+    cfg: &WorkloadConfig,
+    name: &str,
+    guarantee: &str,
+) -> Topics {
+    let (reference, ref_config) = broker(dir, input, &format!("{name}-ref"), guarantee);
+    let feeder = feed_gradually(reference.brokers.clone(), input.to_path_buf(), cfg);
     let mut run = Reaper(spawn_run(&ref_config, &["-w", "2"]));
     feeder.join().unwrap();
     run.0.kill().unwrap();
@@ -151,7 +158,15 @@ fn five_kills(name: &str, guarantee: &str) -> (Topics, Topics, Vec<usize>) {
         Duration::from_secs(120),
     );
     assert!(status.success());
-    let want = topics(&reference.brokers);
+    topics(&reference.brokers)
+}
+
+/// Runs the uninterrupted reference and the killed run; returns both topic
+/// sets and the SLI records out (distinct keys) at each kill.
+fn five_kills(name: &str, guarantee: &str) -> (Topics, Topics, Vec<usize>) {
+    let dir = scratch(name);
+    let (input, cfg) = workload(&dir);
+    let want = uninterrupted(&dir, &input, &cfg, name, guarantee);
     let total = distinct_keys(&want[0].1);
     assert!(total > 100, "workload too small: {total} SLI records");
 
@@ -211,21 +226,27 @@ fn bytes(records: &[Record]) -> Vec<(&str, &[u8])> {
         .collect()
 }
 
-#[test]
-fn five_kills_exactly_once_equal_an_uninterrupted_run_byte_for_byte() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let (got, want, at_kill) = five_kills("kill5-eo", "exactly_once");
-    for ((topic, g), (_, w)) in got.iter().zip(&want) {
+/// Asserts every output topic holds the same records (key and value bytes)
+/// in the same order as the uninterrupted run.
+fn assert_same_bytes(got: &Topics, want: &Topics, what: &str) {
+    for ((topic, g), (_, w)) in got.iter().zip(want) {
         eprintln!("{topic}: {} records, uninterrupted {}", g.len(), w.len());
         let (g, w) = (bytes(g), bytes(w));
         if let Some(i) = (0..g.len().min(w.len())).find(|&i| g[i] != w[i]) {
             panic!(
-                "{topic}: record {i} differs after kills at {at_kill:?}\n got: {:?}\nwant: {:?}",
+                "{topic}: record {i} differs {what}\n got: {:?}\nwant: {:?}",
                 g[i].0, w[i].0
             );
         }
-        assert_eq!(g.len(), w.len(), "{topic}: record count");
+        assert_eq!(g.len(), w.len(), "{topic}: record count {what}");
     }
+}
+
+#[test]
+fn five_kills_exactly_once_equal_an_uninterrupted_run_byte_for_byte() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (got, want, at_kill) = five_kills("kill5-eo", "exactly_once");
+    assert_same_bytes(&got, &want, &format!("after kills at {at_kill:?}"));
     assert!(!want[0].1.is_empty() && !want[3].1.is_empty());
 }
 
@@ -249,4 +270,77 @@ fn five_kills_at_least_once_equal_an_uninterrupted_run_after_dedup() {
         // the reference gives it.
         assert!(gs == ws, "{topic}: records differ after dropping repeats");
     }
+}
+
+/// Restarts of a run that wrote outputs, but no checkpoint recording them:
+/// with `commit_interval = 4s`, a run checkpoints at about 4 s and 8 s with
+/// nothing emitted yet (no output before `idle_timeout`, 10 s, turns the
+/// empty partitions idle) and is SIGKILLed as soon as its first outputs are
+/// out, before its checkpoint at 12 s. Each such kill is followed by two
+/// processes SIGKILLed a seeded 0 to 500 ms after they were spawned (while
+/// they read the checkpoints back, read the outputs back, or write their
+/// first checkpoint). Under `exactly_once` the outputs must still equal an
+/// uninterrupted run's byte for byte: a restart must read back what was
+/// written after a checkpoint whose emitted frontier is still 0.
+#[test]
+fn restarts_after_outputs_without_a_checkpoint_equal_an_uninterrupted_run_byte_for_byte() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let name = "nockpt-eo";
+    let dir = scratch(name);
+    let (input, cfg) = workload(&dir);
+    let want = uninterrupted(&dir, &input, &cfg, name, "exactly_once");
+    let total = distinct_keys(&want[0].1);
+
+    let mut seed: u64 = std::env::var("CAUSEWAY_KILL_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(12);
+    let (tansu, config) = broker(&dir, &input, name, "exactly_once");
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains("commit_interval = \"200ms\""));
+    std::fs::write(
+        &config,
+        text.replace("commit_interval = \"200ms\"", "commit_interval = \"4s\""),
+    )
+    .unwrap();
+    let feeder = feed_gradually(tansu.brokers.clone(), input.clone(), &cfg);
+    let mut kills = Vec::new();
+    // The first output, then more than half of them.
+    for k in [1, total / 2] {
+        let mut run = Reaper(spawn_run(&config, &["-w", "2"]));
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let out = loop {
+            let n = distinct_keys(&read_topic(&tansu.brokers, "causeway_sli"));
+            if n >= k {
+                break n;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{k} SLI records not out in 120 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        run.0.kill().unwrap(); // SIGKILL
+        let _ = run.0.wait();
+        kills.push(format!("{out} SLI records out"));
+        for _ in 0..2 {
+            let ms = splitmix(&mut seed) % 500;
+            let mut run = Reaper(spawn_run(&config, &["-w", "2"]));
+            std::thread::sleep(Duration::from_millis(ms));
+            run.0.kill().unwrap();
+            let _ = run.0.wait();
+            kills.push(format!("{ms} ms after spawning"));
+        }
+    }
+    feeder.join().unwrap();
+    let status = wait_exit(
+        &mut spawn_run(&config, &["-w", "2", "--drain"]),
+        Duration::from_secs(120),
+    );
+    assert!(status.success());
+    eprintln!("{name}: kills {kills:?}");
+    let got = topics(&tansu.brokers);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_same_bytes(&got, &want, &format!("after kills {kills:?}"));
+    assert!(!want[0].1.is_empty() && !want[3].1.is_empty());
 }

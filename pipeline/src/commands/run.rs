@@ -352,9 +352,18 @@ type Sink = Option<Box<dyn dataflow::OutputSink>>;
 
 /// Where this worker resumes (from the newest checkpoints) and, on worker 0,
 /// the output sink, with the SLO evaluator rebuilt from the outputs read back.
+///
+/// Under `exactly_once`, worker 0 reads the outputs back whenever this group
+/// has a checkpoint, whatever its emitted frontier: a checkpoint taken before
+/// the first output time was acknowledged has `emitted == 0`, and the run that
+/// wrote it may have written outputs since (the read-back starts at its output
+/// offsets). Without any checkpoint (a first start), it records where the
+/// output topics end instead, and [`run_worker`] writes a checkpoint with those
+/// offsets before the first output can be written.
 fn outputs(
     index: usize,
     checkpoints: &[Committed],
+    records: usize,
     sh: &Shared,
 ) -> Result<(Resume, Sink, causeway_jobs::slo::Evaluator), RunError> {
     let k = &sh.config.kafka;
@@ -374,18 +383,39 @@ fn outputs(
     }
     let prior_out: OutOffsets = prior_out.into_iter().map(|((t, p), o)| (t, p, o)).collect();
 
+    let found = checkpoints.iter().flatten().count();
+    let exactly_once = sh.config.processing.guarantee == Guarantee::ExactlyOnce;
     let mut resume = Resume {
         from: resume_from,
         prior_out,
         sink: None,
+        first_start: false,
     };
     let mut evaluator = dataflow::evaluator(&sh.settings);
+    let mut line = format!(
+        "causeway run: worker {index} resumes at emitted frontier {resume_from} ({found} of {} input partitions checkpointed, {records} checkpoint records read)",
+        checkpoints.len()
+    );
     let sink: Sink = if index == 0 {
         let mut sink = KafkaSink::new(k, resume_from, metrics.clone())?;
-        if resume_from > 0 {
-            let exactly_once = sh.config.processing.guarantee == Guarantee::ExactlyOnce;
+        if exactly_once && found == 0 {
+            resume.prior_out = sink.ends(k)?;
+            resume.first_start = true;
+            line.push_str(&format!(
+                "; first start, outputs begin at {:?}",
+                resume.prior_out
+            ));
+        } else if resume_from > 0 || exactly_once {
             let back = sink.read_back(k, &resume.prior_out, exactly_once)?;
-            if !evaluator.is_empty() {
+            line.push_str(&format!("; read back {} output records", back.len()));
+            if exactly_once {
+                line.push_str(&format!(
+                    ", {} of them at or after the checkpointed output offsets {:?}, skipped when recomputed",
+                    sink.skipping(),
+                    resume.prior_out
+                ));
+            }
+            if !evaluator.is_empty() && resume_from > 0 {
                 rebuild(
                     &mut evaluator,
                     &sh.settings.params,
@@ -400,6 +430,7 @@ fn outputs(
     } else {
         None
     };
+    eprintln!("{line}");
     Ok((resume, sink, evaluator))
 }
 
@@ -417,12 +448,17 @@ fn run_worker(worker: &mut timely::worker::Worker, sh: &Shared) -> Result<(), Ru
     let dlq = DlqSink::new(k, metrics.clone(), sh.settings.redact_dead_letters)?;
     let stored = read_fenced(k, &[&k.topics.checkpoints])?;
     let checkpoints = latest_checkpoints(&k.group_id, &all, &stored);
-    let (resume, sink, evaluator) = outputs(index, &checkpoints, sh)?;
+    let (resume, sink, evaluator) = outputs(index, &checkpoints, stored.len(), sh)?;
     let (inputs, probe) = dataflow::build(worker, &sh.settings, sink, evaluator);
     let mut ingest = Ingest::new(inputs, sh.settings.clone());
     ingest.keep_advances = false;
 
     let mut source = KafkaSource::assign(consumer, &all, checkpoints, index, peers)?;
+    if resume.first_start {
+        // Durable before the dataflow first steps, so before any output: a
+        // restart then finds where this run's outputs begin and reads them back.
+        checkpoint_now(&mut source, &probe, &dlq, &resume, None, sh);
+    }
     {
         let mut s = sh
             .summary
@@ -560,9 +596,13 @@ fn run_worker(worker: &mut timely::worker::Worker, sh: &Shared) -> Result<(), Ru
 struct Resume {
     /// Output times below this were emitted before the restart.
     from: u64,
-    /// Output offsets of the newest checkpoints (where a read-back starts).
+    /// Output offsets of the newest checkpoints (where a read-back starts),
+    /// or on a first start where the output topics ended.
     prior_out: OutOffsets,
     sink: Option<(OutLog, Arc<AtomicBool>, Arc<AtomicBool>)>,
+    /// Worker 0 under `exactly_once` without any checkpoint: it writes one
+    /// with `prior_out` before the first output.
+    first_start: bool,
 }
 
 impl Resume {
@@ -573,16 +613,20 @@ impl Resume {
             .is_some_and(|(_, failed, _)| failed.load(Ordering::SeqCst))
     }
 
-    /// Output offsets every record of a time at or after `emitted` is at or after.
+    /// Output offsets every record of a time at or after `emitted` is at or
+    /// after: those logged after the newest time below `emitted`, and for a
+    /// partition this run has not written to yet, the prior ones.
     fn out_offsets(&self, emitted: u64) -> OutOffsets {
         match &self.sink {
             Some((log, _, _)) => {
-                let o = out_offsets(log, emitted);
-                if o.is_empty() {
-                    self.prior_out.clone()
-                } else {
-                    o
+                let mut o = out_offsets(log, emitted);
+                for prior in &self.prior_out {
+                    if !o.iter().any(|(t, p, _)| *t == prior.0 && *p == prior.1) {
+                        o.push(prior.clone());
+                    }
                 }
+                o.sort();
+                o
             }
             None => Vec::new(),
         }
@@ -785,5 +829,44 @@ pub fn main(args: Args) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => super::fail("run", e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resume(prior_out: OutOffsets, log: Vec<(u64, OutOffsets)>) -> Resume {
+        Resume {
+            from: 100,
+            prior_out,
+            sink: Some((Arc::new(Mutex::new(log)), Arc::default(), Arc::default())),
+            first_start: false,
+        }
+    }
+
+    fn at(topic: &str, offset: i64) -> (String, i32, i64) {
+        (topic.to_string(), 0, offset)
+    }
+
+    #[test]
+    fn output_offsets_keep_the_prior_ones_until_this_run_writes_there() {
+        // Nothing written below the frontier yet: the prior offsets.
+        let r = resume(vec![at("alerts", 7), at("sli", 40)], Vec::new());
+        assert_eq!(r.out_offsets(100), vec![at("alerts", 7), at("sli", 40)]);
+        // Only SLI records written since: alerts of later times are still at
+        // or after the prior offset (an earlier run may have written them).
+        let r = resume(
+            vec![at("alerts", 7), at("sli", 40)],
+            vec![(100, vec![at("sli", 55)]), (110, vec![at("sli", 60)])],
+        );
+        assert_eq!(r.out_offsets(110), vec![at("alerts", 7), at("sli", 55)]);
+        // A first start's offsets are the ends of the topics; nothing logged.
+        let r = resume(vec![at("sli", 1)], Vec::new());
+        assert_eq!(r.out_offsets(0), vec![at("sli", 1)]);
+        // Workers other than 0 record none.
+        let mut r = resume(vec![at("sli", 1)], Vec::new());
+        r.sink = None;
+        assert!(r.out_offsets(0).is_empty());
     }
 }

@@ -92,6 +92,28 @@ fn write_fences(
     Ok(ends)
 }
 
+/// The offset just after a fence record written now to each partition of
+/// `topics`: every record written from now on is at or after it (an empty
+/// topic list gives none).
+pub fn fenced_ends(
+    k: &KafkaConfig,
+    topics: &[&str],
+) -> Result<Vec<(String, i32, i64)>, KafkaSetupError> {
+    let consumer: BaseConsumer = client_config(k)
+        .set("group.id", format!("{}-readback", k.group_id))
+        .create()
+        .map_err(KafkaSetupError::Client)?;
+    let mut fenced = Vec::new();
+    for topic in topics {
+        for p in topic_partitions(&consumer, k, topic)? {
+            fenced.push((topic.to_string(), p));
+        }
+    }
+    drop(consumer);
+    let ends = write_fences(k, &fenced)?;
+    Ok(ends.into_iter().map(|((t, p), o)| (t, p, o + 1)).collect())
+}
+
 /// Reads `topics` from the beginning up to fence records written now, and
 /// returns every record with a value, in partition order. The end is found
 /// with our own fence, not the broker's high watermark, which some brokers

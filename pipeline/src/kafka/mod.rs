@@ -23,7 +23,7 @@ pub mod topics;
 pub use checkpoint::{
     checkpoint_key, latest_checkpoints, Checkpoint, CheckpointRecord, Committed, Mark, Retention,
 };
-pub use fence::{read_fenced, Stored, FENCE_KEY};
+pub use fence::{fenced_ends, read_fenced, Stored, FENCE_KEY};
 pub use health::Health;
 pub use producer::{flush, producer, Acks};
 pub use topics::{discover, inputs, topic_partitions, InputPartition};

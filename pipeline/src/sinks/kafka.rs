@@ -9,8 +9,10 @@
 //! lets the emitted frontier (see `dataflow::build`) mean "acknowledged".
 //!
 //! Under `exactly_once`, a restarted sink first reads back what was written since
-//! the last checkpoint ([`written_keys`]) and skips those records: the output is
-//! deterministic, so the skipped records are the ones it would have written.
+//! the last checkpoint's output offsets ([`KafkaSink::read_back`]) and skips
+//! those records: the output is deterministic, so the skipped records are the
+//! ones it would have written. A first start records where the output topics
+//! end ([`KafkaSink::ends`]) before it writes anything.
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -26,7 +28,7 @@ use rdkafka::producer::Producer;
 use crate::config::KafkaConfig;
 use crate::dataflow::OutputSink;
 use crate::kafka::producer::{producer, send, DropAside};
-use crate::kafka::{flush, read_fenced, KafkaSetupError, Stored};
+use crate::kafka::{fenced_ends, flush, read_fenced, KafkaSetupError, Stored};
 use crate::metrics::Metrics;
 
 /// The key of an SLI record: its dimensions.
@@ -179,6 +181,13 @@ impl KafkaSink {
         ]
     }
 
+    /// Where the output topics end now (after a fence record of this sink's
+    /// own): on a first start, the records before them are not this
+    /// group's, and every record this sink writes is at or after them.
+    pub fn ends(&self, k: &KafkaConfig) -> Result<OutOffsets, KafkaSetupError> {
+        fenced_ends(k, &self.topics())
+    }
+
     /// Reads back every output record and returns them. Under exactly-once,
     /// the records written since `from` (the checkpointed output offsets) are
     /// skipped from now on.
@@ -211,6 +220,11 @@ impl KafkaSink {
 }
 
 impl KafkaSink {
+    /// How many records read back are skipped when recomputed (exactly-once).
+    pub fn skipping(&self) -> usize {
+        self.written.len()
+    }
+
     /// Set when an output could not be delivered.
     pub fn failed_flag(&self) -> Arc<AtomicBool> {
         self.producer.context().failed.clone()
