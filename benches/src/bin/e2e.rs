@@ -15,6 +15,9 @@
 //!   records written) and peak RSS, and the 2-worker scaling ratio;
 //! - with `--state`: state bytes per span held, as the slope of peak RSS over
 //!   the number of spans held at two trace horizons (300 s and 1200 s; 1 worker).
+//!
+//! The replay runs in this process, so it allocates with the allocator the
+//! `causeway` binary ships with (mimalloc; ARCHITECTURE.md, "The allocator").
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -25,6 +28,10 @@ use causeway::sources::file::{list_inputs, open};
 use causeway::sources::Topic;
 use causeway_benches::workload::{generate, Format, WorkloadConfig};
 use causeway_schemas::{otlp, DecodeOptions, Origin};
+
+/// The `causeway` binary's allocator, so the figures are the shipped binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn proc_status_kib(key: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
