@@ -125,6 +125,27 @@ fn distinct_keys(records: &[Record]) -> usize {
         .len()
 }
 
+/// Starts `causeway run -w 2`, SIGKILLs it once at least `k` distinct SLI
+/// records are out, and returns how many were out then.
+fn kill_after_sli_records(brokers: &str, config: &Path, k: usize) -> usize {
+    let mut run = Reaper(spawn_run(config, &["-w", "2"]));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let out = loop {
+        let n = distinct_keys(&read_topic(brokers, "causeway_sli"));
+        if n >= k {
+            break n;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{k} SLI records not out in 120 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    run.0.kill().unwrap(); // SIGKILL
+    let _ = run.0.wait();
+    out
+}
+
 /// A small seeded generator (splitmix64): the kill moments are reproducible.
 fn splitmix(state: &mut u64) -> u64 {
     *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
@@ -186,22 +207,7 @@ fn five_kills(name: &str, guarantee: &str) -> (Topics, Topics, Vec<usize>) {
     let feeder = feed_gradually(tansu.brokers.clone(), input.clone(), &cfg);
     let mut at_kill = Vec::new();
     for k in &moments {
-        let mut run = Reaper(spawn_run(&config, &["-w", "2"]));
-        let deadline = Instant::now() + Duration::from_secs(120);
-        let out = loop {
-            let n = distinct_keys(&read_topic(&tansu.brokers, "causeway_sli"));
-            if n >= *k {
-                break n;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{k} SLI records not out in 120 s"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        run.0.kill().unwrap(); // SIGKILL
-        let _ = run.0.wait();
-        at_kill.push(out);
+        at_kill.push(kill_after_sli_records(&tansu.brokers, &config, *k));
     }
     feeder.join().unwrap();
     let status = wait_exit(
@@ -307,21 +313,7 @@ fn restarts_after_outputs_without_a_checkpoint_equal_an_uninterrupted_run_byte_f
     let mut kills = Vec::new();
     // The first output, then more than half of them.
     for k in [1, total / 2] {
-        let mut run = Reaper(spawn_run(&config, &["-w", "2"]));
-        let deadline = Instant::now() + Duration::from_secs(120);
-        let out = loop {
-            let n = distinct_keys(&read_topic(&tansu.brokers, "causeway_sli"));
-            if n >= k {
-                break n;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{k} SLI records not out in 120 s"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        run.0.kill().unwrap(); // SIGKILL
-        let _ = run.0.wait();
+        let out = kill_after_sli_records(&tansu.brokers, &config, k);
         kills.push(format!("{out} SLI records out"));
         for _ in 0..2 {
             let ms = splitmix(&mut seed) % 500;
