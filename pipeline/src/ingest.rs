@@ -1,9 +1,11 @@
 //! Ingest: from a partition's messages to the dataflow's input collections.
 //!
-//! For each message: decode it, reject what is bad, classify lateness, and insert
-//! each accepted record at its event-time second; audit records and deploy
-//! events also get their scheduled retraction (see `causeway_jobs::params`),
-//! spans and logs are evicted by the jobs themselves.
+//! For each message: decode it, reject what is bad, classify lateness, and send
+//! each accepted span, log and audit record in compact form to the worker that
+//! correlates it ([`Records`]; the correlate operator places it by its event
+//! time and evicts it itself). Audit records and deploy events also enter
+//! their differential collections at their event-time second, with their
+//! scheduled retraction (see `causeway_jobs::params`).
 //!
 //! **Lateness** is judged per partition: a record is late when its event time is
 //! below its own partition's watermark (newest event time seen there minus
