@@ -11,7 +11,7 @@
 //! consumer lag and state size (its own `/metrics`), how many messages were
 //! produced, and how far Causeway's watermark is behind the feeder's event time
 //! (the lag measured independently of the broker's high watermarks, which tansu
-//! reports stale). The report gives the slope of RSS over the second half of
+//! reports stale). The report gives the Theil–Sen slope of RSS over the second half of
 //! the steady phase (the part after the trace horizon first filled), the lag
 //! bounds, and the peak RSS of the catch-up: the memory ceiling when Causeway
 //! reads slower than its input arrives.
@@ -96,7 +96,7 @@ pub struct SoakReport {
     pub steady: Vec<Sample>,
     /// The bursts, in order.
     pub bursts: Vec<Burst>,
-    /// Least-squares slope of RSS over the second half of the steady phase, MiB/min.
+    /// Slope ([`robust_slope`]) of RSS over the second half of the steady phase, MiB/min.
     pub rss_slope_mib_per_min: f64,
     /// The same slope of the state records, records/min.
     pub state_slope_per_min: f64,
@@ -160,6 +160,30 @@ pub fn slope(points: &[(f64, f64)]) -> f64 {
         0.0
     } else {
         sxy / sxx
+    }
+}
+
+/// Theil–Sen slope of `y` over `x`: the median of the slopes between every
+/// two points. A leak shows as the same trend as with least squares, but one
+/// sample taken while a burst of records is held (RSS follows the records
+/// held up and back down) no longer sets the trend of a short series.
+pub fn robust_slope(points: &[(f64, f64)]) -> f64 {
+    let mut slopes: Vec<f64> = points
+        .iter()
+        .enumerate()
+        .flat_map(|(i, a)| points[i + 1..].iter().map(move |b| (a, b)))
+        .filter(|(a, b)| b.0 != a.0)
+        .map(|(a, b)| (b.1 - a.1) / (b.0 - a.0))
+        .collect();
+    if slopes.is_empty() {
+        return 0.0;
+    }
+    slopes.sort_by(f64::total_cmp);
+    let n = slopes.len();
+    if n % 2 == 1 {
+        slopes[n / 2]
+    } else {
+        (slopes[n / 2 - 1] + slopes[n / 2]) / 2.0
     }
 }
 
@@ -410,13 +434,13 @@ pub fn soak(opts: &SoakOptions, mut progress: impl FnMut(&str, &Sample)) -> Soak
 
     let half = &report.steady[report.steady.len() / 2..];
     let to_min = |s: &Sample| s.at_s / 60.0;
-    report.rss_slope_mib_per_min = slope(
+    report.rss_slope_mib_per_min = robust_slope(
         &half
             .iter()
             .map(|s| (to_min(s), s.rss_kib as f64 / 1024.0))
             .collect::<Vec<_>>(),
     );
-    report.state_slope_per_min = slope(
+    report.state_slope_per_min = robust_slope(
         &half
             .iter()
             .map(|s| (to_min(s), s.state as f64))
@@ -428,4 +452,21 @@ pub fn soak(opts: &SoakOptions, mut progress: impl FnMut(&str, &Sample)) -> Soak
         }
     }
     report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn robust_slope_follows_a_trend_and_ignores_one_spike() {
+        let leak: Vec<(f64, f64)> = (0..6).map(|i| (i as f64, 70.0 + 2.0 * i as f64)).collect();
+        assert!((robust_slope(&leak) - 2.0).abs() < 1e-9);
+        assert!((slope(&leak) - 2.0).abs() < 1e-9);
+        let mut spike: Vec<(f64, f64)> = (0..6).map(|i| (i as f64, 71.0)).collect();
+        spike[4].1 = 80.0;
+        assert_eq!(robust_slope(&spike), 0.0);
+        assert!(slope(&spike) > 0.5);
+        assert_eq!(robust_slope(&[(1.0, 5.0)]), 0.0);
+    }
 }
