@@ -13,14 +13,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use causeway::kafka::close;
+use causeway::kafka::{close, produce_input};
 use causeway::sources::file::{list_inputs, open};
 use causeway::sources::Topic;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{
     BaseProducer, BaseRecord, DefaultProducerContext, Producer, ThreadedProducer,
 };
@@ -445,24 +444,14 @@ fn produce_messages(brokers: &str, dir: &Path, keep: &mut Keep<'_>) -> usize {
         if !keep((topic, p, enc), &m.payload) {
             return;
         }
-        let mut rec = BaseRecord::<(), [u8]>::to(topic.default_name())
-            .partition(p)
-            .payload(&m.payload);
-        if let Some(tp) = &m.traceparent {
-            rec = rec.headers(OwnedHeaders::new().insert(Header {
-                key: "traceparent",
-                value: Some(tp.as_bytes()),
-            }));
-        }
-        loop {
-            match producer.send(rec) {
-                Ok(()) => break,
-                Err((_, back)) => {
-                    rec = back;
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-            }
-        }
+        produce_input(
+            &producer,
+            topic.default_name(),
+            p,
+            &m.payload,
+            m.traceparent.as_deref(),
+        )
+        .expect("produce an input message");
         n += 1;
     });
     producer

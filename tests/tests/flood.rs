@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use causeway::commands::replay::{replay, ReplayOptions};
+use causeway::kafka::produce_input;
 use causeway::sources::file::{list_inputs, open};
 use causeway::sources::Topic;
 use causeway_benches::workload::{generate, Format, WorkloadConfig};
@@ -35,8 +36,7 @@ use causeway_tests::process::wait_exit;
 use causeway_tests::reference::read_jsonl;
 use prost::Message as _;
 use rdkafka::config::ClientConfig;
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::producer::{DefaultProducerContext, Producer, ThreadedProducer};
 
 const TIME: &str = "[time]\nwindow = \"10s\"\ncorrelation_grace = \"10s\"\ntrace_horizon = \"30s\"\nallowed_lateness = \"10s\"\nidle_timeout = \"3s\"\n";
 
@@ -432,29 +432,9 @@ fn produce(brokers: &str, plan: &Plan) {
         .expect("producer");
     for ((topic, p), msgs) in &plan.messages {
         for (payload, tp) in msgs {
-            let mut rec = BaseRecord::<(), [u8]>::to(topic.default_name())
-                .partition(*p)
-                .payload(payload);
-            if let Some(tp) = tp {
-                rec = rec.headers(OwnedHeaders::new().insert(Header {
-                    key: "traceparent",
-                    value: Some(tp.as_bytes()),
-                }));
-            }
-            loop {
-                match producer.send(rec) {
-                    Ok(()) => break,
-                    Err((e, back)) => {
-                        assert!(
-                            e.rdkafka_error_code()
-                                == Some(rdkafka::types::RDKafkaErrorCode::QueueFull),
-                            "produce: {e}"
-                        );
-                        rec = back;
-                        std::thread::sleep(Duration::from_millis(2));
-                    }
-                }
-            }
+            // Only a full queue is waited out; any other error fails the test.
+            produce_input(&producer, topic.default_name(), *p, payload, tp.as_deref())
+                .unwrap_or_else(|e| panic!("produce: {e}"));
         }
     }
     producer.flush(Duration::from_secs(300)).expect("flush");

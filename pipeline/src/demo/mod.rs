@@ -18,27 +18,12 @@ impl DemoMessage {
         producer: &rdkafka::producer::ThreadedProducer<rdkafka::producer::DefaultProducerContext>,
         topic: &str,
     ) -> rdkafka::error::KafkaResult<()> {
-        use rdkafka::message::{Header, OwnedHeaders};
-        use rdkafka::producer::BaseRecord;
-        use rdkafka::types::RDKafkaErrorCode;
-        let mut rec = BaseRecord::<(), [u8]>::to(topic)
-            .partition(self.partition as i32)
-            .payload(&self.payload);
-        if let Some(tp) = &self.traceparent {
-            rec = rec.headers(OwnedHeaders::new().insert(Header {
-                key: "traceparent",
-                value: Some(tp.as_bytes()),
-            }));
-        }
-        loop {
-            match producer.send(rec) {
-                Ok(()) => return Ok(()),
-                Err((e, back)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {
-                    rec = back;
-                    std::thread::sleep(std::time::Duration::from_millis(2));
-                }
-                Err((e, _)) => return Err(e),
-            }
-        }
+        crate::kafka::produce_input(
+            producer,
+            topic,
+            self.partition as i32,
+            &self.payload,
+            self.traceparent.as_deref(),
+        )
     }
 }

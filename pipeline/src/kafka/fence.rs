@@ -92,6 +92,21 @@ fn write_fences(
     Ok(ends)
 }
 
+/// Every (topic, partition) of `topics`.
+fn partitions_of<C: rdkafka::consumer::ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    k: &KafkaConfig,
+    topics: &[&str],
+) -> Result<Vec<(String, i32)>, KafkaSetupError> {
+    let mut all = Vec::new();
+    for topic in topics {
+        for p in topic_partitions(consumer, k, topic)? {
+            all.push((topic.to_string(), p));
+        }
+    }
+    Ok(all)
+}
+
 /// The offset just after a fence record written now to each partition of
 /// `topics`: every record written from now on is at or after it (an empty
 /// topic list gives none).
@@ -103,12 +118,7 @@ pub fn fenced_ends(
         .set("group.id", format!("{}-readback", k.group_id))
         .create()
         .map_err(KafkaSetupError::Client)?;
-    let mut fenced = Vec::new();
-    for topic in topics {
-        for p in topic_partitions(&consumer, k, topic)? {
-            fenced.push((topic.to_string(), p));
-        }
-    }
+    let fenced = partitions_of(&consumer, k, topics)?;
     drop(consumer);
     let ends = write_fences(k, &fenced)?;
     Ok(ends.into_iter().map(|((t, p), o)| (t, p, o + 1)).collect())
@@ -133,15 +143,12 @@ pub fn read_fenced(k: &KafkaConfig, topics: &[&str]) -> Result<Vec<Stored>, Kafk
         .create()
         .map_err(KafkaSetupError::Client)?;
     let mut tpl = TopicPartitionList::new();
-    let mut fenced = Vec::new();
-    for topic in topics {
-        for p in topic_partitions(&consumer, k, topic)? {
-            fenced.push((topic.to_string(), p));
-            // From the beginning: some brokers (tansu 0.6) return nothing for a
-            // fetch that starts inside a batch.
-            tpl.add_partition_offset(topic, p, Offset::Beginning)
-                .map_err(op("seeking"))?;
-        }
+    let fenced = partitions_of(&consumer, k, topics)?;
+    for (topic, p) in &fenced {
+        // From the beginning: some brokers (tansu 0.6) return nothing for a
+        // fetch that starts inside a batch.
+        tpl.add_partition_offset(topic, *p, Offset::Beginning)
+            .map_err(op("seeking"))?;
     }
     let mut ends = write_fences(k, &fenced)?;
     consumer.assign(&tpl).map_err(op("assigning partitions"))?;

@@ -25,7 +25,7 @@ pub use checkpoint::{
 };
 pub use fence::{fenced_ends, read_fenced, Stored, FENCE_KEY};
 pub use health::Health;
-pub use producer::{flush, producer, Acks};
+pub use producer::{flush, produce_input, producer, Acks};
 pub use topics::{discover, inputs, topic_partitions, InputPartition};
 
 /// librdkafka's prefetch per input partition, KiB (`queued.max.messages.kbytes`).

@@ -239,3 +239,35 @@ pub(crate) fn send(
         }
     }
 }
+
+/// Produces `payload` to `partition` of `topic` as an OpenTelemetry
+/// Collector's kafka exporter would (a `traceparent` header when given),
+/// waiting while the producer's queue is full. Any other error is returned.
+/// For feeding inputs: the demo, benches and tests.
+pub fn produce_input(
+    producer: &ThreadedProducer<rdkafka::producer::DefaultProducerContext>,
+    topic: &str,
+    partition: i32,
+    payload: &[u8],
+    traceparent: Option<&str>,
+) -> rdkafka::error::KafkaResult<()> {
+    let mut rec = BaseRecord::<(), [u8]>::to(topic)
+        .partition(partition)
+        .payload(payload);
+    if let Some(tp) = traceparent {
+        rec = rec.headers(OwnedHeaders::new().insert(rdkafka::message::Header {
+            key: "traceparent",
+            value: Some(tp.as_bytes()),
+        }));
+    }
+    loop {
+        match producer.send(rec) {
+            Ok(()) => return Ok(()),
+            Err((e, back)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {
+                rec = back;
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            Err((e, _)) => return Err(e),
+        }
+    }
+}
